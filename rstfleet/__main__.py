@@ -1,0 +1,3 @@
+from rstfleet.cli import main
+
+raise SystemExit(main())
