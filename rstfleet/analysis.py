@@ -1,0 +1,97 @@
+"""From per-host results to verdicts and a ranking: pure functions, no I/O.
+
+The rate is the alert's own figure: Tcp OutRsts growth over the measured window, per second.
+Verdicts (defaults documented in the README):
+    crit   rate >= crit threshold
+    warn   rate >= warn threshold, or a Netdata-style spike: the window average is more than
+           spike_factor times the lifetime baseline (with the baseline floored at spike_floor/s,
+           so a quiet host going from 0.01/s to 0.5/s is not a spike)
+    ok     otherwise
+    unknown  the host could not be checked
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .results import OK, HostResult
+
+VERDICT_ORDER = {"crit": 3, "warn": 2, "ok": 1, "unknown": 0}
+FAIL_ON = ("warn", "crit", "never")
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_OVER_THRESHOLD = 4
+EXIT_HOSTS_MISSED = 8
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    warn: float = 10.0
+    crit: float = 100.0
+    spike_factor: float = 10.0
+    spike_floor: float = 5.0
+
+
+@dataclass
+class Assessment:
+    result: HostResult
+    rank: int | None
+    resets_sent_per_s: float | None
+    baseline_per_s: float | None
+    verdict: str
+    spike: bool
+    window_s: float | None
+
+    @property
+    def host(self) -> str:
+        return self.result.host
+
+
+def resets_rate(probe: dict) -> tuple[float | None, float | None]:
+    """(OutRsts per second over the window, measured window in seconds)."""
+    window = probe["window"]["measured_s"]
+    delta = probe["tcp"]["delta"].get("OutRsts")
+    if delta is None or window <= 0:
+        return None, window
+    return delta / window, window
+
+
+def verdict_for(rate: float | None, baseline: float | None, thresholds: Thresholds) -> tuple[str, bool]:
+    if rate is None:
+        return "unknown", False
+    spike = rate > thresholds.spike_factor * max(baseline or 0.0, thresholds.spike_floor)
+    if rate >= thresholds.crit:
+        return "crit", spike
+    if rate >= thresholds.warn or spike:
+        return "warn", spike
+    return "ok", spike
+
+
+def assess(results: list[HostResult], thresholds: Thresholds = Thresholds()) -> list[Assessment]:
+    """Rank checked hosts by resets sent per second, worst first; unchecked hosts follow by name."""
+    checked, missed = [], []
+    for result in results:
+        if result.status != OK or result.probe is None:
+            missed.append(Assessment(result, None, None, None, "unknown", False, None))
+            continue
+        rate, window = resets_rate(result.probe)
+        baseline = (result.probe.get("baseline") or {}).get("OutRsts_per_s_lifetime")
+        verdict, spike = verdict_for(rate, baseline, thresholds)
+        checked.append(Assessment(result, None, rate, baseline, verdict, spike, window))
+    checked.sort(key=lambda a: (-(a.resets_sent_per_s or 0.0), a.host))
+    for rank, assessment in enumerate(checked, start=1):
+        assessment.rank = rank
+    missed.sort(key=lambda a: a.host)
+    return checked + missed
+
+
+def exit_code(assessments: list[Assessment], fail_on: str = "warn") -> int:
+    """Bit flags, so a pipeline can tell both apart: 4 = over threshold, 8 = hosts not checked."""
+    code = EXIT_OK
+    floor = VERDICT_ORDER.get(fail_on)  # "never": thresholds never fail the run
+    if floor is not None and any(VERDICT_ORDER[a.verdict] >= floor for a in assessments if a.verdict != "unknown"):
+        code |= EXIT_OVER_THRESHOLD
+    if any(a.verdict == "unknown" for a in assessments):
+        code |= EXIT_HOSTS_MISSED
+    return code

@@ -1,0 +1,463 @@
+"""The lab fleet: N hosts made of Linux network namespaces, each with its own sshd.
+
+``up(3)`` builds, in 198.18.0.0/15 (RFC 2544 benchmarking range) block k (a /22 per lab):
+
+    bridge rfb<k> 198.18.x.1 ── veth rf<k>v<i> ── eth0 in namespace rf<k>-h<i>, 198.18.x.(1+i)
+
+and starts one sshd per namespace, in a private mount namespace where root's ``~/.bashrc``
+and ``~/.profile`` are hidden (so a session gets ``/usr/bin/python3``, not pyenv's).
+Everything lives under ``/run/rstfleet-lab/<name>/``: keys, ``known_hosts``, an Ansible
+``inventory.yml`` usable by both rstfleet and ansible-playbook, and ``state.json``.
+``down(name)`` removes all of it. Each namespace has its own TCP counters, so
+``/proc/net/snmp`` read inside host i counts only host i's resets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import ipaddress
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+from rstfleet.lab_traffic import Injector, inject_closed_port, inject_port_scan  # noqa: F401 (re-export)
+
+LAB_ROOT = Path("/run/rstfleet-lab")
+LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
+BLOCK = 1024  # addresses per lab (/22)
+MAX_LABS = LAB_NETWORK.num_addresses // BLOCK  # 128
+MAX_HOSTS = BLOCK - 3  # .0 network, .1 bridge, last = broadcast
+SSHD = "/usr/sbin/sshd"
+NAME_RE = re.compile(r"[a-z0-9]{1,8}")
+WORKERS = 8
+HIDDEN_DOTFILES = (".bashrc", ".profile", ".bash_profile", ".bash_login")
+
+
+class LabError(RuntimeError):
+    """Something about the lab is wrong; the message says what to do next."""
+
+
+@dataclass
+class LabHost:
+    name: str  # "h01"
+    namespace: str  # "rf0-h1"
+    address: str  # "198.18.0.2"
+
+
+@dataclass
+class Lab:
+    name: str
+    index: int
+    state_dir: Path
+    hosts: list[LabHost]
+    bridge: str
+    gateway: str
+    inventory_path: Path
+    known_hosts_path: Path
+    key_path: Path
+
+    def host(self, name: str) -> LabHost:
+        """Find a host by inventory name ("h01"), namespace ("rf0-h1") or address."""
+        for h in self.hosts:
+            if name in (h.name, h.namespace, h.address):
+                return h
+        raise KeyError(f"lab {self.name!r} has no host {name!r} (hosts: {self.hosts[0].name}..{self.hosts[-1].name})")
+
+    def _h(self, host: LabHost | str) -> LabHost:
+        return host if isinstance(host, LabHost) else self.host(host)
+
+    def host_dir(self, host: LabHost | str) -> Path:
+        return self.state_dir / self._h(host).name
+
+    def run_in(self, host: LabHost | str, argv: list[str], **kw) -> subprocess.CompletedProcess:
+        """Run ``argv`` inside the host's network namespace (``ip netns exec``); output captured as text."""
+        if not {"stdout", "stderr", "capture_output"} & kw.keys():
+            kw["capture_output"] = True
+        kw.setdefault("text", True)
+        kw.setdefault("timeout", 60)
+        return subprocess.run(["ip", "netns", "exec", self._h(host).namespace, *argv], **kw)
+
+    def sshd_pids(self, host: LabHost | str) -> list[int]:
+        """The host's listening sshd (its command line names this host's config file)."""
+        conf = str(self.host_dir(host) / "sshd_config")
+        pids = _namespace_pids([self._h(host).namespace]).get(self._h(host).namespace, [])
+        return [p for p in pids if conf in _cmdline(p)]
+
+    def stop_sshd(self, host: LabHost | str) -> None:
+        """Kill the host's listening sshd, so port 22 refuses (open sessions are left alone)."""
+        h = self._h(host)
+        _kill_and_wait(self.sshd_pids(h), signal.SIGTERM)
+        (self.host_dir(h) / "sshd.pid").unlink(missing_ok=True)
+
+    def start_sshd(self, host: LabHost | str) -> None:
+        """Start the host's sshd (no-op if running) and wait until it serves its banner."""
+        h = self._h(host)
+        if not self.sshd_pids(h):
+            _start_sshd(self.host_dir(h), h)
+            _wait_ready(self, [h], timeout=10.0)
+
+    def regenerate_host_key(self, host: LabHost | str) -> None:
+        """New host key and restarted sshd; ``known_hosts`` keeps the old key (a "key changed" host)."""
+        h = self._h(host)
+        self.stop_sshd(h)
+        for suffix in ("", ".pub"):
+            (self.host_dir(h) / f"ssh_host_ed25519_key{suffix}").unlink(missing_ok=True)
+        _keygen(self.host_dir(h) / "ssh_host_ed25519_key", f"rstfleet-lab-{h.name}")
+        self.start_sshd(h)
+
+
+
+def _run(argv: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(argv[:4])} failed (exit {proc.returncode}): {proc.stderr.strip()[:2000]}")
+    return proc
+
+
+def _tail(path: Path) -> str:
+    return path.read_text()[-1000:].strip() if path.exists() else ""
+
+
+def _keygen(path: Path, comment: str) -> None:
+    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (pid 1 here may not reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _namespace_pids(namespaces: list[str]) -> dict[str, list[int]]:
+    """Like ``ip netns pids NS`` for many namespaces at once: one pass over /proc."""
+    inodes = {}
+    for ns in namespaces:
+        with contextlib.suppress(OSError):
+            st = os.stat(f"/run/netns/{ns}")
+            inodes[(st.st_dev, st.st_ino)] = ns
+    found: dict[str, list[int]] = {ns: [] for ns in inodes.values()}
+    if not inodes:
+        return found
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                st = os.stat(f"/proc/{entry.name}/ns/net")
+                if (st.st_dev, st.st_ino) in inodes:
+                    found[inodes[(st.st_dev, st.st_ino)]].append(int(entry.name))
+    return found
+
+
+def _kill_and_wait(pids: list[int], sig: int, timeout: float = 5.0) -> list[int]:
+    """Signal ``pids``; SIGKILL what is left after ``timeout``; return pids still alive."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if alive and sig != signal.SIGKILL:
+        return _kill_and_wait(alive, signal.SIGKILL, timeout)
+    return alive
+
+
+def _ssh_banner(address: str, timeout: float = 1.0) -> bytes | None:
+    """Read sshd's version banner (then close cleanly: nothing unread, so no RST)."""
+    try:
+        with socket.create_connection((address, 22), timeout=timeout) as sock:
+            return sock.recv(256) or None
+    except OSError:
+        return None
+
+
+SSHD_CONFIG = (  # one sshd per host; no Subsystem line, so no sftp
+    "ListenAddress {address}:22\nHostKey {host_dir}/ssh_host_ed25519_key\nPidFile {host_dir}/sshd.pid\n"
+    "AuthorizedKeysFile {state_dir}/authorized_keys\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
+    "PasswordAuthentication no\nKbdInteractiveAuthentication no\nMaxStartups 1000\nMaxSessions 50\n"
+    "UseDNS no\nPrintMotd no\nPrintLastLog no\nLogLevel ERROR\n")
+
+
+def _start_sshd(host_dir: Path, host: LabHost) -> None:
+    """sshd in the host's netns and a private mount namespace with root's dotfiles hidden."""
+    (host_dir / "sshd.pid").unlink(missing_ok=True)
+    home = pwd.getpwnam("root").pw_dir
+    empty = host_dir.parent / "empty"
+    hide = " ".join(f"{home}/{name}" for name in HIDDEN_DOTFILES)
+    script = (f'for f in {hide}; do if [ -e "$f" ]; then mount --bind {empty} "$f" || exit 3; fi; done; '
+              f"exec {SSHD} -f {host_dir / 'sshd_config'} -E {host_dir / 'sshd.log'}")
+    proc = subprocess.run(["ip", "netns", "exec", host.namespace, "unshare", "-m", "--propagation", "private",
+                           "sh", "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise LabError(f"sshd for {host.name} ({host.namespace}) did not start: {proc.stderr.strip()} "
+                       f"{_tail(host_dir / 'sshd.log')}")
+
+
+def _wait_ready(lab: Lab, hosts: list[LabHost], timeout: float) -> None:
+    """sshd writes its pid file after listen(): wait for it, then check the banner once."""
+    deadline = time.monotonic() + timeout
+    pending = list(hosts)
+    while pending:
+        pending = [h for h in pending if not (lab.host_dir(h) / "sshd.pid").exists()]
+        if pending and time.monotonic() > deadline:
+            h = pending[0]
+            raise LabError(f"sshd of {h.name} ({h.namespace}, {h.address}) wrote no pid file within "
+                           f"{timeout:.0f} s ({len(pending)} hosts pending); log: {_tail(lab.host_dir(h) / 'sshd.log')}")
+        time.sleep(0.01 if pending else 0)
+    with ThreadPoolExecutor(WORKERS) as pool:
+        banners = list(pool.map(lambda h: _ssh_banner(h.address, 2.0), hosts))
+    for h, banner in zip(hosts, banners):
+        if not (banner or b"").startswith(b"SSH-"):
+            raise LabError(f"{h.name} ({h.address}) does not serve ssh on port 22 (got {banner!r}); "
+                           f"log: {_tail(lab.host_dir(h) / 'sshd.log')}")
+
+
+
+def _check_name(name: str) -> None:
+    if not NAME_RE.fullmatch(name):
+        raise ValueError(f"lab name must match [a-z0-9]{{1,8}}, got {name!r}")
+
+
+def _plan(name: str, index: int, n: int) -> Lab:
+    state_dir = LAB_ROOT / name
+    base = LAB_NETWORK.network_address + index * BLOCK
+    width = max(2, len(str(n)))
+    hosts = [LabHost(f"h{i:0{width}d}", f"rf{index}-h{i}", str(base + 1 + i)) for i in range(1, n + 1)]
+    return Lab(name, index, state_dir, hosts, f"rfb{index}", str(base + 1), state_dir / "inventory.yml",
+               state_dir / "known_hosts", state_dir / "id_ed25519")
+
+
+def _write_state(lab: Lab, ready: bool) -> None:
+    state = {"name": lab.name, "index": lab.index, "bridge": lab.bridge, "gateway": lab.gateway,
+             "subnet": str(ipaddress.ip_network(f"{lab.gateway}/22", strict=False)),
+             "hosts": [asdict(h) for h in lab.hosts], "ready": ready}
+    tmp = lab.state_dir / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(lab.state_dir / "state.json")
+
+
+def _used_indices() -> set[int]:
+    used = set()
+    for state_file in LAB_ROOT.glob("*/state.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            used.add(int(json.loads(state_file.read_text())["index"]))
+    names = _run(["ip", "-o", "link", "show"], check=False).stdout + _run(["ip", "netns", "list"], check=False).stdout
+    used.update(int(k) for k in re.findall(r"\brfb?(\d+)(?:-h|v)?\d*\b", names))
+    return used
+
+
+def _allocate(name: str, n: int) -> Lab:
+    """Reserve a free index under the lock and record it at once, so down() can always clean up."""
+    LAB_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(LAB_ROOT / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (LAB_ROOT / name).exists():
+            raise LabError(f"lab {name!r} already exists ({LAB_ROOT / name}); "
+                           f"use load({name!r}) or `rstfleet lab down --name {name}` first")
+        used = _used_indices()
+        free = [k for k in range(MAX_LABS) if k not in used]
+        if not free:
+            raise LabError(f"all {MAX_LABS} lab slots of 198.18.0.0/15 are in use; remove one with `down`")
+        lab = _plan(name, free[0], n)
+        lab.state_dir.mkdir(mode=0o700)
+        _write_state(lab, ready=False)
+    return lab
+
+
+def load(name: str = "lab") -> Lab:
+    """The lab recorded in ``/run/rstfleet-lab/<name>/state.json``."""
+    _check_name(name)
+    try:
+        state = json.loads((LAB_ROOT / name / "state.json").read_text())
+    except FileNotFoundError:
+        raise LabError(f"no lab {name!r} (no {LAB_ROOT / name / 'state.json'}); create it with `up`") from None
+    lab = _plan(name, int(state["index"]), len(state["hosts"]))
+    lab.hosts = [LabHost(**h) for h in state["hosts"]]
+    return lab
+
+
+
+def _build_network(lab: Lab) -> None:
+    lines = [f"link add {lab.bridge} type bridge", f"addr add {lab.gateway}/22 dev {lab.bridge}",
+             f"link set {lab.bridge} up"]
+    for i, h in enumerate(lab.hosts, 1):
+        veth = f"rf{lab.index}v{i}"
+        lines += [f"netns add {h.namespace}", f"link add {veth} type veth peer name eth0 netns {h.namespace}",
+                  f"link set {veth} addrgenmode none", f"link set {veth} master {lab.bridge} up"]
+    _run(["ip", "-batch", "-"], stdin="\n".join(lines) + "\n")
+
+    def inside(h: LabHost) -> None:
+        _run(["ip", "-n", h.namespace, "-batch", "-"], stdin=f"link set eth0 addrgenmode none\n"
+             f"addr add {h.address}/22 dev eth0\nlink set eth0 up\nlink set lo up\n")
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(inside, lab.hosts))
+
+
+def up(n: int, name: str = "lab") -> Lab:
+    """Create and start a lab of ``n`` hosts; refuses if a lab of that name exists."""
+    _check_name(name)
+    if not 1 <= n <= MAX_HOSTS:
+        raise ValueError(f"a lab has 1..{MAX_HOSTS} hosts, got {n}")
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, bridge, sshd)")
+    if not os.access(SSHD, os.X_OK):
+        raise LabError(f"{SSHD} is missing: apt-get install openssh-server")
+    lab = _allocate(name, n)
+    try:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        (lab.state_dir / "empty").write_text("")
+        _keygen(lab.key_path, f"rstfleet-lab-{name}")
+        shutil.copyfile(f"{lab.key_path}.pub", lab.state_dir / "authorized_keys")
+
+        def prepare(h: LabHost) -> None:
+            hd = lab.host_dir(h)
+            hd.mkdir()
+            (hd / "sshd_config").write_text(SSHD_CONFIG.format(address=h.address, host_dir=hd, state_dir=lab.state_dir))
+            _keygen(hd / "ssh_host_ed25519_key", f"rstfleet-lab-{h.name}")
+
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(prepare, lab.hosts))
+            _build_network(lab)
+            list(pool.map(lambda h: _start_sshd(lab.host_dir(h), h), lab.hosts))
+        _wait_ready(lab, lab.hosts, timeout=10.0 + 0.1 * n)
+        lab.known_hosts_path.write_text("".join(
+            f"{h.address} {' '.join((lab.host_dir(h) / 'ssh_host_ed25519_key.pub').read_text().split()[:2])}\n"
+            for h in lab.hosts))
+        inventory = {"lab": {"hosts": {h.name: {"ansible_host": h.address} for h in lab.hosts}, "vars": {
+            "ansible_user": "root", "ansible_ssh_private_key_file": str(lab.key_path),
+            "ansible_ssh_common_args": f"-o UserKnownHostsFile={lab.known_hosts_path}"}}}
+        lab.inventory_path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+        _write_state(lab, ready=True)
+    except BaseException:
+        down(name)
+        raise
+    return lab
+
+
+def down(name: str = "lab") -> None:
+    """Kill every process in the lab's namespaces, delete namespaces, veths, bridge, state dir.
+
+    Tolerates partial state; raises only if something it tried to remove is still there.
+    """
+    _check_name(name)
+    state_dir = LAB_ROOT / name
+    try:
+        lab = load(name)
+    except (LabError, OSError, ValueError, KeyError):
+        lab = None
+    if lab is not None:
+        namespaces = [h.namespace for h in lab.hosts]
+        pids = [p for ps in _namespace_pids(namespaces).values() for p in ps]
+        survivors = _kill_and_wait(pids, signal.SIGKILL)
+        # Deleting a namespace destroys its veth pair; the kernel does that in one batch (~0.1 s
+        # for 100), much faster than `link del` one veth at a time (~2 s for 100).
+        lines = [f"netns del {ns}" for ns in namespaces] + [f"link del {lab.bridge}"]
+        _run(["ip", "-force", "-batch", "-"], stdin="\n".join(lines) + "\n", check=False)
+        veths = {f"rf{lab.index}v{i}" for i in range(1, len(lab.hosts) + 1)} | {lab.bridge}
+        deadline = time.monotonic() + 10
+        while (left := sorted(veths & set(os.listdir("/sys/class/net")))) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        listed = set(_run(["ip", "netns", "list"], check=False).stdout.split())
+        left += [ns for ns in namespaces if ns in listed]
+        if left or survivors:
+            raise LabError(f"down({name!r}) left {left[:5]} and processes {survivors[:5]}; run it again")
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def status(name: str = "lab") -> dict:
+    """Per host: does the namespace exist, is sshd running, does port 22 serve a banner."""
+    lab = load(name)
+    pids = _namespace_pids([h.namespace for h in lab.hosts])
+
+    def one(h: LabHost) -> dict:
+        conf = str(lab.host_dir(h) / "sshd_config")
+        return {**asdict(h), "namespace_exists": h.namespace in pids,
+                "sshd_running": any(conf in _cmdline(p) for p in pids.get(h.namespace, [])),
+                "port22_open": (_ssh_banner(h.address, 0.5) or b"").startswith(b"SSH-")}
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        hosts = list(pool.map(one, lab.hosts))
+    return {"name": lab.name, "index": lab.index, "bridge": lab.bridge, "gateway": lab.gateway,
+            "bridge_exists": Path(f"/sys/class/net/{lab.bridge}").exists(), "state_dir": str(lab.state_dir),
+            "inventory": str(lab.inventory_path), "hosts": hosts}
+
+
+@contextlib.contextmanager
+def lab_context(n: int, name: str = "lab") -> Iterator[Lab]:
+    """``with lab_context(3, "tlab") as lab: ...`` — the lab is removed whatever happens inside."""
+    lab = up(n, name)
+    try:
+        yield lab
+    finally:
+        down(name)
+
+
+
+def main(argv: list[str]) -> int:
+    """``up N``, ``down``, ``status`` (exit 1 unless every host serves ssh), ``inject ADDRESS``."""
+    parser = argparse.ArgumentParser(prog="rstfleet lab", description="network-namespace lab fleet")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up, p_down, p_status = (sub.add_parser(c) for c in ("up", "down", "status"))
+    p_up.add_argument("n", type=int, help="number of hosts")
+    for p in (p_up, p_down, p_status):
+        p.add_argument("--name", default="lab")
+    p_inj = sub.add_parser("inject", help="make a lab host send resets: connects to a closed port")
+    p_inj.add_argument("address")
+    p_inj.add_argument("--rate", type=float, required=True, help="attempts per second")
+    p_inj.add_argument("--duration", type=float, required=True, help="seconds")
+    p_inj.add_argument("--port", type=int, default=9)
+    p_inj.add_argument("--from", dest="source", metavar="NS", help="source network namespace, e.g. rf0-h2")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            started, lab = time.monotonic(), up(args.n, args.name)
+            print(f"lab {lab.name}: {len(lab.hosts)} hosts {lab.hosts[0].address}..{lab.hosts[-1].address} "
+                  f"up in {time.monotonic() - started:.1f} s\ninventory: {lab.inventory_path}")
+        elif args.command == "down":
+            down(args.name)
+        elif args.command == "status":
+            from tabulate import tabulate
+
+            st = status(args.name)
+            cols = ["name", "namespace", "address", "namespace_exists", "sshd_running", "port22_open"]
+            print(f"lab {st['name']} (index {st['index']}, bridge {st['bridge']} {st['gateway']}/22)")
+            print(tabulate([[h[c] for c in cols] for h in st["hosts"]],
+                           headers=["host", "namespace", "address", "netns", "sshd", "port 22"]))
+            return 0 if all(all(h[c] for c in cols[3:]) for h in st["hosts"]) else 1
+        else:
+            with inject_closed_port(args.address, args.rate, args.duration, args.port, args.source) as injector:
+                injector.wait()
+            print(json.dumps(injector.result))
+    except (LabError, ValueError) as exc:
+        print(f"rstfleet lab: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

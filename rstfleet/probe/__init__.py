@@ -1,0 +1,59 @@
+"""Builds the probe script pushed to hosts: the modules of rstfleet.probe.host in one stdin payload.
+
+Nothing is copied to the host's disk. The payload installs a tiny in-memory importer for the
+package name `rstprobe`, so the modules keep their ordinary relative imports and stay testable
+here as rstfleet.probe.host.*.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+HOST_PACKAGE_DIR = Path(__file__).with_name("host")
+# -I: ignore the host's PYTHON* environment and user site; -B: never write .pyc files.
+PYTHON_ARGV = ["python3", "-I", "-B", "-"]
+
+_BOOTSTRAP = '''\
+import sys
+import importlib.abc
+import importlib.util
+_SOURCES = %(sources)r
+
+
+class _InMemory(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves the rstprobe package from the strings above."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        key = "__init__" if fullname == "rstprobe" else fullname[len("rstprobe."):]
+        if (fullname == "rstprobe" or fullname.startswith("rstprobe.")) and key in _SOURCES:
+            return importlib.util.spec_from_loader(fullname, self, is_package=fullname == "rstprobe")
+        return None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        key = "__init__" if module.__name__ == "rstprobe" else module.__name__[len("rstprobe."):]
+        exec(compile(_SOURCES[key], "<rstprobe/%%s.py>" %% key, "exec"), module.__dict__)
+
+
+sys.meta_path.insert(0, _InMemory())
+from rstprobe.main import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+@functools.lru_cache(maxsize=None)
+def probe_script() -> bytes:
+    """The whole probe as one Python script (bytes), ready for `python3 -I -B -` on stdin."""
+    sources = {
+        path.stem: path.read_text(encoding="utf-8")
+        for path in sorted(HOST_PACKAGE_DIR.glob("*.py"))
+    }
+    return (_BOOTSTRAP % {"sources": sources}).encode("utf-8")
+
+
+def probe_argv(window_s: float, extra: list[str] | None = None) -> list[str]:
+    """The remote command line; every argument is ours, never text from a host or a secret."""
+    return PYTHON_ARGV + ["--window", repr(float(window_s))] + list(extra or [])

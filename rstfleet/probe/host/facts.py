@@ -1,0 +1,67 @@
+"""Host facts and sysctls that frame the counters: who we are, what tools exist, how TCP is tuned."""
+
+import os
+import platform
+import shutil
+import socket
+import sys
+
+# The sysctls the alert guide and the listen-queue/time-wait causes turn on.
+SYSCTLS = (
+    "net.ipv4.tcp_syn_retries",
+    "net.ipv4.tcp_abort_on_overflow",
+    "net.core.somaxconn",
+    "net.ipv4.tcp_max_syn_backlog",
+    "net.ipv4.tcp_max_tw_buckets",
+    "net.ipv4.tcp_syncookies",
+)
+# Non-root PATHs often lack the sbin directories where tcpdump lives.
+TOOL_DIRS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/local/bin")
+
+
+def read_sysctls(names=SYSCTLS, root="/proc/sys"):
+    """{name: int or str or None}; None when the kernel or namespace does not expose it."""
+    values = {}
+    for name in names:
+        try:
+            with open(os.path.join(root, *name.split("."))) as handle:
+                text = handle.read().strip()
+        except OSError:
+            values[name] = None
+            continue
+        try:
+            values[name] = int(text)
+        except ValueError:
+            values[name] = text
+    return values
+
+
+def find_tool(name):
+    """Path of a tool on PATH or in the usual sbin/bin directories, else None."""
+    path = os.pathsep.join([os.environ.get("PATH", "")] + list(TOOL_DIRS))
+    return shutil.which(name, path=path)
+
+
+def read_uptime(path="/proc/uptime"):
+    try:
+        with open(path) as handle:
+            return float(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def host_facts():
+    """Identity and capabilities, so the orchestrator can explain what could not be done and why."""
+    tcpdump = find_tool("tcpdump")
+    lsof = find_tool("lsof")
+    return {
+        "hostname": socket.gethostname(),
+        "kernel": platform.release(),
+        "uid": os.getuid(),
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "tcpdump": tcpdump,
+        "lsof": lsof,
+        "has_tcpdump": tcpdump is not None,
+        "has_lsof": lsof is not None,
+    }

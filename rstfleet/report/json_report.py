@@ -1,0 +1,56 @@
+"""The JSON report: versioned, jq-friendly, and complete enough to be re-rendered or merged later.
+
+Top level: schema, generated_at, window_s, thresholds, summary, exit_code, hosts (rank order:
+checked hosts worst first, then unchecked by name). Each host keeps its raw probe document so
+`rstfleet report` can re-assess it with other thresholds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+from ..analysis import Assessment, Thresholds
+
+REPORT_SCHEMA = "rstfleet.report/1"
+
+
+def host_entry(a: Assessment) -> dict:
+    return {
+        "rank": a.rank,
+        "host": a.result.host,
+        "address": a.result.address,
+        "groups": list(a.result.groups),
+        "status": a.result.status,
+        "reason": a.result.reason,
+        "resets_sent_per_s": a.resets_sent_per_s,
+        "baseline_per_s": a.baseline_per_s,
+        "verdict": a.verdict,
+        "spike": a.spike,
+        "window_s": a.window_s,
+        "elapsed_s": round(a.result.elapsed_s, 3),
+        "probe": a.result.probe,
+    }
+
+
+def render_json(assessments: list[Assessment], thresholds: Thresholds, meta: dict) -> str:
+    checked = [a for a in assessments if a.rank is not None]
+    document = {
+        "schema": REPORT_SCHEMA,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "window_s": meta.get("window_s"),
+        "thresholds": dataclasses.asdict(thresholds),
+        "summary": {
+            "hosts": len(assessments),
+            "checked": len(checked),
+            "not_checked": len(assessments) - len(checked),
+            "warn": sum(a.verdict == "warn" for a in assessments),
+            "crit": sum(a.verdict == "crit" for a in assessments),
+            "resets_sent_per_s_total": sum(a.resets_sent_per_s or 0.0 for a in checked),
+            "wall_s": meta.get("wall_s"),
+        },
+        "exit_code": meta.get("exit_code"),
+        "hosts": [host_entry(a) for a in assessments],
+    }
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"

@@ -1,0 +1,110 @@
+"""One record per host, whatever happened: the probe's document when it ran, a status and reason always.
+
+Statuses (as in the JSON report):
+    ok                 the probe ran and its document validated
+    unreachable        no TCP connection to sshd (refused, no route, name does not resolve, timed out)
+    auth_failed        sshd refused every credential offered
+    host_key_rejected  the host key is unknown or differs from known_hosts
+    timeout            the host did not answer within its deadline (tarpit, hung probe)
+    no_python          the host has no python3 to run the probe
+    become_failed      sudo refused or needs a password (-K) for -b
+    probe_error        the probe ran but failed, or its output was not a valid probe document
+    cancelled          the run was interrupted before this host finished
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+OK = "ok"
+UNREACHABLE = "unreachable"
+AUTH_FAILED = "auth_failed"
+HOST_KEY_REJECTED = "host_key_rejected"
+TIMEOUT = "timeout"
+NO_PYTHON = "no_python"
+BECOME_FAILED = "become_failed"
+PROBE_ERROR = "probe_error"
+CANCELLED = "cancelled"
+STATUSES = (OK, UNREACHABLE, AUTH_FAILED, HOST_KEY_REJECTED, TIMEOUT, NO_PYTHON, BECOME_FAILED,
+            PROBE_ERROR, CANCELLED)
+
+SUPPORTED_PROBE_SCHEMA = 1
+MAX_JSON_DEPTH = 32
+
+
+class ProbeOutputError(ValueError):
+    """The probe's stdout is not a probe document we can trust."""
+
+
+@dataclass
+class HostResult:
+    host: str
+    address: str
+    status: str
+    reason: str = ""
+    probe: dict | None = None
+    elapsed_s: float = 0.0
+    groups: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def checked(self) -> bool:
+        return self.status == OK
+
+
+def _depth(value, limit: int, level: int = 0) -> int:
+    if level > limit:
+        raise ProbeOutputError(f"probe output nests deeper than {limit} levels")
+    if isinstance(value, dict):
+        return max([_depth(v, limit, level + 1) for v in value.values()] or [level])
+    if isinstance(value, list):
+        return max([_depth(v, limit, level + 1) for v in value] or [level])
+    return level
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ProbeOutputError(f"probe output field {where} is not a finite number: {value!r:.40}")
+    return value
+
+
+def parse_probe_output(stdout: bytes) -> dict:
+    """Validate the probe's stdout and return its document; ProbeOutputError says what is wrong.
+
+    A host may be broken or hostile, so: strict UTF-8, bounded nesting, the schema version checked,
+    and every number the ranking uses must be finite.
+    """
+    try:
+        text = stdout.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProbeOutputError(f"probe output is not UTF-8 (byte {exc.start})") from None
+    text = text.strip()
+    if not text:
+        raise ProbeOutputError("probe printed nothing")
+    if "\x00" in text:
+        raise ProbeOutputError("probe output contains NUL bytes")
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        raise ProbeOutputError("probe output nests too deeply") from None
+    except ValueError as exc:
+        raise ProbeOutputError(f"probe output is not JSON: {exc}") from None
+    if not isinstance(document, dict) or document.get("kind") != "rstfleet-probe":
+        raise ProbeOutputError("probe output is not an rstfleet probe document")
+    _depth(document, MAX_JSON_DEPTH)
+    if document.get("schema") != SUPPORTED_PROBE_SCHEMA:
+        raise ProbeOutputError(
+            f"probe schema {document.get('schema')!r:.20} is not the supported "
+            f"{SUPPORTED_PROBE_SCHEMA}: run the same rstfleet version everywhere")
+    window = document.get("window")
+    tcp = document.get("tcp")
+    if not isinstance(window, dict) or not isinstance(tcp, dict):
+        raise ProbeOutputError("probe output lacks its window or tcp section")
+    _number(window.get("measured_s"), "window.measured_s")
+    delta = tcp.get("delta")
+    if not isinstance(delta, dict):
+        raise ProbeOutputError("probe output lacks tcp.delta")
+    if "OutRsts" in delta and delta["OutRsts"] is not None:
+        _number(delta["OutRsts"], "tcp.delta.OutRsts")
+    return document

@@ -1,0 +1,259 @@
+"""Reaching a host over SSH with paramiko: OpenSSH's config, known_hosts and key semantics.
+
+One connection, one exec channel per host. Host keys are verified against known_hosts by default;
+an unknown key is refused with the command that trusts it, unless the user asked for OpenSSH's
+`accept-new` behaviour; a changed key is always refused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pwd
+import shlex
+import socket
+import time
+from dataclasses import dataclass, field
+
+import paramiko
+
+from . import DEFAULT_MAX_OUTPUT, RunResult, TransportError
+from ..inventory import Host
+from ..results import AUTH_FAILED, HOST_KEY_REJECTED, TIMEOUT, UNREACHABLE
+
+READ_CHUNK = 65536
+
+
+def user_home() -> str:
+    """Home from the passwd entry, as OpenSSH does (paramiko would use $HOME)."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        return os.path.expanduser("~")
+
+
+def expand_home(path: str) -> str:
+    return user_home() + path[1:] if path.startswith("~") else path
+
+
+@dataclass
+class SSHSettings:
+    """Connection settings from the command line; inventory variables win over them, as in Ansible."""
+    user: str | None = None
+    key_file: str | None = None
+    known_hosts_files: tuple[str, ...] = ()
+    accept_new_host_keys: bool = False
+    connect_timeout: float = 10.0
+    ssh_config_path: str | None = "~/.ssh/config"
+    become: bool = False
+    become_password: str | None = field(default=None, repr=False)
+
+
+@dataclass
+class SSHTarget:
+    """Where and as whom to connect, after inventory, command line and ~/.ssh/config are merged."""
+    hostname: str
+    port: int
+    user: str
+    key_files: list[str]
+    known_hosts_files: list[str]
+    proxy_command: str | None = None
+
+
+def load_ssh_config(path: str | None) -> paramiko.SSHConfig | None:
+    if not path:
+        return None
+    path = expand_home(path)
+    return paramiko.SSHConfig.from_path(path) if os.path.exists(path) else None
+
+
+def resolve_target(host: Host, settings: SSHSettings, config: paramiko.SSHConfig | None) -> SSHTarget:
+    options = config.lookup(host.address) if config else {}
+    hostname = options.get("hostname", host.address)
+    port = host.port or int(options.get("port", 22))
+    user = host.user or settings.user or options.get("user") or pwd.getpwuid(os.getuid()).pw_name
+    keys = [k for k in (host.key_file, settings.key_file) if k] + list(options.get("identityfile", []))
+    known = [k for k in (host.known_hosts_file,) if k] + list(settings.known_hosts_files)
+    if not known:
+        known = options.get("userknownhostsfile", "~/.ssh/known_hosts").split()
+    proxy = options.get("proxycommand")
+    if not proxy and options.get("proxyjump", "none").lower() != "none":
+        # Delegated to the OpenSSH client, which already knows how to reach the jump host.
+        proxy = f"ssh -W {shlex.quote(hostname)}:{port} {shlex.quote(options['proxyjump'])}"
+    return SSHTarget(hostname, port, user, [expand_home(k) for k in keys],
+                     [expand_home(k) for k in known], proxy)
+
+
+class UnknownHostKey(Exception):
+    def __init__(self, hostname: str, key: paramiko.PKey):
+        super().__init__(hostname)
+        self.hostname = hostname
+        self.key = key
+
+
+class RefuseUnknown(paramiko.MissingHostKeyPolicy):
+    def missing_host_key(self, client, hostname, key):
+        raise UnknownHostKey(hostname, key)
+
+
+class AcceptNew(paramiko.MissingHostKeyPolicy):
+    """OpenSSH's StrictHostKeyChecking=accept-new: record a first-seen key, under a file lock."""
+
+    def __init__(self, known_hosts_file: str):
+        self.known_hosts_file = known_hosts_file
+
+    def missing_host_key(self, client, hostname, key):
+        os.makedirs(os.path.dirname(self.known_hosts_file) or ".", mode=0o700, exist_ok=True)
+        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        with open(self.known_hosts_file, "a", encoding="ascii") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.write(line)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def _trust_command(target: SSHTarget) -> str:
+    port = f"-p {target.port} " if target.port != 22 else ""
+    return (f"ssh-keyscan {port}{target.hostname} >> {target.known_hosts_files[0]} "
+            f"(after checking the fingerprint), or rerun with --accept-new-host-keys")
+
+
+class SSHTransport:
+    """One host over SSH. Construct, run() once or more, close()."""
+
+    def __init__(self, host: Host, settings: SSHSettings, config: paramiko.SSHConfig | None = None):
+        self.host = host
+        self.settings = settings
+        self.target = resolve_target(host, settings, config)
+        self.client: paramiko.SSHClient | None = None
+
+    def _connect(self, deadline: float) -> paramiko.SSHClient:
+        target = self.target
+        timeout = max(0.1, min(self.settings.connect_timeout, deadline - time.monotonic()))
+        client = paramiko.SSHClient()
+        for index, path in enumerate(target.known_hosts_files):
+            if os.path.exists(path):
+                (client.load_host_keys if index == 0 else client.load_system_host_keys)(path)
+        client.set_missing_host_key_policy(
+            AcceptNew(target.known_hosts_files[0]) if self.settings.accept_new_host_keys
+            else RefuseUnknown())
+        where = f"{target.user}@{target.hostname}:{target.port}"
+        try:
+            # The TCP connect is ours, so "no route" and "tarpit" are told apart cleanly; the
+            # handshake gets one second more than the banner so the banner's error wins the race.
+            sock = (paramiko.ProxyCommand(target.proxy_command) if target.proxy_command
+                    else socket.create_connection((target.hostname, target.port), timeout=timeout))
+            client.connect(
+                target.hostname, port=target.port, username=target.user,
+                key_filename=target.key_files or None, look_for_keys=not target.key_files,
+                timeout=timeout + 1, banner_timeout=timeout, auth_timeout=timeout,
+                channel_timeout=timeout, sock=sock)
+        except UnknownHostKey as exc:
+            client.close()
+            raise TransportError(HOST_KEY_REJECTED,
+                                 f"host key of {exc.hostname} ({exc.key.get_name()} "
+                                 f"{exc.key.fingerprint}) is not in known_hosts; to trust it: "
+                                 f"{_trust_command(target)}") from None
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise TransportError(HOST_KEY_REJECTED,
+                                 f"host key of {target.hostname} CHANGED: it presented "
+                                 f"{exc.key.get_name()} {exc.key.fingerprint}, known_hosts expects "
+                                 f"{exc.expected_key.fingerprint}; possible impersonation — verify "
+                                 f"the host, then update the known_hosts entry") from None
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise TransportError(AUTH_FAILED, f"{where} refused authentication ({exc}); check -u, "
+                                              f"--private-key or the host's authorized_keys") from None
+        except (socket.timeout, TimeoutError):
+            client.close()
+            raise TransportError(UNREACHABLE, f"no answer from {target.hostname}:{target.port} "
+                                              f"within {timeout:.0f} s (host down or filtered)") from None
+        except paramiko.SSHException as exc:
+            client.close()
+            if "banner" in str(exc).lower() or "no existing session" in str(exc).lower():
+                raise TransportError(TIMEOUT, f"{target.hostname}:{target.port} accepted TCP but sent "
+                                              f"no SSH banner within {timeout:.0f} s (tarpit or "
+                                              f"overloaded sshd)") from None
+            raise TransportError(UNREACHABLE, f"SSH negotiation with {where} failed: {exc}") from None
+        except OSError as exc:
+            client.close()
+            reason = exc.strerror or str(exc)
+            if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+                reason = "; ".join(sorted({e.strerror or str(e) for e in exc.errors.values()}))
+            raise TransportError(UNREACHABLE, f"cannot connect to {target.hostname}:{target.port}: "
+                                              f"{reason}") from None
+        return client
+
+    def _command(self, argv: list[str], stdin: bytes) -> tuple[str, bytes]:
+        if not (self.settings.become or self.host.become):
+            return shlex.join(argv), stdin
+        if self.settings.become_password is None:
+            return shlex.join(["sudo", "-n", "--"] + argv), stdin
+        # The password travels on the channel's stdin, never on a command line: sudo -S reads one
+        # line from stdin and leaves the rest (the probe) to python3.
+        password = self.settings.become_password.encode("utf-8") + b"\n"
+        return shlex.join(["sudo", "-S", "-p", "", "--"] + argv), password + stdin
+
+    def run(self, argv, stdin, deadline, max_output=DEFAULT_MAX_OUTPUT) -> RunResult:
+        if self.client is None:
+            self.client = self._connect(deadline)
+        command, payload = self._command(argv, stdin)
+        try:
+            channel = self.client.get_transport().open_session(
+                timeout=max(0.1, deadline - time.monotonic()))
+            channel.settimeout(max(0.1, deadline - time.monotonic()))
+            channel.exec_command(command)
+            channel.sendall(payload)
+            channel.shutdown_write()
+        except (socket.timeout, TimeoutError):
+            raise TransportError(TIMEOUT, "the host did not accept the command before the deadline") from None
+        except (paramiko.SSHException, OSError) as exc:
+            raise TransportError(UNREACHABLE, f"SSH session failed: {exc}") from None
+        return _collect(channel, deadline, max_output)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+def _collect(channel: paramiko.Channel, deadline: float, max_output: int) -> RunResult:
+    """Read stdout (and stderr alongside) until EOF, the output cap, or the deadline."""
+    stdout, stderr = bytearray(), bytearray()
+    truncated = timed_out = False
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            channel.settimeout(remaining)
+            chunk = channel.recv(READ_CHUNK)
+            while channel.recv_stderr_ready() and len(stderr) <= max_output:
+                stderr += channel.recv_stderr(READ_CHUNK)
+            if not chunk:
+                break
+            stdout += chunk
+            if len(stdout) > max_output:
+                truncated = True
+                break
+        if not truncated and not timed_out:
+            channel.settimeout(max(0.1, min(2.0, deadline - time.monotonic())))
+            while len(stderr) <= max_output:
+                chunk = channel.recv_stderr(READ_CHUNK)
+                if not chunk:
+                    break
+                stderr += chunk
+            if channel.status_event.wait(max(0.0, deadline - time.monotonic())):
+                return RunResult(channel.exit_status, bytes(stdout), bytes(stderr[:max_output]))
+            timed_out = True
+    except (socket.timeout, TimeoutError):
+        timed_out = True
+    except (paramiko.SSHException, OSError):
+        pass
+    finally:
+        channel.close()
+    exit_code = channel.exit_status if channel.exit_status_ready() else None
+    return RunResult(exit_code, bytes(stdout[:max_output]), bytes(stderr[:max_output]),
+                     truncated, timed_out)

@@ -1,0 +1,46 @@
+"""Shared helpers: run the real CLI as a subprocess, and a lab fleet that is always torn down."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, timeout: float = 120, input: bytes | None = None) -> subprocess.CompletedProcess:
+    """`python -m rstfleet ARGS` exactly as a user would run it (fresh process, real stdout/exit code)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "rstfleet", *args], capture_output=True,
+                          timeout=timeout, env=env, input=input, cwd=str(ROOT))
+
+
+def json_report(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def hosts_by_name(report: dict) -> dict:
+    return {h["host"]: h for h in report["hosts"]}
+
+
+def require_root_lab() -> None:
+    """The lab is the real path: its absence is a failure, not a skip."""
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root (network namespaces); run scripts/test.sh as root")
+    if not Path("/usr/sbin/sshd").exists():
+        pytest.fail("lab tests need /usr/sbin/sshd: apt-get install openssh-server (scripts/test.sh does)")
+
+
+@pytest.fixture(scope="module")
+def lab5():
+    """Five lab hosts for one test module, removed afterwards whatever happens."""
+    require_root_lab()
+    from rstfleet import lab as labmod
+    name = "e" + str(os.getpid() % 10000)
+    with labmod.lab_context(5, name) as lab:
+        yield lab
