@@ -6,7 +6,7 @@ Three kinds of input:
   with exactly the fleet's filter, resets provoked by connecting to a closed port on loopback;
 * committed fixtures under tests/fixtures/pcap/: small real captures (one per link type
   tcpdump wrote here, described by real_captures.json) and crafted/hostile files built by
-  the builders below -- regenerate with ``python tests/test_pcap.py`` (real ones need root);
+  the builders below -- regenerate with ``python tests/test_pcap.py [--crafted-only]`` (real ones need root);
 * hypothesis: arbitrary and mutated bytes must give a list or PcapError, nothing else.
 """
 from __future__ import annotations
@@ -66,6 +66,10 @@ def ipv6(src, dst, payload, next_header=6, ext=b""):
 
 def ext_opts(next_header):            # hop-by-hop / destination options, 8 bytes of PadN
     return bytes([next_header, 0, 1, 4, 0, 0, 0, 0])
+
+
+def ext_chain(count):              # hop-by-hop, then destination options ..., then TCP
+    return b"".join(ext_opts(60) for _ in range(count - 1)) + ext_opts(6)
 
 
 def ext_fragment(next_header, offset, more=False):
@@ -189,7 +193,8 @@ def crafted_fixtures():
              ext=ext_opts(60) + ext_opts(44) + ext_fragment(6, 0, more=True)),
         ipv6("2001:db8::1", "2001:db8::9", tcp(91, 42001), next_header=44, ext=ext_fragment(6, 100)),
         ipv6("2001:db8::1", "2001:db8::9", tcp(92, 42002), next_header=17),
-        ipv6("2001:db8::1", "2001:db8::9", tcp(93, 42003), next_header=0, ext=ext_opts(0) * 9),  # too deep
+        ipv6("2001:db8::1", "2001:db8::9", tcp(93, 42003), next_header=0, ext=ext_chain(8)),  # deepest read
+        ipv6("2001:db8::1", "2001:db8::9", tcp(95, 42005), next_header=0, ext=ext_chain(9)),  # too deep
         v4_rst("192.0.2.1", 94, "192.0.2.2", 42004),
     ]
     scan = [eth(v4_rst(SCAN_LOCAL, 1000 + i, SCAN_PEER, 60000)) for i in range(30)]
@@ -525,6 +530,7 @@ def test_ethernet_vlan_ihl_fragments_and_byte_orders(name, ts):
 def test_ipv6_extension_headers_are_walked_and_bounded():
     packets = read_resets(fixture("crafted_raw_ipv6_ext.pcap"))
     assert tuples(packets) == [("2001:db8::1", 90, "2001:db8::9", 42000, None),
+                               ("2001:db8::1", 93, "2001:db8::9", 42003, None),
                                ("192.0.2.1", 94, "192.0.2.2", 42004, None)]
 
 
@@ -717,9 +723,9 @@ def test_mutated_captures_give_a_list_or_pcaperror(data):
 
 # --------------------------------------------------------------------------- regeneration
 
-def _regenerate(out=FIXTURES):  # pragma: no cover - run by hand: python tests/test_pcap.py
+def _regenerate(out=FIXTURES, real=True):  # pragma: no cover - python tests/test_pcap.py [--crafted-only]
     out.mkdir(parents=True, exist_ok=True)
-    if _tcpdump_usable():
+    if real and _tcpdump_usable():
         import tempfile
         plan = {
             "real_lo_en10mb.pcap": ("lo", (), RST_FILTER, [(socket.AF_INET, "127.0.0.1")]),
@@ -746,4 +752,5 @@ def _regenerate(out=FIXTURES):  # pragma: no cover - run by hand: python tests/t
 
 
 if __name__ == "__main__":  # pragma: no cover
-    _regenerate()
+    import sys
+    _regenerate(real="--crafted-only" not in sys.argv[1:])

@@ -165,3 +165,44 @@ def test_a_tarpit_host_times_out_without_delaying_the_others(lab5, tmp_path):
     assert by_name["h01"]["elapsed_s"] < 5
     assert proc.returncode == 8
     assert wall < 10, wall
+
+
+def test_ssh_config_alias_user_and_identity_are_honoured(lab5, tmp_path):
+    host = lab5.host("h04")
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host fourth\n  HostName {host.address}\n  User root\n"
+                      f"  IdentityFile {lab5.key_path}\n  UserKnownHostsFile {lab5.known_hosts_path}\n")
+    out = tmp_path / "alias.json"
+    proc = run_cli("sweep", "-i", "fourth,", "--ssh-config", str(config), "--window", "0.5",
+                   "--format", "json", "-o", str(out))
+    entry = json_report(out)["hosts"][0]
+    assert (entry["host"], entry["status"]) == ("fourth", "ok"), entry["reason"]
+    assert proc.returncode == 0
+
+
+def test_limit_pattern_selects_hosts_and_forks_bound_concurrency(lab5, tmp_path):
+    out = tmp_path / "limit.json"
+    started = time.monotonic()
+    proc = run_cli("sweep", "-i", str(lab5.inventory_path), "-l", "h0*:!h05:!h01", "-f", "1",
+                   "--window", "1", "--format", "json", "-o", str(out))
+    wall = time.monotonic() - started
+    report = json_report(out)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert sorted(h["host"] for h in report["hosts"]) == ["h02", "h03", "h04"]
+    assert wall >= 3.0, wall          # one at a time: three windows back to back
+
+
+def test_no_matching_hosts_is_a_usage_error(lab5):
+    proc = run_cli("sweep", "-i", str(lab5.inventory_path), "-l", "nosuchhost", "--window", "0.1")
+    assert proc.returncode == 2
+    assert b"match" in proc.stderr
+
+
+def test_probe_command_prints_this_hosts_json():
+    proc = run_cli("probe", "--window", "0.2")
+    assert proc.returncode == 0, proc.stderr.decode()
+    import json
+    document = json.loads(proc.stdout)
+    assert document["kind"] == "rstfleet-probe" and document["schema"] == 1
+    assert "OutRsts" in document["tcp"]["delta"]
+    assert set(document["sysctls"]) >= {"net.ipv4.tcp_syn_retries", "net.core.somaxconn"}

@@ -1,9 +1,6 @@
 """Host facts and sysctls that frame the counters: who we are, what tools exist, how TCP is tuned."""
 
 import os
-import platform
-import shutil
-import socket
 import sys
 
 # The sysctls the alert guide and the listen-queue/time-wait causes turn on.
@@ -37,9 +34,15 @@ def read_sysctls(names=SYSCTLS, root="/proc/sys"):
 
 
 def find_tool(name):
-    """Path of a tool on PATH or in the usual sbin/bin directories, else None."""
-    path = os.pathsep.join([os.environ.get("PATH", "")] + list(TOOL_DIRS))
-    return shutil.which(name, path=path)
+    """Path of a tool on PATH or in the usual sbin/bin directories, else None.
+
+    (shutil.which would do, but importing shutil costs the probe a few ms on every host.)
+    """
+    for directory in os.environ.get("PATH", "").split(os.pathsep) + list(TOOL_DIRS):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def read_uptime(path="/proc/uptime"):
@@ -54,11 +57,12 @@ def host_facts():
     """Identity and capabilities, so the orchestrator can explain what could not be done and why."""
     tcpdump = find_tool("tcpdump")
     lsof = find_tool("lsof")
+    uname = os.uname()
     return {
-        "hostname": socket.gethostname(),
-        "kernel": platform.release(),
+        "hostname": uname.nodename,
+        "kernel": uname.release,
         "uid": os.getuid(),
-        "python": platform.python_version(),
+        "python": "%d.%d.%d" % sys.version_info[:3],
         "python_executable": sys.executable,
         "tcpdump": tcpdump,
         "lsof": lsof,

@@ -4,7 +4,6 @@ Runs as `python3 -I -B - --window 10` with this package on stdin. It bounds itse
 window plus a margin) so that a lost orchestrator can never leave it running.
 """
 
-import argparse
 import json
 import resource
 import signal
@@ -18,12 +17,37 @@ from .facts import host_facts, read_sysctls, read_uptime
 SELF_BOUND_MARGIN_S = 30.0
 
 
+class UsageError(ValueError):
+    pass
+
+
+# name -> (type, default); argparse would cost the probe ~5 ms of imports on every host.
+OPTIONS = {
+    "window": (float, 10.0),
+    "max-runtime": (float, None),
+}
+
+
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="rstprobe")
-    parser.add_argument("--window", type=float, default=10.0, help="sampling window in seconds")
-    parser.add_argument("--max-runtime", type=float, default=None,
-                        help="hard bound on the probe's life in seconds (default window + 30)")
-    return parser.parse_args(argv)
+    """`--name value` pairs into a dict keyed like OPTIONS (dashes kept)."""
+    values = dict((name, default) for name, (kind, default) in OPTIONS.items())
+    items = list(argv)
+    while items:
+        flag = items.pop(0)
+        name = flag[2:] if flag.startswith("--") else None
+        if name not in OPTIONS:
+            raise UsageError("unknown option %r" % flag)
+        kind = OPTIONS[name][0]
+        if kind is bool:
+            values[name] = True
+            continue
+        if not items:
+            raise UsageError("option %s needs a value" % flag)
+        try:
+            values[name] = kind(items.pop(0))
+        except ValueError:
+            raise UsageError("option %s needs a %s" % (flag, kind.__name__))
+    return values
 
 
 def _give_up(signum, frame):
@@ -77,15 +101,20 @@ def build_document(window_s, started_at, elapsed, first, last, uptime):
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if not 0 <= args.window <= 3600:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        sys.stderr.write("rstprobe: %s\n" % exc)
+        return 2
+    window = args["window"]
+    if not 0 <= window <= 3600:
         sys.stderr.write("rstprobe: --window must be between 0 and 3600 seconds\n")
         return 2
-    bound = args.max_runtime if args.max_runtime else args.window + SELF_BOUND_MARGIN_S
+    bound = args["max-runtime"] or window + SELF_BOUND_MARGIN_S
     signal.signal(signal.SIGALRM, _give_up)
     signal.alarm(max(1, int(bound + 0.999)))
-    started_at, elapsed, first, last = sample_window(args.window)
-    document = build_document(args.window, started_at, elapsed, first, last, read_uptime())
+    started_at, elapsed, first, last = sample_window(window)
+    document = build_document(window, started_at, elapsed, first, last, read_uptime())
     sys.stdout.write(json.dumps(document, sort_keys=True) + "\n")
     sys.stdout.flush()
     signal.alarm(0)

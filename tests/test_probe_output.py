@@ -1,0 +1,62 @@
+"""The probe's stdout is untrusted: only a valid probe document passes, everything else is a clear error."""
+
+import json
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from rstfleet.orchestrator import SweepSettings, classify
+from rstfleet.results import ProbeOutputError, parse_probe_output
+from rstfleet.transport import RunResult
+
+GOOD = {"kind": "rstfleet-probe", "schema": 1, "window": {"measured_s": 10.0},
+        "tcp": {"delta": {"OutRsts": 3}}}
+
+
+def test_a_valid_document_passes():
+    assert parse_probe_output(json.dumps(GOOD).encode())["tcp"]["delta"]["OutRsts"] == 3
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"", "printed nothing"),
+    (b"not json", "not JSON"),
+    (b"\xff\xfe{}", "not UTF-8"),
+    (b'{"a": "\x00"}', "NUL"),
+    (b"[" * 100000 + b"]" * 100000, "nests"),
+    (json.dumps({"kind": "x"}).encode(), "not an rstfleet probe"),
+    (json.dumps(dict(GOOD, schema=99)).encode(), "schema"),
+    (json.dumps(dict(GOOD, window={"measured_s": "10"})).encode(), "finite number"),
+    (json.dumps(dict(GOOD, tcp={"delta": {"OutRsts": 1e400}})).encode().replace(b"Infinity", b"1e999"), "finite"),
+])
+def test_broken_or_hostile_output_is_refused_with_a_reason(raw, message):
+    with pytest.raises(ProbeOutputError, match=message):
+        parse_probe_output(raw)
+
+
+def test_deeply_nested_but_valid_json_is_refused():
+    doc = dict(GOOD, extra=json.loads("[" * 50 + "]" * 50))
+    with pytest.raises(ProbeOutputError, match="nests"):
+        parse_probe_output(json.dumps(doc).encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_only_ever_raise_probe_output_error(raw):
+    try:
+        parse_probe_output(raw)
+    except ProbeOutputError:
+        pass
+
+
+@pytest.mark.parametrize("run, status, words", [
+    (RunResult(127, b"", b"bash: line 1: python3: command not found\n"), "no_python", "python3"),
+    (RunResult(1, b"", b"sudo: a password is required\n"), "become_failed", "-K"),
+    (RunResult(None, b"", b"", timed_out=True), "timeout", "deadline"),
+    (RunResult(0, b"x" * 10, b"", truncated=True), "probe_error", "--max-output"),
+    (RunResult(3, b"", b"Traceback...\nValueError: \x1b[31mboom\n"), "probe_error", "\\x1b"),
+])
+def test_failed_runs_are_classified_with_a_reason_that_says_what_to_do(run, status, words):
+    got_status, reason, probe = classify(run, SweepSettings())
+    assert (got_status, probe) == (status, None)
+    assert words in reason
+    assert "\x1b" not in reason
