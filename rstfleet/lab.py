@@ -283,7 +283,9 @@ def _allocate(name: str, n: int) -> Lab:
         if not free:
             raise LabError(f"all {MAX_LABS} lab slots of 198.18.0.0/15 are in use; remove one with `down`")
         lab = _plan(name, free[0], n)
-        lab.state_dir.mkdir(mode=0o700)
+        # 0711: sshd reads authorized_keys as the logging-in user, so non-root lab users
+        # (become tests) must traverse it; the private key inside stays 0600.
+        lab.state_dir.mkdir(mode=0o711)
         _write_state(lab, ready=False)
     return lab
 
@@ -333,6 +335,7 @@ def up(n: int, name: str = "lab") -> Lab:
         (lab.state_dir / "empty").write_text("")
         _keygen(lab.key_path, f"rstfleet-lab-{name}")
         shutil.copyfile(f"{lab.key_path}.pub", lab.state_dir / "authorized_keys")
+        (lab.state_dir / "authorized_keys").chmod(0o644)
 
         def prepare(h: LabHost) -> None:
             hd = lab.host_dir(h)
