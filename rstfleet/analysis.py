@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .causes import HostEvidence, severity
+from .evidence import host_evidence
 from .results import OK, HostResult
 
 VERDICT_ORDER = {"crit": 3, "warn": 2, "ok": 1, "unknown": 0}
@@ -42,6 +44,9 @@ class Assessment:
     verdict: str
     spike: bool
     window_s: float | None
+    evidence: HostEvidence | None = None
+    score: float = 0.0
+    score_explained: str = ""
 
     @property
     def host(self) -> str:
@@ -68,8 +73,22 @@ def verdict_for(rate: float | None, baseline: float | None, thresholds: Threshol
     return "ok", spike
 
 
+SPIKE_WEIGHT = 1.5
+
+
+def score_for(rate: float | None, spike: bool, evidence: HostEvidence | None) -> tuple[float, str]:
+    """score = resets/s × spike weight × cause severity, with the sum written out for people."""
+    rate = rate or 0.0
+    spike_weight = SPIKE_WEIGHT if spike else 1.0
+    cause_weight = severity(evidence.causes) if evidence else 1.0
+    score = rate * spike_weight * cause_weight
+    return score, (f"{rate:.1f}/s × {spike_weight:g} (spike) × {cause_weight:.2f} (cause severity)"
+                   f" = {score:.1f}")
+
+
 def assess(results: list[HostResult], thresholds: Thresholds = Thresholds()) -> list[Assessment]:
-    """Rank checked hosts by resets sent per second, worst first; unchecked hosts follow by name."""
+    """Rank checked hosts by score (resets sent per second weighted by spike and cause), worst
+    first; unchecked hosts follow by name."""
     checked, missed = [], []
     for result in results:
         if result.status != OK or result.probe is None:
@@ -78,8 +97,11 @@ def assess(results: list[HostResult], thresholds: Thresholds = Thresholds()) -> 
         rate, window = resets_rate(result.probe)
         baseline = (result.probe.get("baseline") or {}).get("OutRsts_per_s_lifetime")
         verdict, spike = verdict_for(rate, baseline, thresholds)
-        checked.append(Assessment(result, None, rate, baseline, verdict, spike, window))
-    checked.sort(key=lambda a: (-(a.resets_sent_per_s or 0.0), a.host))
+        evidence = host_evidence(result)
+        score, explained = score_for(rate, spike, evidence)
+        checked.append(Assessment(result, None, rate, baseline, verdict, spike, window, evidence,
+                                  score, explained))
+    checked.sort(key=lambda a: (-a.score, -(a.resets_sent_per_s or 0.0), a.host))
     for rank, assessment in enumerate(checked, start=1):
         assessment.rank = rank
     missed.sort(key=lambda a: a.host)

@@ -68,7 +68,28 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--max-output", type=int, default=16 * 1024 * 1024, metavar="BYTES",
                     help="cap on what is read from one host (default %(default)s)")
     sw.add_argument("-v", "--verbose", action="count", default=0, help="log SSH steps on stderr")
+    sw.add_argument("--no-trace", action="store_true",
+                    help="skip per-reset attribution by the tcp:tcp_send_reset tracepoint")
+    sw.add_argument("--capture", type=float, default=0.0, metavar="SECONDS",
+                    help="also capture RSTs with tcpdump for this long (the window becomes the "
+                         "capture; guide: 60..300 s)")
+    sw.add_argument("--capture-packets", type=int, default=10000)
+    sw.add_argument("--capture-bytes", type=int, default=8 * 1024 * 1024)
+    sw.add_argument("--force-long-capture", action="store_true", help="allow captures over 300 s")
+    sw.add_argument("--owners", action="store_true", help="look up the programs owning the top ports")
+    sw.add_argument("--run-dir", default="rstfleet-runs", metavar="DIR",
+                    help="where captures are kept, one 0700 folder per run (default %(default)s)")
     _add_thresholds(sw)
+
+    tr = sub.add_parser("triage", parents=[], help="sweep everyone, then capture and look up owners "
+                                                   "on the worst hosts", epilog=EPILOG)
+    for action in sw._actions:
+        if action.dest not in ("help", "capture", "owners"):
+            tr._add_action(action)
+    tr.add_argument("--top", type=int, default=5, metavar="K",
+                    help="phase 2 on the K worst hosts with resets (default %(default)s)")
+    tr.add_argument("--capture", type=float, default=60.0, metavar="SECONDS",
+                    help="phase 2 capture length (default %(default)s, the guide's minimum)")
 
     pr = sub.add_parser("probe", help="run the probe on this machine and print its JSON")
     pr.add_argument("--window", type=float, default=10.0)
@@ -88,6 +109,7 @@ def thresholds_from(args) -> Thresholds:
 
 
 def transport_factory(args):
+    """One transport per host: local for ansible_connection=local, SSH otherwise."""
     from .transport.local import LocalTransport
     from .transport.ssh import SSHSettings, SSHTransport, load_ssh_config
 
@@ -115,22 +137,105 @@ def emit(args, assessments, thresholds, meta) -> None:
         sys.stdout.write(render(fmt, assessments, thresholds, meta))
 
 
-def cmd_sweep(args) -> int:
+def probe_options(args, capture: float, owners: bool) -> tuple[str, ...]:
+    options = [] if args.no_trace else ["--trace"]
+    if capture:
+        options += ["--capture", repr(capture), "--capture-packets", str(args.capture_packets),
+                    "--capture-bytes", str(args.capture_bytes)]
+        if args.force_long_capture:
+            options.append("--force-long-capture")
+    if owners:
+        options += ["--owners", "auto"]
+    return tuple(options)
+
+
+def sweep_settings(args, capture: float = 0.0, owners: bool = False) -> SweepSettings:
+    if capture and capture > 300 and not args.force_long_capture:
+        raise ValueError(f"a {capture:g} s capture is over the guide's 5 minutes; "
+                         f"add --force-long-capture if you mean it")
+    if capture < 0 or args.window < 0:
+        raise ValueError("--window and --capture must not be negative")
+    margin = 15.0 + (args.capture_bytes / 4e6 if capture else 0.0)
+    return SweepSettings(window_s=capture or args.window, forks=args.forks,
+                         connect_timeout_s=args.connect_timeout, margin_s=margin,
+                         max_output=max(args.max_output, 2 * args.capture_bytes if capture else 0),
+                         probe_options=probe_options(args, capture, owners))
+
+
+def select_hosts(args):
     inventory = load_inventory(args.inventory) if args.inventory else localhost_inventory()
     hosts = inventory.select(args.limit)
     if not hosts:
-        print(f"rstfleet: no hosts in {inventory.source} match {args.limit or 'all'!r}", file=sys.stderr)
-        return EXIT_USAGE
-    settings = SweepSettings(window_s=args.window, forks=args.forks,
-                             connect_timeout_s=args.connect_timeout, max_output=args.max_output)
-    started = time.monotonic()
-    results = sweep(hosts, transport_factory(args), settings)
+        raise ValueError(f"no hosts in {inventory.source} match {args.limit or 'all'!r}")
+    return hosts
+
+
+def store_captures(results, args, stamp: str) -> None:
+    from .evidence import make_run_dir, save_capture
+    if not any((r.probe or {}).get("capture", {}).get("pcap_b64") for r in results):
+        return
+    run_dir = make_run_dir(args.run_dir, stamp)
+    for result in results:
+        save_capture(result, run_dir)
+
+
+def finish(args, results, started: float, window: float, extra_meta: dict | None = None) -> int:
     thresholds = thresholds_from(args)
     assessments = assess(results, thresholds)
     code = exit_code(assessments, args.fail_on)
-    meta = {"window_s": args.window, "wall_s": round(time.monotonic() - started, 3), "exit_code": code}
+    meta = {"window_s": window, "wall_s": round(time.monotonic() - started, 3), "exit_code": code}
+    meta.update(extra_meta or {})
     emit(args, assessments, thresholds, meta)
     return code
+
+
+def cmd_sweep(args) -> int:
+    hosts = select_hosts(args)
+    settings = sweep_settings(args, args.capture, args.owners)
+    started, stamp = time.monotonic(), time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    results = sweep(hosts, transport_factory(args), settings)
+    store_captures(results, args, stamp)
+    return finish(args, results, started, settings.window_s)
+
+
+def merge_phase2(first: HostResult, second: HostResult) -> HostResult:
+    """Keep phase 1's rate (the alert's window) and add phase 2's evidence to it."""
+    if second.status != "ok" or not second.probe or not first.probe:
+        if first.probe is not None:
+            first.probe.setdefault("notes", []).append(
+                f"phase 2 (capture) failed: {second.status}: {second.reason}")
+        return first
+    probe = dict(first.probe)
+    for key in ("trace", "capture", "owners"):
+        if key in second.probe:
+            probe[key] = second.probe[key]
+    probe["phase2_window"] = second.probe.get("window")
+    return HostResult(first.host, first.address, first.status, first.reason, probe,
+                      first.elapsed_s + second.elapsed_s, first.groups)
+
+
+def cmd_triage(args) -> int:
+    """Phase 1: everyone over the window; phase 2: capture + owners on the worst K, in parallel."""
+    hosts = select_hosts(args)
+    phase1 = sweep_settings(args)
+    phase2 = sweep_settings(args, args.capture, owners=True)
+    bound = phase1.host_budget_s + phase2.host_budget_s + 10
+    if not args.quiet:
+        print(f"triage: phase 1 sweeps {len(hosts)} host(s) for {phase1.window_s:g} s, phase 2 "
+              f"captures {args.capture:g} s on the worst {args.top}; done within {bound:.0f} s",
+              file=sys.stderr)
+    started, stamp = time.monotonic(), time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    transport_for = transport_factory(args)
+    results = sweep(hosts, transport_for, phase1)
+    ranked = assess(results, thresholds_from(args))
+    worst = [a.host for a in ranked if a.rank is not None and (a.resets_sent_per_s or 0) > 0][:args.top]
+    if worst:
+        by_name = {h.name: h for h in hosts}
+        second = sweep([by_name[name] for name in worst], transport_for, phase2)
+        merged = {r.host: r for r in second}
+        results = [merge_phase2(r, merged[r.host]) if r.host in merged else r for r in results]
+        store_captures(results, args, stamp)
+    return finish(args, results, started, phase1.window_s, {"phase2_hosts": worst})
 
 
 def cmd_probe(args) -> int:
@@ -178,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return cmd_sweep(args)
+        if args.command == "triage":
+            return cmd_triage(args)
         if args.command == "probe":
             return cmd_probe(args)
         if args.command == "report":

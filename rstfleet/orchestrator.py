@@ -34,6 +34,7 @@ class SweepSettings:
     connect_timeout_s: float = 10.0
     margin_s: float = 15.0          # time allowed beyond the window for python start-up and reply
     max_output: int = DEFAULT_MAX_OUTPUT
+    probe_options: tuple[str, ...] = ()   # e.g. ("--trace",), ("--capture", "60", "--owners", "auto")
 
     @property
     def host_budget_s(self) -> float:
@@ -72,8 +73,8 @@ def probe_host(host: Host, transport: Transport, settings: SweepSettings) -> Hos
     started = time.monotonic()
     deadline = started + settings.host_budget_s
     try:
-        run = transport.run(probe_argv(settings.window_s), probe_script(), deadline,
-                            settings.max_output)
+        run = transport.run(probe_argv(settings.window_s, list(settings.probe_options)),
+                            probe_script(), deadline, settings.max_output)
         status, reason, probe = classify(run, settings)
     except TransportError as exc:
         status, reason, probe = exc.status, printable(exc.reason, 400), None

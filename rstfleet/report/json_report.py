@@ -30,6 +30,9 @@ def host_entry(a: Assessment) -> dict:
         "spike": a.spike,
         "window_s": a.window_s,
         "elapsed_s": round(a.result.elapsed_s, 3),
+        "score": round(a.score, 3),
+        "score_explained": a.score_explained,
+        "evidence": dataclasses.asdict(a.evidence) if a.evidence else None,
         "probe": a.result.probe,
     }
 

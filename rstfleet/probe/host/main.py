@@ -5,7 +5,9 @@ window plus a margin) so that a lost orchestrator can never leave it running.
 """
 
 import json
+import os
 import resource
+import select
 import signal
 import sys
 import time
@@ -15,21 +17,32 @@ from .counters import TCP_KEYS, counter_deltas, read_snapshot
 from .facts import host_facts, read_sysctls, read_uptime
 
 SELF_BOUND_MARGIN_S = 30.0
+MAX_FLOWS = 2000
 
 
 class UsageError(ValueError):
     pass
 
 
+class Stop(Exception):
+    """Raised by a signal or a lost orchestrator so every finally-block (trace, tcpdump) runs."""
+
+
 # name -> (type, default); argparse would cost the probe ~5 ms of imports on every host.
 OPTIONS = {
     "window": (float, 10.0),
     "max-runtime": (float, None),
+    "trace": (bool, False),
+    "capture": (float, 0.0),
+    "capture-packets": (int, 10000),
+    "capture-bytes": (int, 8 * 1024 * 1024),
+    "force-long-capture": (bool, False),
+    "owners": (str, ""),
 }
 
 
 def parse_args(argv):
-    """`--name value` pairs into a dict keyed like OPTIONS (dashes kept)."""
+    """`--name value` pairs (and bare `--flag`s) into a dict keyed like OPTIONS."""
     values = dict((name, default) for name, (kind, default) in OPTIONS.items())
     items = list(argv)
     while items:
@@ -50,23 +63,46 @@ def parse_args(argv):
     return values
 
 
-def _give_up(signum, frame):
-    sys.stderr.write("rstprobe: exceeded its own time bound, exiting\n")
-    sys.stderr.flush()
-    # os._exit: no cleanup handlers that might block; nothing of ours is on disk to clean.
-    import os
+def _stop(signum, frame):
+    # A second alarm shortly after is the hard stop, in case cleanup itself hangs.
+    signal.signal(signal.SIGALRM, _hard_stop)
+    signal.alarm(3)
+    raise Stop("signal %d" % signum)
+
+
+def _hard_stop(signum, frame):
+    sys.stderr.write("rstprobe: cleanup exceeded its bound, exiting hard\n")
     os._exit(124)
 
 
-def sample_window(window_s, sleep=time.sleep, clock=time.monotonic, read=read_snapshot):
-    """Read the counters, wait the window, read again; the elapsed time is measured, not assumed."""
-    started_at = time.time()
-    t0 = clock()
-    first = read()
-    sleep(window_s)
-    last = read()
-    elapsed = clock() - t0
-    return started_at, elapsed, first, last
+def orphaned():
+    """True when nobody reads our stdout any more (the SSH session or the orchestrator is gone)."""
+    poller = select.poll()
+    poller.register(1, select.POLLERR | select.POLLHUP)
+    return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in poller.poll(0))
+
+
+def wait_window(seconds, clock=time.monotonic):
+    """Sleep the window in short slices, leaving early if the orchestrator went away."""
+    end = clock() + seconds
+    while True:
+        left = end - clock()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.5))
+        if orphaned():
+            raise Stop("orchestrator went away")
+
+
+def summarize_trace(events):
+    """Per-reset events into flows [[local port, peer, reason, count], ...], most first, bounded."""
+    counts = {}
+    for event in events:
+        key = (event.get("sport"), event.get("daddr"), event.get("reason"))
+        counts[key] = counts.get(key, 0) + 1
+    flows = sorted(([p, a, r, n] for (p, a, r), n in counts.items()),
+                   key=lambda row: (-row[3], str(row[0]), str(row[1])))
+    return flows[:MAX_FLOWS], max(0, len(flows) - MAX_FLOWS)
 
 
 def build_document(window_s, started_at, elapsed, first, last, uptime):
@@ -79,7 +115,6 @@ def build_document(window_s, started_at, elapsed, first, last, uptime):
     baseline = None
     if out_rsts_total is not None and uptime:
         baseline = out_rsts_total / uptime
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "schema": SCHEMA,
         "kind": "rstfleet-probe",
@@ -96,8 +131,85 @@ def build_document(window_s, started_at, elapsed, first, last, uptime):
         "baseline": {"uptime_s": uptime, "OutRsts_total": out_rsts_total,
                      "OutRsts_per_s_lifetime": baseline},
         "sysctls": read_sysctls(),
-        "cost": {"cpu_s": usage.ru_utime + usage.ru_stime, "max_rss_kb": usage.ru_maxrss},
     }
+
+
+def _start_trace(document):
+    """The tracepoint tier: None (and the reason recorded) when this host cannot give it."""
+    from .tracefs import ResetTrace, TraceUnavailable, local_addresses
+    try:
+        trace = ResetTrace(local_addresses())
+        trace.start()
+        return trace
+    except TraceUnavailable as exc:
+        document["trace"] = {"available": False, "reason": str(exc)}
+    except Exception as exc:  # never let the optional tier sink the counters
+        document["trace"] = {"available": False, "reason": "tracing failed: %r" % (exc,)}
+    return None
+
+
+def _finish_trace(trace, document):
+    events = trace.stop()
+    flows, cut = summarize_trace(events)
+    document["trace"] = {"available": True, "events": len(events),
+                         "dropped": getattr(trace, "dropped", 0), "flows": flows, "flows_cut": cut}
+
+
+def _capture(args, document, tools):
+    from .capture import CaptureUnavailable, capture
+    try:
+        document["capture"] = capture(args["capture"], args["capture-packets"], args["capture-bytes"],
+                                      tcpdump_path=tools.get("tcpdump"),
+                                      force=args["force-long-capture"])
+    except (CaptureUnavailable, ValueError) as exc:
+        document["capture"] = {"available": False, "reason": str(exc)}
+        wait_window(args["capture"])
+
+
+def _owners(args, document, tools):
+    wanted = args["owners"]
+    if wanted == "auto":
+        ports = []
+        for port, _, _, _ in document.get("trace", {}).get("flows", []):
+            if port not in ports:
+                ports.append(port)
+    else:
+        ports = [int(p) for p in wanted.split(",") if p.strip().isdigit()]
+    if not ports:
+        return
+    from .owners import port_owners
+    try:
+        document["owners"] = port_owners(ports[:10], lsof_path=tools.get("lsof"))
+    except Exception as exc:
+        document["owners"] = {"available": False, "reason": "owner lookup failed: %r" % (exc,)}
+
+
+def run(args):
+    window = args["capture"] or args["window"]
+    extra = {}
+    trace = _start_trace(extra) if args["trace"] else None
+    try:
+        started_at, t0 = time.time(), time.monotonic()
+        first = read_snapshot()
+        if args["capture"]:
+            _capture(args, extra, host_facts())
+        else:
+            wait_window(window)
+        last = read_snapshot()
+        elapsed = time.monotonic() - t0
+    finally:
+        if trace is not None:
+            _finish_trace(trace, extra)
+    document = build_document(window, started_at, elapsed, first, last, read_uptime())
+    document.update(extra)
+    if args["owners"]:
+        _owners(args, document, document["facts"])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    document["cost"] = {"cpu_s": usage.ru_utime + usage.ru_stime,
+                        "children_cpu_s": children.ru_utime + children.ru_stime,
+                        "max_rss_kb": usage.ru_maxrss}
+    return document
 
 
 def main(argv=None):
@@ -106,16 +218,23 @@ def main(argv=None):
     except UsageError as exc:
         sys.stderr.write("rstprobe: %s\n" % exc)
         return 2
-    window = args["window"]
-    if not 0 <= window <= 3600:
+    window = args["capture"] or args["window"]
+    if not 0 <= args["window"] <= 3600 or args["capture"] < 0:
         sys.stderr.write("rstprobe: --window must be between 0 and 3600 seconds\n")
         return 2
     bound = args["max-runtime"] or window + SELF_BOUND_MARGIN_S
-    signal.signal(signal.SIGALRM, _give_up)
+    for signum in (signal.SIGALRM, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, _stop)
     signal.alarm(max(1, int(bound + 0.999)))
-    started_at, elapsed, first, last = sample_window(window)
-    document = build_document(window, started_at, elapsed, first, last, read_uptime())
-    sys.stdout.write(json.dumps(document, sort_keys=True) + "\n")
-    sys.stdout.flush()
+    try:
+        document = run(args)
+    except Stop as exc:
+        sys.stderr.write("rstprobe: stopped early (%s); cleaned up\n" % exc)
+        return 125
     signal.alarm(0)
+    try:
+        sys.stdout.write(json.dumps(document, sort_keys=True) + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError):
+        return 125
     return 0

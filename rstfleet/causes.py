@@ -1,0 +1,194 @@
+"""Why a host sends resets: the alert guide's causes, each with its share, its evidence and next step.
+
+Evidence tiers, best first (the tier used is recorded, never silent):
+    tracepoint  every reset of the window attributed by the kernel (tcp:tcp_send_reset reason,
+                local port, peer) — needs root and tracefs
+    counters    TcpExt deltas (TCPAbortOnClose, ListenOverflows, …); resets no counter explains
+                are most likely packets to closed ports, which have no counter of their own
+    capture     the RSTs on the wire: ports, peers, and the reset's own flags (RST+ACK answers a
+                SYN to a closed port; a bare RST answers a segment of a connection the host does
+                not know — half-open)
+The kernel's reasons, TcpExt counters and the guide's causes do not map one to one; the mapping
+used here was measured on the lab (docs/causes.md).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+# key -> (the guide's words, severity weight used in the score, next step template)
+CAUSES = {
+    "closed_port": ("TCP packet received on a port that is not open", 1.0,
+                    "lsof -i:{port} -P -n   # should something listen on {port}? (crashed service)"),
+    "port_scan": ("Port scan: one peer probing many closed ports", 1.5,
+                  "tcpdump -i any -n host {peer}   # who is {peer}? block it if unexpected"),
+    "syn_reset_attack": ("SYN flood to a closed port from many peers (SYN-reset attack)", 2.0,
+                         "tcpdump -i any -n 'tcp[tcpflags] & tcp-syn != 0 and dst port {port}'"),
+    "aborted_connection": ("Aborting connection (closed with unread data, SO_LINGER 0, data after close)",
+                           1.2, "ss -tnp '( sport = :{port} )'   # which program aborts; does it read all input?"),
+    "half_open": ("Half-opened connection (segment for a connection the host does not know)", 1.2,
+                  "tcpdump -i any -n host {peer}   # a peer talking on a connection this host dropped"),
+    "time_wait_assassination": ("Time-wait assassination (segment hitting a TIME_WAIT socket)", 1.1,
+                                "ss -tan state time-wait '( sport = :{port} )'"),
+    "listen_queue_full": ("Listening endpoint queue is full (tcp_abort_on_overflow=1)", 1.5,
+                          "ss -ltn '( sport = :{port} )'   # Recv-Q at Send-Q: raise the backlog or speed up accept()"),
+    "buffer_overflow": ("TCP buffer overflow (aborted on memory pressure)", 1.5,
+                        "cat /proc/net/sockstat; sysctl net.ipv4.tcp_mem"),
+    "other": ("Resets the evidence could not attribute", 1.0,
+              "tcpdump -i any -n 'tcp[tcpflags] & (tcp-rst) == (tcp-rst)' -c 200"),
+}
+
+# tcp:tcp_send_reset reason -> cause (measured: docs/causes.md). NO_SOCKET is split further below.
+REASON_CAUSE = {
+    "NO_SOCKET": "closed_port",
+    "TCP_ABORT_ON_CLOSE": "aborted_connection",
+    "TCP_ABORT_ON_LINGER": "aborted_connection",
+    "TCP_ABORT_ON_DATA": "aborted_connection",
+    "TCP_ABORT_ON_MEMORY": "buffer_overflow",
+    "TCP_TIMEWAIT_SOCKET": "time_wait_assassination",
+    "TCP_INVALID_ACK_SEQUENCE": "half_open",
+    "TCP_OLD_ACK": "half_open",
+}
+
+# TcpExt counter -> cause, for the counters tier (each increment is one reset sent).
+COUNTER_CAUSE = {
+    "TCPAbortOnClose": "aborted_connection",
+    "TCPAbortOnData": "aborted_connection",
+    "TCPAbortOnLinger": "aborted_connection",
+    "TCPAbortOnMemory": "buffer_overflow",
+}
+
+SCAN_MIN_PORTS = 10          # one peer, this many distinct closed ports in the window: a scan
+SYN_ATTACK_MIN_PEERS = 50    # this many distinct peers on one closed port: a SYN-reset attack
+
+
+@dataclass
+class Cause:
+    key: str
+    title: str
+    resets: int
+    share: float
+    evidence: list[str] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+    peers: list[str] = field(default_factory=list)
+    next_step: str = ""
+
+
+@dataclass
+class PortInfo:
+    port: int
+    resets: int
+    listening: bool | None = None          # None: owners not looked up
+    owners: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class HostEvidence:
+    tier: str                               # "tracepoint" | "counters" | "capture" | "none"
+    evidence_used: list[str]
+    causes: list[Cause]
+    top_ports: list[PortInfo]
+    top_peers: list[tuple[str, int]]
+    scan_suspects: list[dict]
+    capture_path: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _cause(key: str, resets: int, total: int, evidence: list[str], ports: Counter,
+           peers: Counter) -> Cause:
+    title, _, step = CAUSES[key]
+    top_port = ports.most_common(1)[0][0] if ports else "PORT"
+    top_peer = peers.most_common(1)[0][0] if peers else "PEER"
+    return Cause(key, title, resets, resets / total if total else 0.0, evidence,
+                 [p for p, _ in ports.most_common(5)], [p for p, _ in peers.most_common(5)],
+                 step.format(port=top_port, peer=top_peer))
+
+
+def from_trace(trace: dict, half_open_share: float | None) -> list[Cause]:
+    """Causes from the tracepoint's per-reset records: [[port, peer, reason, count], …]."""
+    groups: dict[str, tuple[Counter, Counter, Counter]] = {}
+    peer_ports: dict[str, set] = {}
+    port_peers: dict[int, set] = {}
+    for port, peer, reason, count in trace.get("flows", []):
+        reason = reason or "UNKNOWN"
+        if reason == "NO_SOCKET":
+            peer_ports.setdefault(peer, set()).add(port)
+            port_peers.setdefault(port, set()).add(peer)
+    total = sum(row[3] for row in trace.get("flows", []))
+    scanners = {peer for peer, ports in peer_ports.items() if len(ports) >= SCAN_MIN_PORTS}
+    attacked = {port for port, peers in port_peers.items() if len(peers) >= SYN_ATTACK_MIN_PEERS}
+    for port, peer, reason, count in trace.get("flows", []):
+        reason = reason or "UNKNOWN"
+        key = REASON_CAUSE.get(reason, "other")
+        if reason == "NO_SOCKET" and peer in scanners:
+            key = "port_scan"
+        elif reason == "NO_SOCKET" and port in attacked:
+            key = "syn_reset_attack"
+        ports, peers, reasons = groups.setdefault(key, (Counter(), Counter(), Counter()))
+        ports[port] += count
+        peers[peer] += count
+        reasons[reason] += count
+    causes = []
+    for key, (ports, peers, reasons) in groups.items():
+        resets = sum(reasons.values())
+        evidence = [f"tracepoint: {n} × {r}" for r, n in reasons.most_common()]
+        if key == "port_scan":
+            evidence.append(f"{len(scanners)} peer(s) hit ≥ {SCAN_MIN_PORTS} distinct closed ports")
+        if key == "syn_reset_attack":
+            evidence.append(f"≥ {SYN_ATTACK_MIN_PEERS} distinct peers on one closed port")
+        if key == "closed_port" and half_open_share:
+            # The capture tells a reply to a SYN (RST+ACK) from one to a stray segment (bare RST).
+            half = round(resets * half_open_share)
+            if half:
+                causes.append(_cause("half_open", half, total,
+                                     evidence + ["capture: bare RSTs answer non-SYN segments"], ports, peers))
+                resets -= half
+        causes.append(_cause(key, resets, total, evidence, ports, peers))
+    return _ordered(causes)
+
+
+def from_counters(out_rsts: int, tcpext: dict, sysctls: dict) -> list[Cause]:
+    """Causes from TcpExt deltas; what no counter explains goes to closed_port (it has no counter)."""
+    causes, explained = [], 0
+    by_key: dict[str, list[str]] = {}
+    for counter, key in COUNTER_CAUSE.items():
+        n = tcpext.get(counter) or 0
+        if n:
+            by_key.setdefault(key, []).append(f"TcpExt {counter} +{n}")
+            explained += n
+    overflow = tcpext.get("ListenOverflows") or 0
+    if overflow and sysctls.get("net.ipv4.tcp_abort_on_overflow") == 1:
+        by_key.setdefault("listen_queue_full", []).append(
+            f"TcpExt ListenOverflows +{overflow} with tcp_abort_on_overflow=1")
+        explained += overflow
+    for key, evidence in by_key.items():
+        n = sum(int(e.rsplit("+", 1)[1].split()[0]) for e in evidence)
+        causes.append(_cause(key, min(n, out_rsts), out_rsts, evidence, Counter(), Counter()))
+    rest = out_rsts - min(explained, out_rsts)
+    if rest:
+        causes.append(_cause("closed_port", rest, out_rsts,
+                             [f"{rest} of {out_rsts} resets match no TcpExt abort counter: "
+                              f"most likely packets to closed ports (no counter of their own)"],
+                             Counter(), Counter()))
+    return _ordered(causes)
+
+
+def _ordered(causes: list[Cause]) -> list[Cause]:
+    merged: dict[str, Cause] = {}
+    for cause in causes:
+        if cause.key in merged:
+            into = merged[cause.key]
+            into.resets += cause.resets
+            into.share += cause.share
+            into.evidence += [e for e in cause.evidence if e not in into.evidence]
+        else:
+            merged[cause.key] = cause
+    return sorted((c for c in merged.values() if c.resets > 0), key=lambda c: (-c.resets, c.key))
+
+
+def severity(causes: list[Cause]) -> float:
+    """Share-weighted severity of a host's causes (1.0 when nothing is known)."""
+    if not causes:
+        return 1.0
+    return sum(c.share * CAUSES[c.key][1] for c in causes) / (sum(c.share for c in causes) or 1.0)

@@ -1,0 +1,125 @@
+"""Turn a probe document's evidence (tracepoint flows, capture, owners) into HostEvidence.
+
+Captures are written to the run folder (0700), one file per host (0600: they hold other
+people's traffic), under a name made safe from the inventory name, then replaced in the probe
+document by their path so saved reports stay small.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+from .capture_summary import summarize
+from .causes import HostEvidence, PortInfo, from_counters, from_trace
+from .pcap import PcapError, read_resets
+from .results import HostResult
+
+RST_ACK = 0x14
+
+
+def safe_file_name(host: str) -> str:
+    """A file name no inventory name can turn into a path: '../../etc/x' -> '.._.._etc_x-1a2b3c'."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", host).lstrip(".") or "host"
+    if cleaned != host:
+        cleaned += "-" + hashlib.sha256(host.encode()).hexdigest()[:6]
+    return cleaned[:100]
+
+
+def make_run_dir(base: str | os.PathLike, stamp: str) -> Path:
+    root = Path(base)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    run_dir = root / stamp
+    run_dir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(run_dir, 0o700)
+    return run_dir
+
+
+def save_capture(result: HostResult, run_dir: Path | None) -> bytes | None:
+    """Decode the host's pcap, store it (0600) and replace it in the document by its path."""
+    capture = (result.probe or {}).get("capture") or {}
+    encoded = capture.pop("pcap_b64", None)
+    if not encoded:
+        return None
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        capture["error"] = "capture was not valid base64"
+        return None
+    if run_dir is not None:
+        path = run_dir / (safe_file_name(result.host) + ".pcap")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        capture["path"] = str(path)
+    return data
+
+
+def _stored_pcap(capture: dict) -> bytes | None:
+    path = capture.get("path")
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def host_evidence(result: HostResult) -> HostEvidence | None:
+    """Everything known about why this host sent its resets, from its (validated) probe document."""
+    probe = result.probe
+    if not probe:
+        return None
+    used, notes = ["counters"], []
+    out_rsts = probe["tcp"]["delta"].get("OutRsts") or 0
+    trace = probe.get("trace") or {}
+    capture = probe.get("capture") or {}
+    ports: Counter = Counter()
+    peers: Counter = Counter()
+    scan_suspects: list[dict] = []
+    half_open_share = None
+    pcap = _stored_pcap(capture) if capture else None
+    if trace and not trace.get("available"):
+        notes.append(f"no per-reset attribution: {trace.get('reason')}")
+    if capture and capture.get("available") is False:
+        notes.append(f"no capture: {capture.get('reason')}")
+    if pcap is not None:
+        try:
+            packets = read_resets(pcap)
+            local = set(probe.get("facts", {}).get("addresses") or [])
+            summary = summarize(packets, local)
+            used.append("capture")
+            ports.update(dict(summary.top_local_ports))
+            peers.update(dict(summary.top_peers))
+            scan_suspects = summary.scan_suspects
+            sent = [p for p in packets if (p.src in local if local else p.direction == "out")]
+            if sent:
+                half_open_share = sum(1 for p in sent if p.flags & RST_ACK != RST_ACK) / len(sent)
+        except PcapError as exc:
+            notes.append(f"capture unreadable: {exc}")
+    if trace.get("available"):
+        used.insert(0, "tracepoint")
+        causes = from_trace(trace, half_open_share)
+        tier = "tracepoint"
+        ports, peers = Counter(), Counter()
+        for port, peer, _, count in trace.get("flows", []):
+            ports[port] += count
+            peers[peer] += count
+    else:
+        causes = from_counters(out_rsts, probe.get("tcpext_delta") or {}, probe.get("sysctls") or {})
+        tier = "counters" if out_rsts else "none"
+    owners = (probe.get("owners") or {}).get("ports") or {}
+    if owners:
+        used.append((probe.get("owners") or {}).get("method", "owners"))
+    top_ports = []
+    for port, count in ports.most_common(10):
+        info = owners.get(str(port)) or {}
+        top_ports.append(PortInfo(port, count, info.get("listening"), info.get("owners", [])))
+    return HostEvidence(tier, used, causes, top_ports, peers.most_common(10), scan_suspects,
+                        capture.get("path"), notes)
