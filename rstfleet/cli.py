@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import logging
 import sys
 import time
@@ -13,8 +12,13 @@ from . import __version__
 from .analysis import EXIT_USAGE, Thresholds, assess, exit_code
 from .inventory import InventoryError, load_inventory, localhost_inventory
 from .orchestrator import DEFAULT_FORKS, SweepSettings, sweep
+from .merge import load_results
+from .progress import Progress
 from .report import FORMATS, render
-from .results import HostResult
+from .results import CANCELLED, HostResult
+from .textsafe import printable
+
+EXIT_INTERRUPTED = 130
 
 EPILOG = """exit codes: 0 all hosts checked and none over threshold; 4 some host over the
 --fail-on threshold; 8 some hosts could not be checked; 12 both; 2 usage or input error."""
@@ -94,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("probe", help="run the probe on this machine and print its JSON")
     pr.add_argument("--window", type=float, default=10.0)
 
+    run = sub.add_parser("run", help="run a playbook (playbooks/*.yml) against an inventory",
+                         epilog=EPILOG)
+    run.add_argument("playbook")
+    for action in sw._actions:
+        if action.dest not in ("help", "window", "warn", "crit", "spike_factor", "fail_on",
+                               "capture", "owners"):
+            run._add_action(action)
+    run.set_defaults(window=10.0, warn=10.0, crit=100.0, spike_factor=10.0, fail_on="warn",
+                     capture=0.0, owners=False, top=5)
+
     rp = sub.add_parser("report", help="re-render and merge saved JSON reports without touching hosts",
                         epilog=EPILOG)
     rp.add_argument("files", nargs="+", metavar="RESULTS.json")
@@ -113,7 +127,9 @@ def transport_factory(args):
     from .transport.local import LocalTransport
     from .transport.ssh import SSHSettings, SSHTransport, load_ssh_config
 
-    password = getpass.getpass("BECOME password: ") if args.ask_become_pass else None
+    if args.ask_become_pass and getattr(args, "become_password", None) is None:
+        args.become_password = getpass.getpass("BECOME password: ")   # asked once per run
+    password = getattr(args, "become_password", None)
     settings = SSHSettings(user=args.user, key_file=args.private_key,
                            known_hosts_files=tuple(args.known_hosts),
                            accept_new_host_keys=args.accept_new_host_keys,
@@ -183,17 +199,33 @@ def finish(args, results, started: float, window: float, extra_meta: dict | None
     thresholds = thresholds_from(args)
     assessments = assess(results, thresholds)
     code = exit_code(assessments, args.fail_on)
-    meta = {"window_s": window, "wall_s": round(time.monotonic() - started, 3), "exit_code": code}
+    partial = any(r.status == CANCELLED for r in results)
+    if partial:
+        code = EXIT_INTERRUPTED
+    meta = {"window_s": window, "wall_s": round(time.monotonic() - started, 3), "exit_code": code,
+            "partial": partial}
     meta.update(extra_meta or {})
     emit(args, assessments, thresholds, meta)
     return code
 
 
-def cmd_sweep(args) -> int:
-    hosts = select_hosts(args)
+def run_phase(args, hosts, transport_for, settings: SweepSettings) -> list[HostResult]:
+    """One fan-out, with live progress when a person is watching."""
+    progress = Progress.for_terminal(len(hosts), settings.window_s, args.quiet)
+    if progress:
+        progress.start()
+    try:
+        return sweep(hosts, transport_for, settings, on_result=progress.on_result if progress else None)
+    finally:
+        if progress:
+            progress.close()
+
+
+def cmd_sweep(args, hosts=None) -> int:
+    hosts = hosts or select_hosts(args)
     settings = sweep_settings(args, args.capture, args.owners)
     started, stamp = time.monotonic(), time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    results = sweep(hosts, transport_factory(args), settings)
+    results = run_phase(args, hosts, transport_factory(args), settings)
     store_captures(results, args, stamp)
     return finish(args, results, started, settings.window_s)
 
@@ -214,11 +246,11 @@ def merge_phase2(first: HostResult, second: HostResult) -> HostResult:
                       first.elapsed_s + second.elapsed_s, first.groups)
 
 
-def cmd_triage(args) -> int:
+def cmd_triage(args, hosts=None) -> int:
     """Phase 1: everyone over the window; phase 2: capture + owners on the worst K, in parallel."""
-    hosts = select_hosts(args)
+    hosts = hosts or select_hosts(args)
     phase1 = sweep_settings(args)
-    phase2 = sweep_settings(args, args.capture, owners=True)
+    phase2 = sweep_settings(args, args.capture, owners=getattr(args, "phase2_owners", True))
     bound = phase1.host_budget_s + phase2.host_budget_s + 10
     if not args.quiet:
         print(f"triage: phase 1 sweeps {len(hosts)} host(s) for {phase1.window_s:g} s, phase 2 "
@@ -226,42 +258,63 @@ def cmd_triage(args) -> int:
               file=sys.stderr)
     started, stamp = time.monotonic(), time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     transport_for = transport_factory(args)
-    results = sweep(hosts, transport_for, phase1)
+    results = run_phase(args, hosts, transport_for, phase1)
     ranked = assess(results, thresholds_from(args))
     worst = [a.host for a in ranked if a.rank is not None and (a.resets_sent_per_s or 0) > 0][:args.top]
-    if worst:
+    if worst and not any(r.status == CANCELLED for r in results):
         by_name = {h.name: h for h in hosts}
-        second = sweep([by_name[name] for name in worst], transport_for, phase2)
+        second = run_phase(args, [by_name[name] for name in worst], transport_for, phase2)
         merged = {r.host: r for r in second}
         results = [merge_phase2(r, merged[r.host]) if r.host in merged else r for r in results]
         store_captures(results, args, stamp)
     return finish(args, results, started, phase1.window_s, {"phase2_hosts": worst})
 
 
+def play_args(args, play, index: int, plays: int):
+    """The command-line namespace for one play: the play's settings over the command line's."""
+    copy = argparse.Namespace(**vars(args))
+    copy.window, copy.warn, copy.crit = play.window, play.warn, play.crit
+    copy.spike_factor, copy.fail_on = play.spike_factor, play.fail_on
+    copy.forks = play.forks or args.forks
+    copy.become = play.become or args.become
+    copy.owners = play.owners and play.capture is None
+    copy.capture = 0.0
+    if play.capture:
+        copy.capture, copy.capture_packets = play.capture.duration, play.capture.packets
+        copy.capture_bytes, copy.force_long_capture = play.capture.bytes, play.capture.force
+        copy.top, copy.phase2_owners = play.capture.top, play.owners
+    if args.output and plays > 1:
+        stem, dot, ext = args.output.rpartition(".")
+        copy.output = f"{stem}-{index}.{ext}" if dot else f"{args.output}-{index}"
+    return copy
+
+
+def cmd_run(args) -> int:
+    """Every play of a playbook in order; exit codes OR-ed. Nothing runs if any play is invalid."""
+    from .playbook import load_playbook
+    book = load_playbook(args.playbook)
+    inventory = load_inventory(args.inventory) if args.inventory else localhost_inventory()
+    limit = {h.name for h in inventory.select(args.limit)} if args.limit else None
+    planned = []
+    for play in book.plays:
+        hosts = [h for h in inventory.select(play.hosts) if limit is None or h.name in limit]
+        if not hosts:
+            raise ValueError(f"{book.path}:{play.line}: no hosts match {play.hosts!r}")
+        planned.append((play, hosts))
+    code = 0
+    for index, (play, hosts) in enumerate(planned, start=1):
+        if not args.quiet:
+            print(f"PLAY [{printable(play.name, 80)}] {len(hosts)} host(s)", file=sys.stderr)
+        run_args = play_args(args, play, index, len(planned))
+        code |= (cmd_triage if play.capture else cmd_sweep)(run_args, hosts)
+        if code & EXIT_INTERRUPTED == EXIT_INTERRUPTED:
+            break
+    return code
+
+
 def cmd_probe(args) -> int:
     from .probe.host.main import main as probe_main
     return probe_main(["--window", str(args.window)])
-
-
-def load_results(paths: list[str]) -> tuple[list[HostResult], float | None]:
-    """Host results from saved JSON reports; a host in two inputs is an error, not a double count."""
-    results: dict[str, HostResult] = {}
-    window = None
-    for path in paths:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-        if not isinstance(document, dict) or document.get("schema") != "rstfleet.report/1":
-            raise ValueError(f"{path}: not an rstfleet.report/1 JSON report")
-        window = window or document.get("window_s")
-        for entry in document.get("hosts", []):
-            name = entry["host"]
-            if name in results:
-                raise ValueError(f"{path}: host {name!r} also appears in an earlier input; "
-                                 f"refusing to count it twice")
-            results[name] = HostResult(name, entry.get("address", name), entry["status"],
-                                       entry.get("reason", ""), entry.get("probe"),
-                                       entry.get("elapsed_s", 0.0), tuple(entry.get("groups", ())))
-    return list(results.values()), window
 
 
 def cmd_report(args) -> int:
@@ -285,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_sweep(args)
         if args.command == "triage":
             return cmd_triage(args)
+        if args.command == "run":
+            return cmd_run(args)
         if args.command == "probe":
             return cmd_probe(args)
         if args.command == "report":

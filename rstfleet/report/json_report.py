@@ -1,8 +1,13 @@
 """The JSON report: versioned, jq-friendly, and complete enough to be re-rendered or merged later.
 
-Top level: schema, generated_at, window_s, thresholds, summary, exit_code, hosts (rank order:
-checked hosts worst first, then unchecked by name). Each host keeps its raw probe document so
-`rstfleet report` can re-assess it with other thresholds.
+Top level (schema ``rstfleet.report/1``, described by docs/report-schema.json): schema,
+generated_at, window_s, thresholds, summary, exit_code, partial, fleet, hosts (rank order:
+checked hosts worst first, then unchecked by name), and phase2_hosts after a triage. Each host
+keeps its raw probe document so `rstfleet report` can re-assess it with other thresholds.
+
+JSON is its own escaping: host text is kept exactly as received (a consumer must escape it for
+its own sink), and ``ensure_ascii`` writes every control character as ``\\u00XX``, so printing
+the file to a terminal cannot run an escape sequence.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import time
 
 from ..analysis import Assessment, Thresholds
+from ..fleet import summarize_fleet
 
 REPORT_SCHEMA = "rstfleet.report/1"
 
@@ -37,7 +43,14 @@ def host_entry(a: Assessment) -> dict:
     }
 
 
-def render_json(assessments: list[Assessment], thresholds: Thresholds, meta: dict) -> str:
+def fleet_entry(assessments: list[Assessment]) -> dict:
+    fleet = dataclasses.asdict(summarize_fleet(assessments))
+    fleet["resets_sent_per_s_total"] = round(fleet["resets_sent_per_s_total"], 6)
+    fleet["causes"] = {key: round(value, 6) for key, value in fleet["causes"].items()}
+    return fleet
+
+
+def report_document(assessments: list[Assessment], thresholds: Thresholds, meta: dict) -> dict:
     checked = [a for a in assessments if a.rank is not None]
     document = {
         "schema": REPORT_SCHEMA,
@@ -54,6 +67,14 @@ def render_json(assessments: list[Assessment], thresholds: Thresholds, meta: dic
             "wall_s": meta.get("wall_s"),
         },
         "exit_code": meta.get("exit_code"),
+        "partial": bool(meta.get("partial", False)),
+        "fleet": fleet_entry(assessments),
         "hosts": [host_entry(a) for a in assessments],
     }
-    return json.dumps(document, indent=2, sort_keys=False) + "\n"
+    if meta.get("phase2_hosts") is not None:
+        document["phase2_hosts"] = list(meta["phase2_hosts"])
+    return document
+
+
+def render_json(assessments: list[Assessment], thresholds: Thresholds, meta: dict) -> str:
+    return json.dumps(report_document(assessments, thresholds, meta), indent=2) + "\n"

@@ -8,6 +8,7 @@ an unknown key is refused with the command that trusts it, unless the user asked
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import pwd
 import shlex
@@ -22,6 +23,7 @@ from ..inventory import Host
 from ..results import AUTH_FAILED, HOST_KEY_REJECTED, TIMEOUT, UNREACHABLE
 
 READ_CHUNK = 65536
+log = logging.getLogger("rstfleet.ssh")
 
 
 def user_home() -> str:
@@ -138,6 +140,9 @@ class SSHTransport:
             AcceptNew(target.known_hosts_files[0]) if self.settings.accept_new_host_keys
             else RefuseUnknown())
         where = f"{target.user}@{target.hostname}:{target.port}"
+        log.debug("%s: connecting to %s (known_hosts %s, keys %s%s)", self.host.name, where,
+                  ",".join(target.known_hosts_files), ",".join(target.key_files) or "default/agent",
+                  f", via {target.proxy_command}" if target.proxy_command else "")
         try:
             # The TCP connect is ours, so "no route" and "tarpit" are told apart cleanly; the
             # handshake gets one second more than the banner so the banner's error wins the race.
@@ -148,6 +153,7 @@ class SSHTransport:
                 key_filename=target.key_files or None, look_for_keys=not target.key_files,
                 timeout=timeout + 1, banner_timeout=timeout, auth_timeout=timeout,
                 channel_timeout=timeout, sock=sock)
+            log.debug("%s: host key verified, authenticated as %s", self.host.name, target.user)
         except UnknownHostKey as exc:
             client.close()
             raise TransportError(HOST_KEY_REJECTED,
@@ -199,6 +205,7 @@ class SSHTransport:
         if self.client is None:
             self.client = self._connect(deadline)
         command, payload = self._command(argv, stdin)
+        log.debug("%s: exec %s (%d bytes on stdin)", self.host.name, command, len(payload))
         try:
             channel = self.client.get_transport().open_session(
                 timeout=max(0.1, deadline - time.monotonic()))

@@ -155,8 +155,23 @@ def _finish_trace(trace, document):
                          "dropped": getattr(trace, "dropped", 0), "flows": flows, "flows_cut": cut}
 
 
+def _watch_orchestrator(done):
+    """While a blocking capture runs, notice a lost orchestrator and stop the probe cleanly.
+
+    The signal lands in the main thread, where Stop unwinds through capture's finally (tcpdump
+    stopped) and the trace's (instance removed).
+    """
+    while not done.wait(1.0):
+        if orphaned():
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+
 def _capture(args, document, tools):
+    import threading
     from .capture import CaptureUnavailable, capture
+    done = threading.Event()
+    threading.Thread(target=_watch_orchestrator, args=(done,), daemon=True).start()
     try:
         document["capture"] = capture(args["capture"], args["capture-packets"], args["capture-bytes"],
                                       tcpdump_path=tools.get("tcpdump"),
@@ -164,6 +179,8 @@ def _capture(args, document, tools):
     except (CaptureUnavailable, ValueError) as exc:
         document["capture"] = {"available": False, "reason": str(exc)}
         wait_window(args["capture"])
+    finally:
+        done.set()
 
 
 def _owners(args, document, tools):

@@ -1,0 +1,94 @@
+r"""One escaper per sink, because host text is hostile and each sink breaks in its own way.
+
+Host names, reasons, process names and peers come from hosts we do not trust. Every renderer
+passes such text through the escaper of its sink, and never builds markup by pasting raw text:
+
+    >>> terminal("h1\x1b]0;pwn\x07")
+    'h1\\x1b]0;pwn\\x07'
+    >>> markdown("a|b*c_<d>")
+    'a\\|b\\*c\\_&lt;d&gt;'
+    >>> prometheus_label('say "hi"\\')
+    'say \\"hi\\"\\\\'
+
+All of them first make the text *printable* (`rstfleet.textsafe.printable`: control and bidi
+characters become visible ``\xNN`` escapes, long text is cut) and replace what no UTF-8 or XML
+consumer should receive: lone surrogates (a probe's JSON may carry ``"\ud800"``, which cannot be
+encoded and would crash the write) and Unicode noncharacters (``\ufffe``, ``\uffff``, …).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from ..textsafe import printable
+
+# Lone surrogates and noncharacters: not valid in XML 1.0, not encodable (surrogates), or
+# reserved never to be interchanged (U+FDD0..FDEF, U+xxFFFE/xxFFFF).
+_UNSAFE_CODEPOINTS = re.compile("[\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+                                + "".join(f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}"
+                                          for plane in range(1, 17)) + "]")
+
+DEFAULT_LIMIT = 200
+
+
+def clean(text: object, limit: int = DEFAULT_LIMIT) -> str:
+    """Printable, encodable, XML-legal text: the common first step of every sink."""
+    value = printable("" if text is None else text, limit)
+    return _UNSAFE_CODEPOINTS.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+
+
+def fit(text: object, width: int) -> str:
+    """Cleaned text cut to at most width characters *as shown* (escapes included), for fixed-size
+    places such as the chart's label column: 'web\x1b[2J-very-long' -> 'web\\x1b[2J-ve…'."""
+    value = clean(text, max(width * 6, DEFAULT_LIMIT))
+    return value if len(value) <= width else value[:width - 1] + "…"
+
+
+def terminal(text: object, limit: int = DEFAULT_LIMIT) -> str:
+    """For a terminal or a plain text file: no escape sequences, no NULs, bounded length."""
+    return clean(text, limit)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~#!])")
+
+
+def markdown(text: object, limit: int = DEFAULT_LIMIT) -> str:
+    """Markdown inline text: emphasis, links, code spans, table cells and raw HTML stay inert.
+
+    ``<``, ``>`` and ``&`` become entities (CommonMark decodes them to plain text; a backslash
+    escape of ``<`` is not honoured by every ticket system). Newlines are already visible
+    ``\\x0a`` escapes after `clean`, so a value cannot end a table row or start a heading.
+    """
+    value = clean(text, limit)
+    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", value)
+
+
+def markdown_code(text: object, limit: int = DEFAULT_LIMIT) -> str:
+    """A command as an inline code span, or as escaped text when a backtick would end the span."""
+    value = clean(text, limit)
+    if "`" in value or not value.strip():
+        return markdown(value, limit)
+    return f"`{value}`"
+
+
+def html_text(text: object, limit: int = DEFAULT_LIMIT) -> str:
+    """HTML element content or a quoted attribute value (quotes are escaped too)."""
+    return html.escape(clean(text, limit), quote=True)
+
+
+def xml_text(text: object, limit: int = DEFAULT_LIMIT) -> str:
+    """Text for xml.etree (which escapes markup itself): no character XML 1.0 forbids."""
+    return clean(text, limit)
+
+
+def xml_block(text: str) -> str:
+    """Multi-line text for an XML element: each line cleaned, the newlines kept."""
+    return "\n".join(clean(line, 1000) for line in text.split("\n"))
+
+
+def prometheus_label(text: object, limit: int = DEFAULT_LIMIT) -> str:
+    """A label value of the Prometheus text format: backslash, double quote and newline escaped."""
+    value = clean(text, limit)
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
