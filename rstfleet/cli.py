@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import getpass
 import logging
 import sys
@@ -43,6 +44,22 @@ def _add_thresholds(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on stdout")
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard wants K/N like 2/5, not {text!r}") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"--shard {text}: K must be between 1 and N")
+    return k, n
+
+
+def in_shard(hosts, k: int, n: int):
+    """Stable: a host's shard depends only on its name and N, not on inventory order or size."""
+    return [h for h in hosts
+            if int.from_bytes(hashlib.sha256(h.name.encode()).digest()[:8], "big") % n == k - 1]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rstfleet", epilog=EPILOG,
                                      description="Find which hosts send TCP resets, and why.")
@@ -54,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("-i", "--inventory", help="Ansible inventory (YAML/INI) or 'h1,h2,'; "
                                               "default: the local host, without SSH")
     sw.add_argument("-l", "--limit", metavar="PATTERN", help="Ansible host pattern (web*:&prod:!db1)")
+    sw.add_argument("--shard", metavar="K/N", type=parse_shard,
+                    help="take the K-th of N stable slices of the selected hosts (by a hash of the "
+                         "inventory name), so N schedulers split a fleet; merge with `report`")
     sw.add_argument("-f", "--forks", type=int, default=DEFAULT_FORKS,
                     help="hosts probed at once (default %(default)s)")
     sw.add_argument("-u", "--user", help="remote user (inventory ansible_user wins, as in Ansible)")
@@ -183,6 +203,10 @@ def select_hosts(args):
     hosts = inventory.select(args.limit)
     if not hosts:
         raise ValueError(f"no hosts in {inventory.source} match {args.limit or 'all'!r}")
+    if getattr(args, "shard", None):
+        hosts = in_shard(hosts, *args.shard)
+        if not hosts:
+            print(f"rstfleet: shard {args.shard[0]}/{args.shard[1]} holds no host", file=sys.stderr)
     return hosts
 
 

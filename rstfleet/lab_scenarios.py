@@ -84,12 +84,14 @@ def _socket(stack: contextlib.ExitStack, where: LabHost) -> socket.socket:
     return sock
 
 
-def _listen(stack, host: LabHost, port: int, backlog: int = 16, defer_accept: int = 0) -> socket.socket:
+def _listen(stack, host: LabHost, port: int, backlog: int = 16, defer_accept: int = 0,
+            wildcard: bool = True) -> socket.socket:
+    """A listener as most servers make it, on 0.0.0.0 (``wildcard``), else on the host's address."""
     sock = _socket(stack, host)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if defer_accept:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, defer_accept)
-    sock.bind((check_target(host.address), port))
+    sock.bind(("0.0.0.0" if wildcard else check_target(host.address), port))
     sock.listen(backlog)
     return sock
 
@@ -165,12 +167,12 @@ def linger_zero(lab: Lab, host: LabHost, peer: LabHost, count: int = 3, port: in
 
 
 def half_open(lab: Lab, host: LabHost, peer: LabHost, count: int = 3, port: int = 8085,
-              keep_listener: bool = True) -> dict:
+              keep_listener: bool = True, wildcard: bool = True) -> dict:
     """Guide cause 3: the host forgets connections silently (a TCP_REPAIR close, as a reboot or a
     restored VM would); the peer's next data segment meets a host without that connection."""
     views = Counter()
     with contextlib.ExitStack() as stack:
-        server = _listen(stack, host, port)
+        server = _listen(stack, host, port, wildcard=wildcard)
         clients = [_connect(stack, peer, host, port) for _ in range(_bounded(count))]
         for _ in clients:
             conn = server.accept()[0]
@@ -183,7 +185,7 @@ def half_open(lab: Lab, host: LabHost, peer: LabHost, count: int = 3, port: int 
             _readable(client)
             views[peer_view(client)] += 1
     return _result("half_open" if keep_listener else "half_open_no_listener", host, peer, port, count,
-                   peer_saw=dict(views), listener_kept=keep_listener)
+                   peer_saw=dict(views), listener_kept=keep_listener, wildcard=wildcard)
 
 
 def time_wait(lab: Lab, host: LabHost, peer: LabHost, count: int = 3, port: int = 8084) -> dict:
@@ -239,14 +241,15 @@ def time_wait_assassination(lab: Lab, host: LabHost, peer: LabHost, port: int = 
                    reconnect_s=reconnect_s, reconnected=reconnected)
 
 
-def listen_overflow(lab: Lab, host: LabHost, peer: LabHost, count: int = 3, port: int = 8083) -> dict:
+def listen_overflow(lab: Lab, host: LabHost, peer: LabHost, count: int = 3, port: int = 8083,
+                    wildcard: bool = True) -> dict:
     """Guide cause 5: a full accept queue with net.ipv4.tcp_abort_on_overflow=1 (host namespace). With
     TCP_DEFER_ACCEPT a handshake's final ACK only counts with data, so clients connect, then send in two
     bursts of ``count + 1``: the first fills the queue (it holds backlog + 1), the second overflows it."""
     backlog, views = _bounded(count) + 1, Counter()
     with contextlib.ExitStack() as stack:
         stack.enter_context(sysctl(host.namespace, "net.ipv4.tcp_abort_on_overflow", "1"))
-        server = _listen(stack, host, port, backlog=backlog, defer_accept=int(TIMEOUT))
+        server = _listen(stack, host, port, backlog=backlog, defer_accept=int(TIMEOUT), wildcard=wildcard)
         for burst in range(2):
             clients = [_connect(stack, peer, host, port) for _ in range(backlog)]
             for client in clients:
@@ -256,7 +259,8 @@ def listen_overflow(lab: Lab, host: LabHost, peer: LabHost, count: int = 3, port
                 views.update(peer_view(client) for client in clients)
         for _ in range(backlog + 1):  # drain the queue gently: closing a listener resets its queue
             stack.enter_context(server.accept()[0]).recv(4096)
-    return _result("listen_overflow", host, peer, port, count, backlog=backlog, peer_saw=dict(views))
+    return _result("listen_overflow", host, peer, port, count, backlog=backlog, peer_saw=dict(views),
+                   wildcard=wildcard)
 
 
 CRASHING_SERVER = r"""
@@ -311,6 +315,9 @@ def crashed_service(lab: Lab, host: LabHost, peer: LabHost, clients: int = 3, pe
 SCENARIOS = {f.__name__: f for f in (closed_port, port_scan, crashed_service, abort_on_close, linger_zero,
                                      listen_overflow, time_wait, time_wait_assassination, half_open)}
 
+VARIANTS = {"half_open_no_listener": ("half_open", {"keep_listener": False}),
+            "half_open_bound": ("half_open", {"wildcard": False}),
+            "listen_overflow_bound": ("listen_overflow", {"wildcard": False})}
 TRACER = r"""
 import json, runpy, signal, sys
 tracefs, counters = (runpy.run_path(sys.argv[1] + "/%s.py" % name) for name in ("tracefs", "counters"))
@@ -383,12 +390,11 @@ def summarize(measured: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rstfleet.lab_scenarios", description=__doc__.split("\n")[0])
     parser.add_argument("--name", default="sc" + str(os.getpid() % 100000))
-    parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS) + ["half_open_no_listener"])
+    parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS) + sorted(VARIANTS))
     parser.add_argument("--full", action="store_true", help="full measurements, not summaries")
     args = parser.parse_args(argv)
-    runs = [(n, n, {}) for n in SCENARIOS] + [("half_open_no_listener", "half_open", {"keep_listener": False})]
     with lab_context(2, args.name) as lab:
-        for label, name, kwargs in runs:
+        for label, (name, kwargs) in {**{n: (n, {}) for n in SCENARIOS}, **VARIANTS}.items():
             if not args.only or label in args.only:
                 measured = measure(lab, name, lab.hosts[0], lab.hosts[1], **kwargs)
                 print(json.dumps(measured if args.full else summarize(measured)), flush=True)

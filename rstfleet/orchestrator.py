@@ -102,6 +102,11 @@ def sweep(hosts: list[Host], transport_for: Callable[[Host], Transport], setting
     stopping = threading.Event()
 
     def record(result: HostResult) -> None:
+        if stopping.is_set() and result.status != OK:
+            # The session was closed by our own Ctrl-C handling, not by the host.
+            result = HostResult(result.host, result.address, CANCELLED,
+                                "run interrupted (Ctrl-C) before this host finished", None,
+                                result.elapsed_s, result.groups)
         with cond:
             if result.host in results:
                 return
@@ -151,13 +156,13 @@ def sweep(hosts: list[Host], transport_for: Callable[[Host], Transport], setting
         stopping.set()
         with cond:
             sessions = list(active.values())
+            for host in hosts:
+                results.setdefault(host.name, HostResult(
+                    host.name, host.address, CANCELLED,
+                    "run interrupted (Ctrl-C) before this host finished", None, 0.0, host.groups))
         for transport in sessions:
             try:
                 transport.close()
             except Exception:
                 pass
-        for host in hosts:
-            results.setdefault(host.name, HostResult(
-                host.name, host.address, CANCELLED, "run interrupted (Ctrl-C) before this host finished",
-                None, 0.0, host.groups))
     return [results[h.name] for h in hosts]

@@ -44,3 +44,30 @@ def lab5():
     name = "e" + str(os.getpid() % 10000)
     with labmod.lab_context(5, name) as lab:
         yield lab
+
+
+def lab_leftovers(lab) -> list[str]:
+    """rstfleet processes still running inside the lab's hosts (probe, tcpdump, timeout)."""
+    from rstfleet.lab import _namespace_pids
+    left = []
+    for ns, pids in _namespace_pids([h.namespace for h in lab.hosts]).items():
+        for pid in pids:
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"sshd" in argv[0]:
+                continue
+            left.append(f"{ns}:{pid}:{b' '.join(argv).decode(errors='replace')[:80]}")
+    return left
+
+
+def wait_until_clean(lab, bound_s: float) -> list[str]:
+    """Poll until no rstfleet process is left in the lab (or the bound passes); return leftovers."""
+    import time
+    deadline = time.monotonic() + bound_s
+    while True:
+        left = lab_leftovers(lab)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)

@@ -5,7 +5,8 @@
 this event, always removed); without tracefs (``ip netns exec``) it mounts one in a private mount
 namespace of this process only. The text is parsed against the event's ``format`` (print fmt, its
 arguments and __print_symbolic tables), never one kernel's layout. Tracepoints are machine-wide:
-only events from this network namespace's own addresses are kept (the others count as "foreign").
+only events from this network namespace's own addresses are kept (others count as "foreign"), and
+a wildcard listener's (saddr 0.0.0.0/::, peer unknown) if this namespace listens on its port.
 """
 
 import errno
@@ -30,10 +31,7 @@ SYMBOLIC_RE = re.compile(r"__print_symbolic\(\s*REC->(\w+)\s*((?:,\s*\{[^{}]*\}\
 
 class TraceUnavailable(Exception):
     """The tracepoint cannot be used here; ``reason`` says why (callers fall back to counters)."""
-
-    def __init__(self, reason):
-        Exception.__init__(self, reason)
-        self.reason = reason
+    reason = property(lambda self: self.args[0])
 
 
 def _read(path):
@@ -60,18 +58,21 @@ def local_addresses(fib_trie="/proc/net/fib_trie", if_inet6="/proc/net/if_inet6"
     return found
 
 
+def listening_ports(paths=("/proc/net/tcp", "/proc/net/tcp6")):
+    """Ports this network namespace listens on (st 0A); read only when a wildcard event needs it."""
+    rows = (line.split() for path in paths for line in _read(path).splitlines()[1:])
+    return set(int(row[1].rsplit(":", 1)[1], 16) for row in rows if len(row) > 3 and row[3] == "0A")
+
+
 def _split_args(text):
-    """Split the print fmt's arguments at top-level commas (brackets nest, quotes are opaque)."""
-    args, depth, quoted, start, escaped = [], 0, False, 0, False
+    """Split the print fmt's arguments at top-level commas (brackets nest, "strings" are opaque)."""
+    args, depth, quoted, start = [], 0, False, 0
     for i, ch in enumerate(text):
-        if quoted:
-            quoted = escaped or ch != '"'
-            escaped = not escaped and ch == "\\"
-        elif ch == '"':
-            quoted = True
-        elif ch in "({[" or ch in ")}]":
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "({[)}]":
             depth += 1 if ch in "({[" else -1
-        elif ch == "," and depth == 0:
+        elif not quoted and ch == "," and depth == 0:
             args.append(text[start:i].strip())
             start = i + 1
     return args + ([text[start:].strip()] if text[start:].strip() else [])
@@ -114,10 +115,9 @@ def _endpoint(text):
 
 def _symbol(fmt, field, text):
     """The kernel prints the symbolic name; a raw number (a value outside its table) is looked up."""
-    if field not in fmt["fields"] or not text:
-        return None
-    number = re.match(r"(0x[0-9a-fA-F]+|-?\d+)$", text)
-    return fmt["symbols"].get(field, {}).get(str(int(text, 0)), text) if number else text
+    if field in fmt["fields"] and re.match(r"(0x[0-9a-fA-F]+|-?\d+)$", text):
+        return fmt["symbols"].get(field, {}).get(str(int(text, 0)), text)
+    return (text or None) if field in fmt["fields"] else None
 
 
 def parse_event(fmt, body, ts=None):
@@ -172,8 +172,7 @@ def _rmdir(path, tries=50):
     """Remove an instance directory (EBUSY while the kernel still holds it: retry); None or the error."""
     for attempt in range(tries):
         try:
-            os.rmdir(path)
-            return None
+            return os.rmdir(path)
         except OSError as exc:
             if exc.errno != errno.EBUSY or attempt == tries - 1:
                 return "rmdir %s: %s" % (path, exc.strerror)
@@ -186,7 +185,8 @@ def find_tracefs(dirs=TRACEFS_DIRS):
 
 
 def mount_private():
-    """Mount tracefs in a new mount namespace of this process only; returns the tracefs path."""
+    """Mount tracefs (the event needs Linux >= 4.16, so tracefs exists) in a new mount namespace of this
+    process only; returns the tracefs path."""
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
@@ -194,7 +194,6 @@ def mount_private():
         raise TraceUnavailable("unshare(CLONE_NEWNS) failed: %s" % os.strerror(ctypes.get_errno()))
     if libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) != 0:  # MS_REC | MS_PRIVATE
         raise TraceUnavailable("making / private failed: %s" % os.strerror(ctypes.get_errno()))
-    # tcp_send_reset (Linux >= 4.16) implies tracefs (>= 4.1): no debugfs fallback is needed
     if libc.mount(b"nodev", TRACEFS_DIRS[0].encode(), b"tracefs", 0, None) == 0 and find_tracefs(TRACEFS_DIRS[:1]):
         return TRACEFS_DIRS[0]
     raise TraceUnavailable("could not mount tracefs: %s" % os.strerror(ctypes.get_errno() or errno.ENODEV))
@@ -205,23 +204,19 @@ class ResetTrace(object):
 
     def __init__(self, buffer_kb=BUFFER_KB, max_events=MAX_EVENTS, addresses=None):
         self.buffer_kb, self.max_events, self.fixed = buffer_kb, max_events, addresses
-        self.instance = self.format = None
-        self.addresses, self.events = set(), []
+        self.instance, self.format, self.addresses, self.events = None, None, set(), []
         self.stats = dict(tracefs=None, mounted=False, instance=None, clock=None, seen=0, kept=0, foreign=0,
-                          dropped=0, lost_in_kernel=0, unparsed=0, stale_removed=[], errors=[])
+                          wildcard=0, dropped=0, lost_in_kernel=0, unparsed=0, stale_removed=[], errors=[])
 
     def start(self):
         if os.geteuid() != 0:
             raise TraceUnavailable("not root: tracefs needs root")
         root = find_tracefs()
-        if root is None:
-            root = mount_private()
-            self.stats["mounted"] = True
-        self.stats["tracefs"] = root
-        self.stats["stale_removed"] = cleanup_stale(root)
-        text = _read(os.path.join(root, EVENT_DIR, "format"))
-        self.format = parse_format(text) if text else None
-        if not self.format or not self.format["conversions"]:
+        self.stats["mounted"] = root is None
+        root = root or mount_private()
+        self.stats["tracefs"], self.stats["stale_removed"] = root, cleanup_stale(root)
+        self.format = parse_format(_read(os.path.join(root, EVENT_DIR, "format")))
+        if not self.format["conversions"]:
             raise TraceUnavailable("this kernel has no tcp:tcp_send_reset tracepoint (needs Linux >= 4.16)")
         self.addresses, self.events = set(self.fixed or local_addresses()), []
         instance = os.path.join(root, "instances", "%s%d-%s" % (PREFIX, os.getpid(), os.urandom(4).hex()))
@@ -263,7 +258,7 @@ class ResetTrace(object):
         return self.events
 
     def _collect(self, instance):
-        stats, marker = self.stats, ": %s: " % EVENT
+        stats, marker, listening = self.stats, ": %s: " % EVENT, None
         addresses = self.addresses | set(self.fixed or local_addresses())
         offset = time.time() - time.monotonic() if stats["clock"] == "mono" else 0.0
         with open(os.path.join(instance, "trace"), errors="replace") as handle:
@@ -275,13 +270,17 @@ class ResetTrace(object):
                 stamp = re.search(r"(\d+\.\d+)$", line[:where])
                 ts = round(float(stamp.group(1)) + offset, 6) if stamp else None
                 event = parse_event(self.format, line[where + len(marker):].rstrip("\n"), ts)
+                wild = event is not None and event["saddr"] in ("0.0.0.0", "::")  # a wildcard listener's RST
+                if wild and listening is None:
+                    listening = listening_ports()
                 if event is None:
                     stats["unparsed"] += 1
-                elif event["saddr"] not in addresses:
+                elif event["saddr"] not in addresses and not (wild and event["sport"] in listening):
                     stats["foreign"] += 1
                 elif len(self.events) >= self.max_events:
                     stats["dropped"] += 1
                 else:
+                    stats["wildcard"] += wild
                     self.events.append(event)
         stats["kept"] = len(self.events)
         per_cpu = os.path.join(instance, "per_cpu")

@@ -1,0 +1,67 @@
+"""Ctrl-C and a killed orchestrator: the run stops cleanly and the hosts clean themselves up."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, wait_until_clean
+
+pytestmark = pytest.mark.lab
+
+
+def _start_sweep(lab, out, *extra):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "rstfleet", "sweep", "-i", str(lab.inventory_path),
+                             "--format", "json", "-o", str(out), "-q", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(ROOT))
+
+
+def _wait_for_probes(lab, n, bound=10.0):
+    from conftest import lab_leftovers
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        if len([p for p in lab_leftovers(lab) if "--window" in p]) >= n:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"probes did not start on {n} hosts within {bound} s")
+
+
+def test_ctrl_c_gives_a_partial_report_and_every_probe_stops(lab5, tmp_path):
+    out = tmp_path / "partial.json"
+    proc = _start_sweep(lab5, out, "--window", "20")
+    try:
+        _wait_for_probes(lab5, 5)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=15)
+        stop_s = time.monotonic() - started
+    finally:
+        proc.kill()
+    report = json.loads(out.read_text())
+    assert proc.returncode == 130
+    assert report["partial"] is True and report["exit_code"] == 130
+    assert {h["status"] for h in report["hosts"]} == {"cancelled"}
+    assert all("Ctrl-C" in h["reason"] for h in report["hosts"])
+    assert stop_s < 5, stop_s
+    assert wait_until_clean(lab5, 3.0) == []
+
+
+def test_sigkilled_orchestrator_leaves_no_probe_running(lab5, tmp_path):
+    proc = _start_sweep(lab5, tmp_path / "never.json", "--window", "30")
+    try:
+        _wait_for_probes(lab5, 5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=5)
+    finally:
+        proc.kill()
+    # Each probe notices its SSH session is gone (stdout reader closed) and stops itself:
+    # bounded at a 0.5 s poll, far inside its own hard bound of window + 30 s.
+    assert wait_until_clean(lab5, 3.0) == []
+    assert not (tmp_path / "never.json").exists()
