@@ -98,8 +98,12 @@ class HostEvidence:
 def _cause(key: str, resets: int, total: int, evidence: list[str], ports: Counter,
            peers: Counter) -> Cause:
     title, _, step = CAUSES[key]
-    top_port = ports.most_common(1)[0][0] if ports else "PORT"
-    top_peer = peers.most_common(1)[0][0] if peers else "PEER"
+    if ("{port}" in step and not ports) or ("{peer}" in step and not peers):
+        # Counters alone know no port or peer: the next step is to find them, as the guide does.
+        step = ("tcpdump -i any -n -c 200 'tcp[tcpflags] & (tcp-rst) == (tcp-rst)'   # find the "
+                "port and peer (or rerun with `rstfleet triage`), then lsof -i:PORT -P -n")
+    top_port = ports.most_common(1)[0][0] if ports else ""
+    top_peer = peers.most_common(1)[0][0] if peers else ""
     return Cause(key, title, resets, resets / total if total else 0.0, evidence,
                  [p for p, _ in ports.most_common(5)], [p for p, _ in peers.most_common(5)],
                  step.format(port=top_port, peer=top_peer))

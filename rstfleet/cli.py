@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import getpass
 import logging
+import os
 import sys
 import time
 
@@ -170,7 +171,8 @@ def emit(args, assessments, thresholds, meta) -> None:
             handle.write(render(args.format, assessments, thresholds, meta))
     if not args.quiet:
         fmt = "table" if args.output else args.format
-        sys.stdout.write(render(fmt, assessments, thresholds, meta))
+        color = fmt == "table" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        sys.stdout.write(render(fmt, assessments, thresholds, dict(meta, color=color)))
 
 
 def probe_options(args, capture: float, owners: bool) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ import os
 import pwd
 import re
 import shutil
+import shlex
 import signal
 import socket
 import subprocess
@@ -110,6 +111,22 @@ class Lab:
         if not self.sshd_pids(h):
             _start_sshd(self.host_dir(h), h)
             _wait_ready(self, [h], timeout=10.0)
+
+    def set_faults(self, host: LabHost | str, hide: tuple[str, ...] = (), force_command: str | None = None,
+                   tmpfs: dict | None = None) -> None:
+        """Break a host on purpose and restart its sshd: hide tools (e.g. /usr/bin/tcpdump), run a
+        ForceCommand instead of the client's command, or put a small full tmpfs on a path."""
+        h = self._h(host)
+        (self.host_dir(h) / "faults.json").write_text(json.dumps(
+            {"hide": list(hide), "force_command": force_command, "tmpfs": tmpfs}))
+        self.stop_sshd(h)
+        self.start_sshd(h)
+
+    def clear_faults(self, host: LabHost | str) -> None:
+        h = self._h(host)
+        (self.host_dir(h) / "faults.json").unlink(missing_ok=True)
+        self.stop_sshd(h)
+        self.start_sshd(h)
 
     def regenerate_host_key(self, host: LabHost | str) -> None:
         """New host key and restarted sshd; ``known_hosts`` keeps the old key (a "key changed" host)."""
@@ -201,14 +218,38 @@ SSHD_CONFIG = (  # one sshd per host; no Subsystem line, so no sftp
     "UseDNS no\nPrintMotd no\nPrintLastLog no\nLogLevel ERROR\n")
 
 
+def _fault_script(host_dir: Path) -> tuple[str, str]:
+    """Shell lines that make this host broken on purpose (tests), and the sshd config they need.
+
+    faults.json: {"hide": [paths made non-executable empty files], "tmpfs": {"path", "size"},
+    "force_command": command sshd runs instead of the client's}.
+    """
+    path = host_dir / "faults.json"
+    if not path.exists():
+        return "", ""
+    faults = json.loads(path.read_text())
+    empty = host_dir.parent / "empty"
+    lines = [f"mount --bind {empty} {shlex.quote(p)} || exit 4; " for p in faults.get("hide", [])]
+    if faults.get("tmpfs"):
+        t = faults["tmpfs"]
+        lines.append(f"mount -t tmpfs -o size={t['size']} tmpfs {shlex.quote(t['path'])} || exit 5; "
+                     f"dd if=/dev/zero of={shlex.quote(t['path'])}/fill bs=4k 2>/dev/null; ")
+    extra = f"ForceCommand {faults['force_command']}\n" if faults.get("force_command") else ""
+    return "".join(lines), extra
+
+
 def _start_sshd(host_dir: Path, host: LabHost) -> None:
     """sshd in the host's netns and a private mount namespace with root's dotfiles hidden."""
     (host_dir / "sshd.pid").unlink(missing_ok=True)
     home = pwd.getpwnam("root").pw_dir
     empty = host_dir.parent / "empty"
     hide = " ".join(f"{home}/{name}" for name in HIDDEN_DOTFILES)
+    faults, extra_config = _fault_script(host_dir)
+    config = host_dir / "sshd_config"
+    base = config.read_text().split("# faults\n")[0]
+    config.write_text(base + ("# faults\n" + extra_config if extra_config else ""))
     script = (f'for f in {hide}; do if [ -e "$f" ]; then mount --bind {empty} "$f" || exit 3; fi; done; '
-              f"exec {SSHD} -f {host_dir / 'sshd_config'} -E {host_dir / 'sshd.log'}")
+              f"{faults}exec {SSHD} -f {config} -E {host_dir / 'sshd.log'}")
     proc = subprocess.run(["ip", "netns", "exec", host.namespace, "unshare", "-m", "--propagation", "private",
                            "sh", "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, timeout=30)

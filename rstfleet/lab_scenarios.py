@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import ctypes
 import errno
+import inspect
 import json
 import os
 import select
@@ -89,8 +90,7 @@ def _listen(stack, host: LabHost, port: int, backlog: int = 16, defer_accept: in
     """A listener as most servers make it, on 0.0.0.0 (``wildcard``), else on the host's address."""
     sock = _socket(stack, host)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if defer_accept:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, defer_accept)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, defer_accept)  # 0: off
     sock.bind(("0.0.0.0" if wildcard else check_target(host.address), port))
     sock.listen(backlog)
     return sock
@@ -98,9 +98,8 @@ def _listen(stack, host: LabHost, port: int, backlog: int = 16, defer_accept: in
 
 def _connect(stack, peer: LabHost, host: LabHost, port: int, bind_port: int = 0) -> socket.socket:
     sock = _socket(stack, peer)
-    if bind_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((peer.address, bind_port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((check_target(peer.address), bind_port))
     sock.connect((check_target(host.address), port))
     return sock
 
@@ -110,15 +109,18 @@ def _readable(sock: socket.socket, timeout: float = TIMEOUT) -> None:
         raise TimeoutError("nothing arrived within the scenario's time bound")
 
 
-def peer_view(sock: socket.socket) -> str:
-    """What one endpoint saw, e.g. "CLOSE/ECONNRESET" (TCP state from TCP_INFO, then SO_ERROR)."""
+def peer_view(sock: socket.socket, wait: float = 0.0) -> str:
+    """What one endpoint saw, e.g. "CLOSE/ECONNRESET" (TCP state from TCP_INFO, then SO_ERROR), after
+    waiting up to ``wait`` seconds for something (an RST) to arrive."""
+    select.select([sock], [], [], wait)
     state = (TCP_STATES + ["?"] * 256)[sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]]
     err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     return f"{state}/{errno.errorcode.get(err, err) if err else 'ok'}"
 
 
-def _result(name: str, host: LabHost, peer: LabHost, port, expected: int, **extra) -> dict:
-    return dict(scenario=name, host=host.address, peer=peer.address, port=port, expected_host_rsts=expected, **extra)
+def _result(name: str, host: LabHost, peer: LabHost, port, expected: int, views=None, **extra) -> dict:
+    return dict(scenario=name, host=host.address, peer=peer.address, port=port, expected_host_rsts=expected,
+                **extra, peer_saw=dict(views or {}))
 
 
 def closed_port(lab: Lab, host: LabHost, peer: LabHost, count: int = 5, port: int = 9) -> dict:
@@ -151,9 +153,8 @@ def _aborting_server(name: str, host: LabHost, peer: LabHost, count: int, port: 
                 client.sendall(b"a request the server never reads")
                 _readable(conn)
             conn.close()
-            _readable(client)
-            views[peer_view(client)] += 1
-    return _result(name, host, peer, port, count, peer_saw=dict(views))
+            views[peer_view(client, TIMEOUT)] += 1
+    return _result(name, host, peer, port, count, views=views)
 
 
 def abort_on_close(lab: Lab, host: LabHost, peer: LabHost, count: int = 3, port: int = 8081) -> dict:
@@ -182,10 +183,9 @@ def half_open(lab: Lab, host: LabHost, peer: LabHost, count: int = 3, port: int 
             server.close()
         for client in clients:
             client.sendall(b"data for a connection the host no longer has")
-            _readable(client)
-            views[peer_view(client)] += 1
+            views[peer_view(client, TIMEOUT)] += 1
     return _result("half_open" if keep_listener else "half_open_no_listener", host, peer, port, count,
-                   peer_saw=dict(views), listener_kept=keep_listener, wildcard=wildcard)
+                   views=views, listener_kept=keep_listener, wildcard=wildcard)
 
 
 def time_wait(lab: Lab, host: LabHost, peer: LabHost, count: int = 3, port: int = 8084) -> dict:
@@ -200,9 +200,8 @@ def time_wait(lab: Lab, host: LabHost, peer: LabHost, count: int = 3, port: int 
             _readable(client)  # the FIN
             time.sleep(0.02)
             client.sendall(b"late data after the host's close")
-            _readable(client, 1.0)
-            views[peer_view(client)] += 1
-    return _result("time_wait", host, peer, port, count, peer_saw=dict(views))
+            views[peer_view(client, 1.0)] += 1
+    return _result("time_wait", host, peer, port, count, views=views)
 
 
 def time_wait_assassination(lab: Lab, host: LabHost, peer: LabHost, port: int = 8086,
@@ -210,21 +209,20 @@ def time_wait_assassination(lab: Lab, host: LabHost, peer: LabHost, port: int = 
     """Guide cause 4 proper (RFC 1337): the peer (timestamps off) reconnects to the host's TIME_WAIT socket
     with an ISN below the old sequence space (it sent more bytes than its ISN clock, 1 per 64 ns, moved):
     the host answers with an ACK, the peer with an RST that kills the TIME_WAIT; its next SYN connects."""
-    payload = b"\0" * (1 << 20)
     with contextlib.ExitStack() as stack:
         stack.enter_context(sysctl(peer.namespace, "net.ipv4.tcp_timestamps", "0"))
         server = _listen(stack, host, port)
         started = time.monotonic()
         first = _connect(stack, peer, host, port, bind_port=client_port)
         conn = stack.enter_context(server.accept()[0])
-        sender = threading.Thread(target=lambda: [first.sendall(payload) for _ in range(megabytes)])
+        sender = threading.Thread(target=lambda: [first.sendall(bytes(1 << 20)) for _ in range(megabytes)])
         sender.start()
         received = 0
         while received < megabytes << 20 and (chunk := conn.recv(1 << 20)):
             received += len(chunk)
         sender.join(TIMEOUT)
         conn.close()  # the host closes first: it will hold the TIME_WAIT socket
-        _readable(first)
+        first.recv(1)  # the host's FIN
         first.close()
         time.sleep(0.05)
         with netns(host.namespace):
@@ -259,8 +257,7 @@ def listen_overflow(lab: Lab, host: LabHost, peer: LabHost, count: int = 3, port
                 views.update(peer_view(client) for client in clients)
         for _ in range(backlog + 1):  # drain the queue gently: closing a listener resets its queue
             stack.enter_context(server.accept()[0]).recv(4096)
-    return _result("listen_overflow", host, peer, port, count, backlog=backlog, peer_saw=dict(views),
-                   wildcard=wildcard)
+    return _result("listen_overflow", host, peer, port, count, backlog=backlog, wildcard=wildcard, views=views)
 
 
 CRASHING_SERVER = r"""
@@ -296,11 +293,9 @@ def crashed_service(lab: Lab, host: LabHost, peer: LabHost, clients: int = 3, pe
             time.sleep(0.05)
             views.update("queued:" + peer_view(client) for client in queued)
             for client in accepted:
-                _readable(client)
                 client.recv(1)  # the crash closed it: FIN
                 client.sendall(b"a request after the crash")
-                _readable(client, 1.0)
-                views["accepted:" + peer_view(client)] += 1
+                views["accepted:" + peer_view(client, 1.0)] += 1
             for _ in range(reconnects):
                 code = _socket(stack, peer).connect_ex((host.address, port))
                 views["reconnect:" + errno.errorcode.get(code, "ok")] += 1
@@ -309,7 +304,7 @@ def crashed_service(lab: Lab, host: LabHost, peer: LabHost, clients: int = 3, pe
             proc.kill()
             proc.wait(TIMEOUT)
     return _result("crashed_service", host, peer, port, pending + clients + reconnects, clients=clients,
-                   pending=pending, reconnects=reconnects, peer_saw=dict(views))
+                   pending=pending, reconnects=reconnects, views=views)
 
 
 SCENARIOS = {f.__name__: f for f in (closed_port, port_scan, crashed_service, abort_on_close, linger_zero,
@@ -323,7 +318,7 @@ import json, runpy, signal, sys
 tracefs, counters = (runpy.run_path(sys.argv[1] + "/%s.py" % name) for name in ("tracefs", "counters"))
 signal.signal(signal.SIGALRM, lambda *_: sys.exit("tracer: time bound reached"))
 signal.alarm(int(sys.argv[2]))
-trace = tracefs["ResetTrace"]()
+trace = tracefs["ResetTrace"](ports=[int(port) for port in sys.argv[3:]])
 try:
     trace.start()
 except tracefs["TraceUnavailable"] as exc:
@@ -341,10 +336,10 @@ print(json.dumps({"events": events, "stats": trace.stats, "counters": deltas}), 
 """
 
 
-def _start_tracer(host: LabHost, bound_s: int = 120) -> subprocess.Popen:
-    proc = subprocess.Popen(["ip", "netns", "exec", host.namespace, "/usr/bin/python3", "-I", "-B", "-c", TRACER,
-                             str(HOST_DIR), str(bound_s)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def _start_tracer(host: LabHost, ports=(), bound_s: int = 120) -> subprocess.Popen:
+    argv = ["/usr/bin/python3", "-I", "-B", "-c", TRACER, str(HOST_DIR), str(bound_s), *map(str, ports)]
+    proc = subprocess.Popen(["ip", "netns", "exec", host.namespace, *argv], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if "error" in (first := json.loads(proc.stdout.readline() or '{"error": "the tracer died"}')):
         proc.kill()
         raise RuntimeError(f"tracer in {host.namespace}: {first['error']} {proc.stderr.read()[-500:]}")
@@ -352,14 +347,13 @@ def _start_tracer(host: LabHost, bound_s: int = 120) -> subprocess.Popen:
 
 
 @contextlib.contextmanager
-def observe(*hosts: LabHost, settle: float = 0.3):
-    """``with observe(h1, h2) as seen: scenario(...)``: in each host's namespace, the probe's ResetTrace
-    and counters, as the probe runs them; afterwards ``seen[h1.address]`` is that host's
-    {"OutRsts", "counters": {"Tcp", "TcpExt"} (non-zero deltas), "events", "stats"}."""
-    seen: dict[str, dict] = {}
-    tracers: list[tuple[LabHost, subprocess.Popen]] = []
+def observe(*hosts: LabHost, settle: float = 0.3, ports: dict | None = None):
+    """``with observe(h1, h2) as seen: scenario(...)``: the probe's ResetTrace and counters in each host's
+    namespace; then ``seen[h1.address]`` = {"OutRsts", "counters" (non-zero deltas), "events", "stats"}.
+    ``ports``: {address: ports a scenario listens on there} (such listeners live only inside the window)."""
+    seen, tracers = {}, []
     try:
-        tracers.extend((host, _start_tracer(host)) for host in hosts)
+        tracers.extend((host, _start_tracer(host, (ports or {}).get(host.address, ()))) for host in hosts)
         yield seen
         time.sleep(settle)  # late resets (timers, the peer's retransmissions)
     finally:  # a tracer not reached here stops at EOF on its stdin, or at its own time bound
@@ -373,16 +367,17 @@ def observe(*hosts: LabHost, settle: float = 0.3):
 
 def measure(lab: Lab, name: str, host: LabHost, peer: LabHost, **kwargs) -> dict:
     """One scenario observed at both ends: {"result", "host": {...}, "peer": {...}}."""
-    with observe(host, peer) as seen:
+    defaults = {key: param.default for key, param in inspect.signature(SCENARIOS[name]).parameters.items()}
+    with observe(host, peer, ports={host.address: [kwargs.get("port", defaults.get("port", 0))]}) as seen:
         result = SCENARIOS[name](lab, host, peer, **kwargs)
     return {"result": result, "host": seen[host.address], "peer": seen[peer.address]}
 
 
 def summarize(measured: dict) -> dict:
-    """A table row: both ends' OutRsts, non-zero Tcp/TcpExt deltas, events by (reason, state, sport)."""
+    """A table row: both ends' OutRsts, non-zero Tcp/TcpExt deltas, events by reason/state/addresses."""
     row = {"scenario": measured["result"]["scenario"], "result": measured["result"]}
     for side, seen in ((side, measured[side]) for side in ("host", "peer")):
-        keys = Counter((e["reason"], e["state"], e["sport"]) for e in seen["events"])
+        keys = Counter((e["reason"], e["state"], e["saddr"], e["sport"], e["daddr"]) for e in seen["events"])
         row[side] = {"OutRsts": seen["OutRsts"], **seen["counters"], "events": [[*key, n] for key, n in keys.items()]}
     return row
 
@@ -391,13 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rstfleet.lab_scenarios", description=__doc__.split("\n")[0])
     parser.add_argument("--name", default="sc" + str(os.getpid() % 100000))
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS) + sorted(VARIANTS))
-    parser.add_argument("--full", action="store_true", help="full measurements, not summaries")
     args = parser.parse_args(argv)
     with lab_context(2, args.name) as lab:
         for label, (name, kwargs) in {**{n: (n, {}) for n in SCENARIOS}, **VARIANTS}.items():
             if not args.only or label in args.only:
-                measured = measure(lab, name, lab.hosts[0], lab.hosts[1], **kwargs)
-                print(json.dumps(measured if args.full else summarize(measured)), flush=True)
+                measured = measure(lab, name, *lab.hosts, **kwargs)
+                print(json.dumps({"label": label, **summarize(measured)}), flush=True)
     return 0
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 from .inventory import Host
 from .probe import probe_argv, probe_script
-from .results import (BECOME_FAILED, CANCELLED, NO_PYTHON, OK, PROBE_ERROR, TIMEOUT, HostResult,
+from .results import (BECOME_FAILED, CANCELLED, NO_PYTHON, OK, PROBE_ERROR, TIMEOUT, UNREACHABLE, HostResult,
                       ProbeOutputError, parse_probe_output)
 from .textsafe import last_line, printable
 from .transport import DEFAULT_MAX_OUTPUT, RunResult, Transport, TransportError
@@ -57,6 +57,12 @@ def classify(run: RunResult, settings: SweepSettings) -> tuple[str, str, dict | 
         if "incorrect password" in stderr:
             return BECOME_FAILED, "sudo rejected the become password given with -K", None
         return BECOME_FAILED, f"sudo failed: {last_line(run.stderr)}", None
+    if run.exit_code is None:
+        return UNREACHABLE, ("connection lost before the probe finished (the host went down or its "
+                             "sshd was killed); check the host, then rerun"), None
+    if run.exit_code == -1 and not stderr.strip():
+        return PROBE_ERROR, ("the probe was killed on the host before it finished (exit signal, "
+                             "no exit status); check the host's OOM killer: dmesg | tail"), None
     if run.exit_code == 127 or ("python3" in stderr and "not found" in stderr):
         return NO_PYTHON, ("python3 is not installed or not on PATH on this host "
                            "(Debian/Ubuntu: apt-get install python3-minimal)"), None

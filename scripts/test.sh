@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "test.sh: run as root (the lab builds network namespaces)" >&2; exit 2; fi
 need=()
 for pair in sshd:openssh-server ssh:openssh-client tcpdump:tcpdump lsof:lsof ip:iproute2 \
-            pgrep:procps sudo:sudo; do
+            pgrep:procps sudo:sudo chromium:chromium timeout:coreutils; do
     command -v "${pair%%:*}" >/dev/null || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair#*:}")
 done
 [ -x /usr/bin/python3 ] || need+=(python3)

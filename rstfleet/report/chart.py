@@ -25,7 +25,7 @@ CAUSE_COLOURS = {
 FALLBACK_COLOUR = "#7f7f7f"
 MAX_BARS = 30
 
-WIDTH, LABEL_W, VALUE_W = 820, 170, 80
+WIDTH, LABEL_W, VALUE_W = 840, 190, 80
 ROW_H, BAR_H, TOP, LEGEND_ROW = 28, 18, 30, 22
 
 
@@ -57,7 +57,7 @@ def stacked_bars(assessments: list[Assessment]) -> str:
     for row, a in enumerate(shown):
         y = TOP + row * ROW_H
         body.append(f'<text class="host" x="{LABEL_W - 8}" y="{y + BAR_H - 4}" '
-                    f'text-anchor="end">{a.rank}. {html.escape(fit(a.host, 22))}</text>')
+                    f'text-anchor="end">{a.rank}. {html.escape(fit(a.host, 20))}</text>')
         x = float(LABEL_W)
         for key, rate in view.cause_rates(a):
             if key not in keys:
@@ -84,9 +84,10 @@ def stacked_bars(assessments: list[Assessment]) -> str:
         item_w = 24 + 7.2 * len(key)
         if lx + item_w > WIDTH:
             lx, ly = float(LABEL_W), ly + LEGEND_ROW
-        legend.append(f'<rect x="{lx:.1f}" y="{ly - 11}" width="14" height="14" '
+        legend.append(f'<g><title>{html_text(view.cause_title(key), 120)}</title>'
+                      f'<rect x="{lx:.1f}" y="{ly - 11}" width="14" height="14" '
                       f'fill="{CAUSE_COLOURS.get(key, FALLBACK_COLOUR)}"/>'
-                      f'<text class="legend" x="{lx + 19:.1f}" y="{ly}">{label}</text>')
+                      f'<text class="legend" x="{lx + 19:.1f}" y="{ly}">{label}</text></g>')
         lx += item_w + 14
     height = ly + 14
     more = (f'<text class="tick" x="{LABEL_W}" y="{height + 4}">and {hidden} more host(s) with '

@@ -225,6 +225,16 @@ class SSHTransport:
             self.client = None
 
 
+def _connection_lost(channel: paramiko.Channel, grace_s: float = 0.5) -> bool:
+    """Tell "killed by a signal" (exit-signal: paramiko leaves exit_status at -1, the connection
+    lives) from "the connection died" (also -1, but the transport goes inactive)."""
+    transport = channel.get_transport()
+    end = time.monotonic() + grace_s
+    while transport.is_active() and time.monotonic() < end:
+        time.sleep(0.05)
+    return not transport.is_active()
+
+
 def _collect(channel: paramiko.Channel, deadline: float, max_output: int) -> RunResult:
     """Read stdout (and stderr alongside) until EOF, the output cap, or the deadline."""
     stdout, stderr = bytearray(), bytearray()
@@ -253,7 +263,10 @@ def _collect(channel: paramiko.Channel, deadline: float, max_output: int) -> Run
                     break
                 stderr += chunk
             if channel.status_event.wait(max(0.0, deadline - time.monotonic())):
-                return RunResult(channel.exit_status, bytes(stdout), bytes(stderr[:max_output]))
+                status = channel.exit_status
+                if status == -1 and _connection_lost(channel):
+                    status = None   # no exit status because the host or its sshd went away
+                return RunResult(status, bytes(stdout), bytes(stderr[:max_output]))
             timed_out = True
     except (socket.timeout, TimeoutError):
         timed_out = True

@@ -136,9 +136,9 @@ def build_document(window_s, started_at, elapsed, first, last, uptime):
 
 def _start_trace(document):
     """The tracepoint tier: None (and the reason recorded) when this host cannot give it."""
-    from .tracefs import ResetTrace, TraceUnavailable, local_addresses
+    from .tracefs import ResetTrace, TraceUnavailable
     try:
-        trace = ResetTrace(local_addresses())
+        trace = ResetTrace()
         trace.start()
         return trace
     except TraceUnavailable as exc:
@@ -151,8 +151,10 @@ def _start_trace(document):
 def _finish_trace(trace, document):
     events = trace.stop()
     flows, cut = summarize_trace(events)
-    document["trace"] = {"available": True, "events": len(events),
-                         "dropped": getattr(trace, "dropped", 0), "flows": flows, "flows_cut": cut}
+    stats = trace.stats
+    document["trace"] = {"available": True, "events": len(events), "flows": flows, "flows_cut": cut,
+                         "dropped": stats.get("dropped", 0) + stats.get("lost_in_kernel", 0),
+                         "foreign": stats.get("foreign", 0), "errors": stats.get("errors", [])[:5]}
 
 
 def _watch_orchestrator(done):
@@ -219,6 +221,9 @@ def run(args):
             _finish_trace(trace, extra)
     document = build_document(window, started_at, elapsed, first, last, read_uptime())
     document.update(extra)
+    if args["trace"] or args["capture"]:
+        from .tracefs import local_addresses
+        document["facts"]["addresses"] = sorted(local_addresses())
     if args["owners"]:
         _owners(args, document, document["facts"])
     usage = resource.getrusage(resource.RUSAGE_SELF)

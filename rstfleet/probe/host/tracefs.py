@@ -1,15 +1,14 @@
 """Per-reset attribution from the tracepoint tcp:tcp_send_reset (stdlib only, Python >= 3.6).
 
 ``with ResetTrace() as trace: ...`` then ``trace.events``: the RSTs this host sent meanwhile, as
-{"ts", "saddr", "daddr", "sport", "dport", "state", "reason"}. Its OWN tracefs instance (bounded, only
-this event, always removed); without tracefs (``ip netns exec``) it mounts one in a private mount
-namespace of this process only. The text is parsed against the event's ``format`` (print fmt, its
-arguments and __print_symbolic tables), never one kernel's layout. Tracepoints are machine-wide:
-only events from this network namespace's own addresses are kept (others count as "foreign"), and
-a wildcard listener's (saddr 0.0.0.0/::, peer unknown) if this namespace listens on its port.
+{"ts", "saddr", "daddr", "sport", "dport", "state", "reason"}, from its OWN tracefs instance, parsed
+against the event's ``format``. Tracepoints are machine-wide: only events from this network
+namespace's own addresses are kept, or from a wildcard listener (saddr 0.0.0.0/::) on a port this
+namespace listens on; the others count as "foreign".
 """
 
 import errno
+import itertools
 import os
 import re
 import socket
@@ -18,7 +17,6 @@ import time
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 EVENT = "tcp_send_reset"
 EVENT_DIR = os.path.join("events", "tcp", EVENT)
-PREFIX = "rstfleet-"
 STALE_RE = re.compile(r"^rstfleet-(\d+)-[0-9a-f]+$")
 BUFFER_KB = 256  # per CPU: about 2,700 events of 6.18's 96-byte record
 MAX_EVENTS = 2000
@@ -59,9 +57,18 @@ def local_addresses(fib_trie="/proc/net/fib_trie", if_inet6="/proc/net/if_inet6"
 
 
 def listening_ports(paths=("/proc/net/tcp", "/proc/net/tcp6")):
-    """Ports this network namespace listens on (st 0A); read only when a wildcard event needs it."""
-    rows = (line.split() for path in paths for line in _read(path).splitlines()[1:])
-    return set(int(row[1].rsplit(":", 1)[1], 16) for row in rows if len(row) > 3 and row[3] == "0A")
+    """Ports this network namespace listens on. The kernel lists listeners first (st 0A): reading stops
+    at the first other row, so the cost does not grow with the number of connections."""
+    ports = set()
+    for path in paths:
+        try:
+            with open(path) as handle:
+                next(handle, None)  # the header
+                rows = itertools.takewhile(lambda row: row[3:4] == ["0A"], (line.split() for line in handle))
+                ports.update(int(row[1].rsplit(":", 1)[1], 16) for row in rows)
+        except (OSError, ValueError, IndexError):
+            pass
+    return ports
 
 
 def _split_args(text):
@@ -147,13 +154,12 @@ def _alive(pid):  # the process exists and is not a zombie
     return (_read("/proc/%d/stat" % pid) or ")").rsplit(")", 1)[1].split()[:1] not in ([], ["Z"], ["X"])
 
 
-def _write(path, value, quiet=False):
+def _write(path, value):
     try:
         with open(path, "w") as handle:
-            return handle.write(value) >= 0
-    except OSError:
-        if not quiet:
-            raise
+            handle.write(value)
+        return True
+    except OSError:  # tracefs reports a refused value when the file is closed
         return False
 
 
@@ -185,8 +191,7 @@ def find_tracefs(dirs=TRACEFS_DIRS):
 
 
 def mount_private():
-    """Mount tracefs (the event needs Linux >= 4.16, so tracefs exists) in a new mount namespace of this
-    process only; returns the tracefs path."""
+    """Mount tracefs (Linux >= 4.1) in a new mount namespace of this process only; returns its path."""
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
@@ -200,11 +205,13 @@ def mount_private():
 
 
 class ResetTrace(object):
-    """Context manager recording tcp:tcp_send_reset in a private tracefs instance."""
+    """Context manager recording tcp:tcp_send_reset in a private tracefs instance. ``addresses``: this
+    host's addresses (default: read); ``ports``: ports known to have a wildcard listener here (besides
+    those listening when the trace starts or stops)."""
 
-    def __init__(self, buffer_kb=BUFFER_KB, max_events=MAX_EVENTS, addresses=None):
-        self.buffer_kb, self.max_events, self.fixed = buffer_kb, max_events, addresses
-        self.instance, self.format, self.addresses, self.events = None, None, set(), []
+    def __init__(self, buffer_kb=BUFFER_KB, max_events=MAX_EVENTS, addresses=None, ports=()):
+        self.buffer_kb, self.max_events, self.fixed, self.ports = buffer_kb, max_events, addresses, set(ports)
+        self.instance, self.format, self.addresses, self.listening, self.events = None, None, set(), set(), []
         self.stats = dict(tracefs=None, mounted=False, instance=None, clock=None, seen=0, kept=0, foreign=0,
                           wildcard=0, dropped=0, lost_in_kernel=0, unparsed=0, stale_removed=[], errors=[])
 
@@ -219,23 +226,21 @@ class ResetTrace(object):
         if not self.format["conversions"]:
             raise TraceUnavailable("this kernel has no tcp:tcp_send_reset tracepoint (needs Linux >= 4.16)")
         self.addresses, self.events = set(self.fixed or local_addresses()), []
-        instance = os.path.join(root, "instances", "%s%d-%s" % (PREFIX, os.getpid(), os.urandom(4).hex()))
+        self.listening = listening_ports() | self.ports
+        instance = os.path.join(root, "instances", "rstfleet-%d-%s" % (os.getpid(), os.urandom(4).hex()))
         try:
             os.mkdir(instance)
         except OSError as exc:
             raise TraceUnavailable("cannot create a tracefs instance: %s" % exc.strerror)
         self.instance = self.stats["instance"] = instance
-        try:
-            _write(os.path.join(instance, "buffer_size_kb"), str(int(self.buffer_kb)))
-            for option in ("nooverwrite", "noraw", "nohex", "nobin", "nofields"):
-                _write(os.path.join(instance, "trace_options"), option, quiet=True)
-            # CLOCK_MONOTONIC, as time.monotonic(); else the default "local" clock
-            mono = _write(os.path.join(instance, "trace_clock"), "mono", quiet=True)
-            self.stats["clock"] = "mono" if mono else "local"
-            _write(os.path.join(instance, EVENT_DIR, "enable"), "1")
-        except (OSError, ValueError) as exc:
+        sized = _write(os.path.join(instance, "buffer_size_kb"), str(self.buffer_kb))
+        for option in ("nooverwrite", "noraw", "nohex", "nobin", "nofields"):  # some kernels lack some
+            _write(os.path.join(instance, "trace_options"), option)
+        # CLOCK_MONOTONIC (as time.monotonic()), else the default "local" clock
+        self.stats["clock"] = "mono" if _write(os.path.join(instance, "trace_clock"), "mono") else "local"
+        if not (sized and _write(os.path.join(instance, EVENT_DIR, "enable"), "1")):
             self.stop()
-            raise TraceUnavailable("cannot set up the tracefs instance: %s" % exc)
+            raise TraceUnavailable("cannot set up tracefs instance %s (buffer %r KB)" % (instance, self.buffer_kb))
         return self
 
     def stop(self):
@@ -244,17 +249,14 @@ class ResetTrace(object):
         if instance is None:
             return self.events
         try:
-            for path in (os.path.join(instance, EVENT_DIR, "enable"),
-                         os.path.join(instance, "tracing_on")):
-                if not _write(path, "0", quiet=True):
+            for path in (os.path.join(instance, EVENT_DIR, "enable"), os.path.join(instance, "tracing_on")):
+                if not _write(path, "0"):
                     self.stats["errors"].append("could not write 0 to " + path)
             self._collect(instance)
         except (OSError, ValueError) as exc:
             self.stats["errors"].append("reading the trace: %s" % exc)
-        finally:
-            error = _rmdir(instance)
-            if error:
-                self.stats["errors"].append(error)
+        finally:  # whatever happened: the instance goes
+            self.stats["errors"].extend(error for error in [_rmdir(instance)] if error)
         return self.events
 
     def _collect(self, instance):
@@ -271,8 +273,8 @@ class ResetTrace(object):
                 ts = round(float(stamp.group(1)) + offset, 6) if stamp else None
                 event = parse_event(self.format, line[where + len(marker):].rstrip("\n"), ts)
                 wild = event is not None and event["saddr"] in ("0.0.0.0", "::")  # a wildcard listener's RST
-                if wild and listening is None:
-                    listening = listening_ports()
+                if wild and listening is None:  # listeners of the start and of the end of the window
+                    listening = self.listening | listening_ports()
                 if event is None:
                     stats["unparsed"] += 1
                 elif event["saddr"] not in addresses and not (wild and event["sport"] in listening):
@@ -284,11 +286,9 @@ class ResetTrace(object):
                     self.events.append(event)
         stats["kept"] = len(self.events)
         per_cpu = os.path.join(instance, "per_cpu")
-        for cpu in (os.listdir(per_cpu) if os.path.isdir(per_cpu) else []):  # ring buffer full: lost
-            for line in _read(os.path.join(per_cpu, cpu, "stats")).splitlines():
-                key, _, value = line.partition(":")
-                if key.strip() in ("overrun", "dropped events") and value.strip().isdigit():
-                    stats["lost_in_kernel"] += int(value)
+        for cpu in (os.listdir(per_cpu) if os.path.isdir(per_cpu) else []):  # ring buffer full: lost events
+            text = _read(os.path.join(per_cpu, cpu, "stats"))
+            stats["lost_in_kernel"] += sum(map(int, re.findall(r"^(?:overrun|dropped events): (\d+)", text, re.M)))
 
     def __enter__(self):
         return self.start()
