@@ -8,6 +8,7 @@ Ctrl-C stops new work, closes open sessions and marks unfinished hosts `cancelle
 from __future__ import annotations
 
 import logging
+import resource
 import threading
 import time
 from collections import deque
@@ -25,6 +26,29 @@ log = logging.getLogger("rstfleet.orchestrator")
 
 DEFAULT_FORKS = 200
 STUCK_THREAD_GRACE_S = 5.0
+FDS_PER_HOST = 3          # an SSH socket plus transient key/known_hosts reads; local: 3 pipes
+FDS_RESERVED = 64         # stdio, logging, imports, the report file
+
+
+def forks_within_fd_limit(forks: int) -> int:
+    """Raise the soft RLIMIT_NOFILE toward the hard limit if needed, then bound the pool by it,
+    so `ulimit -n 256` makes a big sweep slower, never a crash with EMFILE."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = FDS_RESERVED + FDS_PER_HOST * forks
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return forks
+    allowed = max(1, (soft - FDS_RESERVED) // FDS_PER_HOST)
+    if allowed < forks:
+        log.warning("open-file limit %d allows %d hosts at once, not %d (raise it with ulimit -n)",
+                    soft, allowed, forks)
+    return min(forks, allowed)
 
 
 @dataclass
@@ -141,7 +165,7 @@ def sweep(hosts: list[Host], transport_for: Callable[[Host], Transport], setting
                 active.pop(host.name, None)
             record(result)
 
-    for _ in range(max(1, min(settings.forks, len(hosts)))):
+    for _ in range(max(1, min(forks_within_fd_limit(settings.forks), len(hosts)))):
         threading.Thread(target=worker, name="rstfleet-worker", daemon=True).start()
 
     overdue_after = settings.host_budget_s + STUCK_THREAD_GRACE_S

@@ -240,7 +240,7 @@ def test_start_and_stop_cost_little_cpu(lab):
         "import resource\nr = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])\n"
         "c0 = r(); tr = t.ResetTrace(); tr.start(); c1 = r(); tr.stop(); c2 = r()\n"
         "print(json.dumps({'start_ms': (c1 - c0) * 1e3, 'stop_ms': (c2 - c1) * 1e3}))", netns=lab.hosts[0].namespace)
-    assert got["start_ms"] + got["stop_ms"] < 30, got
+    assert got["start_ms"] + got["stop_ms"] < 20, got  # measured ~8 ms (plus ~4 ms to compile the module)
 
 
 # Ports of this run: tracepoints are machine-wide and other users of this kernel (containers) may run
