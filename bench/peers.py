@@ -115,7 +115,40 @@ def run_ssh(spec: dict) -> dict:
     return {"ok": len(outcomes) - len(failed), "failed": failed}
 
 
-PEERS = {"fabric": run_fabric, "pssh": run_pssh, "ssh": run_ssh}
+def run_asyncssh(spec: dict) -> dict:
+    """Not a peer users have: a candidate transport for rstfleet, measured for the lead. Written
+    as rstfleet would use it: key and known_hosts parsed once, host keys verified, one event loop,
+    ``python3 -`` with the sampling on stdin (like the ssh peer)."""
+    import asyncio
+
+    import asyncssh
+
+    key = asyncssh.read_private_key(spec["key"])
+    known = asyncssh.read_known_hosts(spec["known_hosts"]) if spec["verify_host_keys"] else None
+    script = sample_py(spec["window"]).replace(";", "\n") + "\n"
+
+    async def one(address: str):
+        try:
+            async with asyncssh.connect(address, username=spec["user"], client_keys=[key],
+                                        known_hosts=known, agent_path=None,
+                                        connect_timeout=spec["timeout"]) as conn:
+                result = await conn.run("python3 -", input=script, check=False,
+                                        timeout=spec["timeout"] + spec["window"] + 30)
+        except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
+            return address, repr(exc)[:200]
+        if result.exit_status == 0 and _is_count(result.stdout or ""):
+            return address, None
+        return address, f"exit {result.exit_status}: {(result.stderr or '')[-200:]}"
+
+    async def everyone():
+        return await asyncio.gather(*(one(a) for a in spec["hosts"]))
+
+    outcomes = asyncio.run(everyone())
+    failed = {address: reason for address, reason in outcomes if reason}
+    return {"ok": len(outcomes) - len(failed), "failed": failed}
+
+
+PEERS = {"fabric": run_fabric, "pssh": run_pssh, "ssh": run_ssh, "asyncssh": run_asyncssh}
 
 
 def main(argv: list[str]) -> int:

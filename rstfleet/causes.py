@@ -39,19 +39,33 @@ CAUSES = {
               "tcpdump -i any -n 'tcp[tcpflags] & (tcp-rst) == (tcp-rst)' -c 200"),
 }
 
-# tcp:tcp_send_reset reason -> cause (measured: docs/causes.md). NO_SOCKET is split further below.
+# tcp:tcp_send_reset reason -> cause, as measured on Linux 6.18 (docs/causes.md). Not one to one:
+# NO_SOCKET is a closed port, a scan, a crashed service's reconnects or a half-open connection whose
+# listener is gone (split below by peer/port spread and by the RST's flags in a capture); TCP_STATE is
+# SO_LINGER 0 (TCPAbortOnData moves) or the queued connections of a listener that closed or crashed.
 REASON_CAUSE = {
     "NO_SOCKET": "closed_port",
     "TCP_ABORT_ON_CLOSE": "aborted_connection",
     "TCP_ABORT_ON_LINGER": "aborted_connection",
     "TCP_ABORT_ON_DATA": "aborted_connection",
+    "TCP_STATE": "aborted_connection",
     "TCP_ABORT_ON_MEMORY": "buffer_overflow",
     "TCP_TIMEWAIT_SOCKET": "time_wait_assassination",
     "TCP_INVALID_ACK_SEQUENCE": "half_open",
+    "TCP_FLAGS": "half_open",
     "TCP_OLD_ACK": "half_open",
+    "INVALID_SYN": "listen_queue_full",       # measured: an overflow with tcp_abort_on_overflow=1
 }
+REASON_NOTE = {
+    "TCP_STATE": "TCP_STATE is SO_LINGER 0 when TcpExt TCPAbortOnData moves, else connections "
+                 "queued on a listener that closed (a crashed service)",
+    "TCP_TIMEWAIT_SOCKET": "segments for connections this host holds in TIME_WAIT",
+    "INVALID_SYN": "a full accept queue answered with RST (tcp_abort_on_overflow=1)",
+}
+WILDCARD_PEERS = {"0.0.0.0", "::", "", None}   # a listener's RST names no peer
 
-# TcpExt counter -> cause, for the counters tier (each increment is one reset sent).
+# TcpExt counter -> cause, for the counters tier (each increment is one reset sent; measured:
+# SO_LINGER 0 raises TCPAbortOnData, not TCPAbortOnLinger).
 COUNTER_CAUSE = {
     "TCPAbortOnClose": "aborted_connection",
     "TCPAbortOnData": "aborted_connection",
@@ -109,46 +123,56 @@ def _cause(key: str, resets: int, total: int, evidence: list[str], ports: Counte
                  step.format(port=top_port, peer=top_peer))
 
 
-def from_trace(trace: dict, half_open_share: float | None) -> list[Cause]:
-    """Causes from the tracepoint's per-reset records: [[port, peer, reason, count], …]."""
-    groups: dict[str, tuple[Counter, Counter, Counter]] = {}
+def from_trace(trace: dict, bare_share: dict | None = None, tcpext: dict | None = None) -> list[Cause]:
+    """Causes from the tracepoint's per-reset flows: [[local port, peer, reason, count], …].
+
+    bare_share maps (port, peer) to the fraction of that flow's RSTs a capture saw without ACK:
+    those answered a stray segment (half-open), the others a SYN (closed port).
+    """
+    flows = trace.get("flows", [])
+    bare_share = bare_share or {}
     peer_ports: dict[str, set] = {}
     port_peers: dict[int, set] = {}
-    for port, peer, reason, count in trace.get("flows", []):
-        reason = reason or "UNKNOWN"
-        if reason == "NO_SOCKET":
+    for port, peer, reason, count in flows:
+        if reason == "NO_SOCKET" and peer not in WILDCARD_PEERS:
             peer_ports.setdefault(peer, set()).add(port)
             port_peers.setdefault(port, set()).add(peer)
-    total = sum(row[3] for row in trace.get("flows", []))
+    total = sum(row[3] for row in flows)
     scanners = {peer for peer, ports in peer_ports.items() if len(ports) >= SCAN_MIN_PORTS}
     attacked = {port for port, peers in port_peers.items() if len(peers) >= SYN_ATTACK_MIN_PEERS}
-    for port, peer, reason, count in trace.get("flows", []):
+    groups: dict[str, tuple[Counter, Counter, Counter]] = {}
+
+    def add(key: str, port, peer, reason: str, count: int) -> None:
+        ports, peers, reasons = groups.setdefault(key, (Counter(), Counter(), Counter()))
+        ports[port] += count
+        if peer not in WILDCARD_PEERS:
+            peers[peer] += count
+        reasons[reason] += count
+
+    for port, peer, reason, count in flows:
         reason = reason or "UNKNOWN"
         key = REASON_CAUSE.get(reason, "other")
         if reason == "NO_SOCKET" and peer in scanners:
             key = "port_scan"
         elif reason == "NO_SOCKET" and port in attacked:
             key = "syn_reset_attack"
-        ports, peers, reasons = groups.setdefault(key, (Counter(), Counter(), Counter()))
-        ports[port] += count
-        peers[peer] += count
-        reasons[reason] += count
+        elif reason == "NO_SOCKET" and bare_share.get((port, peer)):
+            half = round(count * bare_share[(port, peer)])
+            add("half_open", port, peer, "NO_SOCKET (bare RST: answer to a non-SYN segment)", half)
+            count -= half
+        if count:
+            add(key, port, peer, reason, count)
     causes = []
     for key, (ports, peers, reasons) in groups.items():
-        resets = sum(reasons.values())
         evidence = [f"tracepoint: {n} × {r}" for r, n in reasons.most_common()]
+        evidence += [REASON_NOTE[r] for r in reasons if r in REASON_NOTE]
         if key == "port_scan":
             evidence.append(f"{len(scanners)} peer(s) hit ≥ {SCAN_MIN_PORTS} distinct closed ports")
         if key == "syn_reset_attack":
             evidence.append(f"≥ {SYN_ATTACK_MIN_PEERS} distinct peers on one closed port")
-        if key == "closed_port" and half_open_share:
-            # The capture tells a reply to a SYN (RST+ACK) from one to a stray segment (bare RST).
-            half = round(resets * half_open_share)
-            if half:
-                causes.append(_cause("half_open", half, total,
-                                     evidence + ["capture: bare RSTs answer non-SYN segments"], ports, peers))
-                resets -= half
-        causes.append(_cause(key, resets, total, evidence, ports, peers))
+        if key == "listen_queue_full" and tcpext and tcpext.get("ListenOverflows"):
+            evidence.append(f"TcpExt ListenOverflows +{tcpext['ListenOverflows']}")
+        causes.append(_cause(key, sum(reasons.values()), total, evidence, ports, peers))
     return _ordered(causes)
 
 
@@ -162,9 +186,13 @@ def from_counters(out_rsts: int, tcpext: dict, sysctls: dict) -> list[Cause]:
             by_key.setdefault(key, []).append(f"TcpExt {counter} +{n}")
             explained += n
     overflow = tcpext.get("ListenOverflows") or 0
-    if overflow and sysctls.get("net.ipv4.tcp_abort_on_overflow") == 1:
+    # Measured: an overflow answered with RST also moves EmbryonicRsts; with the sysctl at 0 the
+    # kernel drops the ACK silently and sends nothing.
+    if overflow and (sysctls.get("net.ipv4.tcp_abort_on_overflow") == 1 or tcpext.get("EmbryonicRsts")):
         by_key.setdefault("listen_queue_full", []).append(
-            f"TcpExt ListenOverflows +{overflow} with tcp_abort_on_overflow=1")
+            f"TcpExt ListenOverflows +{overflow} (tcp_abort_on_overflow="
+            f"{sysctls.get('net.ipv4.tcp_abort_on_overflow')}, EmbryonicRsts "
+            f"+{tcpext.get('EmbryonicRsts') or 0})")
         explained += overflow
     for key, evidence in by_key.items():
         n = sum(int(e.rsplit("+", 1)[1].split()[0]) for e in evidence)
@@ -176,6 +204,39 @@ def from_counters(out_rsts: int, tcpext: dict, sysctls: dict) -> list[Cause]:
                               f"most likely packets to closed ports (no counter of their own)"],
                              Counter(), Counter()))
     return _ordered(causes)
+
+
+# Counters that a traced reason already accounts for (so the untraced remainder is not counted twice).
+REASON_COUNTER = {"TCP_ABORT_ON_CLOSE": "TCPAbortOnClose", "TCP_STATE": "TCPAbortOnData",
+                  "TCP_ABORT_ON_DATA": "TCPAbortOnData", "TCP_ABORT_ON_LINGER": "TCPAbortOnLinger",
+                  "TCP_ABORT_ON_MEMORY": "TCPAbortOnMemory", "INVALID_SYN": "ListenOverflows"}
+
+
+def combine(trace: dict, out_rsts: int, tcpext: dict, sysctls: dict,
+            bare_share: dict | None = None) -> list[Cause]:
+    """Trace-attributed causes, plus counter-attributed ones for resets the trace did not keep.
+
+    The kernel counts every reset in OutRsts; the trace may miss some (a listener's RST whose
+    port stopped listening before the window ended names no local address; older kernels trace
+    only full sockets). Shares are of OutRsts, the alert's own count.
+    """
+    traced = from_trace(trace, bare_share, tcpext)
+    kept = sum(c.resets for c in traced)
+    if out_rsts <= kept:
+        return traced
+    left = dict(tcpext)
+    for port, peer, reason, count in trace.get("flows", []):
+        counter = REASON_COUNTER.get(reason)
+        if counter and left.get(counter):
+            left[counter] = max(0, left[counter] - count)
+    untraced = from_counters(out_rsts - kept, left, sysctls)
+    for cause in untraced:
+        cause.evidence.append(f"{out_rsts - kept} of {out_rsts} resets were not kept by the "
+                              f"tracepoint: attributed from counters")
+    causes = _ordered(traced + untraced)
+    for cause in causes:
+        cause.share = cause.resets / out_rsts
+    return causes
 
 
 def _ordered(causes: list[Cause]) -> list[Cause]:

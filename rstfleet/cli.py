@@ -14,7 +14,7 @@ from . import __version__
 from .analysis import EXIT_USAGE, Thresholds, assess, exit_code
 from .inventory import InventoryError, load_inventory, localhost_inventory
 from .orchestrator import DEFAULT_FORKS, SweepSettings, sweep
-from .merge import load_results
+from .merge import load_merged
 from .progress import Progress
 from .report import FORMATS, render
 from .results import CANCELLED, HostResult
@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="re-render and merge saved JSON reports without touching hosts",
                         epilog=EPILOG)
-    rp.add_argument("files", nargs="+", metavar="RESULTS.json")
+    rp.add_argument("files", nargs="+", metavar="RESULTS.json|DIR",
+                    help="saved reports, Ansible role results, or folders of them")
     _add_thresholds(rp)
 
     lab = sub.add_parser("lab", help="the network-namespace lab fleet (root): up N | down | status | inject")
@@ -344,7 +345,10 @@ def cmd_probe(args) -> int:
 
 
 def cmd_report(args) -> int:
-    results, window = load_results(args.files)
+    merged = load_merged(args.files)
+    for warning in merged.warnings:
+        print(f"rstfleet: warning: {printable(warning, 300)}", file=sys.stderr)
+    results, window = merged.results, merged.window_s
     thresholds = thresholds_from(args)
     assessments = assess(results, thresholds)
     code = exit_code(assessments, args.fail_on)

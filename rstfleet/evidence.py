@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from .capture_summary import summarize
-from .causes import HostEvidence, PortInfo, from_counters, from_trace
+from .causes import WILDCARD_PEERS, HostEvidence, PortInfo, combine, from_counters
 from .pcap import PcapError, read_resets
 from .results import HostResult
 
@@ -83,7 +83,7 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
     ports: Counter = Counter()
     peers: Counter = Counter()
     scan_suspects: list[dict] = []
-    half_open_share = None
+    bare_share: dict = {}
     pcap = _stored_pcap(capture) if capture else None
     if trace and not trace.get("available"):
         notes.append(f"no per-reset attribution: {trace.get('reason')}")
@@ -98,19 +98,25 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
             ports.update(dict(summary.top_local_ports))
             peers.update(dict(summary.top_peers))
             scan_suspects = summary.scan_suspects
-            sent = [p for p in packets if (p.src in local if local else p.direction == "out")]
-            if sent:
-                half_open_share = sum(1 for p in sent if p.flags & RST_ACK != RST_ACK) / len(sent)
+            flows: dict[tuple, list[int]] = {}
+            for p in packets:
+                if p.src in local if local else p.direction == "out":
+                    seen = flows.setdefault((p.sport, p.dst), [0, 0])
+                    seen[0] += 1
+                    seen[1] += p.flags & RST_ACK != RST_ACK     # a bare RST: no ACK flag
+            bare_share = {flow: bare / n for flow, (n, bare) in flows.items() if bare}
         except PcapError as exc:
             notes.append(f"capture unreadable: {exc}")
     if trace.get("available"):
         used.insert(0, "tracepoint")
-        causes = from_trace(trace, half_open_share)
+        causes = combine(trace, out_rsts, probe.get("tcpext_delta") or {},
+                         probe.get("sysctls") or {}, bare_share)
         tier = "tracepoint"
         ports, peers = Counter(), Counter()
         for port, peer, _, count in trace.get("flows", []):
             ports[port] += count
-            peers[peer] += count
+            if peer not in WILDCARD_PEERS:
+                peers[peer] += count
     else:
         causes = from_counters(out_rsts, probe.get("tcpext_delta") or {}, probe.get("sysctls") or {})
         tier = "counters" if out_rsts else "none"

@@ -83,7 +83,8 @@ def _finite(value) -> float | None:
 def _checked(status: str, reason: str, probe) -> tuple[str, str, dict | None]:
     """Validate an ok host's probe exactly as a live sweep does; a bad one becomes probe_error."""
     if status not in STATUSES:
-        return PROBE_ERROR, f"unknown status {status!r:.40} in the saved result: {reason}".rstrip(": "), None
+        detail = f": {reason}" if reason else ""
+        return PROBE_ERROR, f"unknown status {status!r:.40} in the saved result{detail}", None
     if status != OK:
         return status, reason, probe if isinstance(probe, dict) else None
     if not isinstance(probe, dict):
@@ -113,11 +114,17 @@ def _host_name(path: str, entry) -> str:
     return name
 
 
+def _window(value) -> float | None:
+    """A window in seconds, or None when absent or not positive (re-rendered reports may say 0)."""
+    window = _finite(value)
+    return window if window is not None and window > 0 else None
+
+
 def _from_report(path: str, document: dict) -> list[tuple[HostResult, float | None, float | None]]:
     hosts = document.get("hosts", [])
     if not isinstance(hosts, list):
         raise ValueError(f"{path}: 'hosts' is not a list")
-    window = _finite(document.get("window_s"))
+    window = _window(document.get("window_s"))
     out = []
     for entry in hosts:
         name = _host_name(path, entry)
@@ -135,9 +142,9 @@ def _from_envelope(path: str, envelope: dict) -> list[tuple[HostResult, float | 
                                      envelope.get("probe"))
     window = None
     if probe is not None:
-        window = _finite((probe.get("window") or {}).get("requested_s"))
+        window = _window((probe.get("window") or {}).get("requested_s"))
     if window is None:
-        window = _finite(envelope.get("window_s"))
+        window = _window(envelope.get("window_s"))
     result = HostResult(name, _text(envelope.get("address"), name) or name, status, reason, probe,
                         _finite(envelope.get("elapsed_s")) or 0.0, _groups(envelope.get("groups")))
     return [(result, window, _started(probe))]

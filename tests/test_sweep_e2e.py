@@ -206,3 +206,32 @@ def test_probe_command_prints_this_hosts_json():
     assert document["kind"] == "rstfleet-probe" and document["schema"] == 1
     assert "OutRsts" in document["tcp"]["delta"]
     assert set(document["sysctls"]) >= {"net.ipv4.tcp_syn_retries", "net.core.somaxconn"}
+
+
+def test_two_shards_merged_equal_one_full_sweep_and_a_double_count_is_refused(lab5, tmp_path):
+    import subprocess, sys, os
+    from conftest import ROOT
+    inv = str(lab5.inventory_path)
+    with inject_closed_port(lab5.host("h03").address, 60.0, duration=WINDOW + 12):
+        time.sleep(1.0)
+        procs = [subprocess.Popen([sys.executable, "-m", "rstfleet", "sweep", "-i", inv, *args,
+                                   "--window", str(WINDOW), "--format", "json", "-o", str(tmp_path / name), "-q"],
+                                  cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                 for name, args in (("s1.json", ["--shard", "1/2"]), ("s2.json", ["--shard", "2/2"]),
+                                    ("full.json", []))]
+        for proc in procs:
+            proc.wait(timeout=60)
+    shard_hosts = [{h["host"] for h in json_report(tmp_path / n)["hosts"]} for n in ("s1.json", "s2.json")]
+    assert shard_hosts[0].isdisjoint(shard_hosts[1])
+    assert shard_hosts[0] | shard_hosts[1] == {"h01", "h02", "h03", "h04", "h05"}
+    merged = run_cli("report", str(tmp_path / "s1.json"), str(tmp_path / "s2.json"),
+                     "--format", "json", "-o", str(tmp_path / "merged.json"), "-q")
+    assert merged.returncode == 4, merged.stderr.decode()
+    merged_report, full = json_report(tmp_path / "merged.json"), json_report(tmp_path / "full.json")
+    assert [h["host"] for h in merged_report["hosts"]][0] == "h03" == full["hosts"][0]["host"]
+    assert sorted((h["host"], h["status"]) for h in merged_report["hosts"]) == \
+        sorted((h["host"], h["status"]) for h in full["hosts"])
+    assert abs(merged_report["hosts"][0]["resets_sent_per_s"] - 60.0) <= 12.0
+    twice = run_cli("report", str(tmp_path / "s1.json"), str(tmp_path / "s1.json"))
+    assert twice.returncode == 2
+    assert b"refus" in twice.stderr or b"twice" in twice.stderr or b"also" in twice.stderr

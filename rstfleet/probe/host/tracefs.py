@@ -16,13 +16,12 @@ import time
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 EVENT = "tcp_send_reset"
 EVENT_DIR = os.path.join("events", "tcp", EVENT)
-STALE_RE = re.compile(r"^rstfleet-(\d+)-[0-9a-f]+$")
+STALE_RE = re.compile(r"^rstfleet-(\d+)-([0-9a-f]{8})[0-9a-f]*$")  # pid, then our pid namespace's tag
 BUFFER_KB = 256  # per CPU: about 2,700 events of 6.18's 96-byte record
 MAX_EVENTS = 2000
 CONVERSION_RE = re.compile(r"%%|%[-+ #0]*\d*(?:\.\d+)?(?:hh|h|ll|l|z)?(?:p[A-Za-z0-9]*|[a-zA-Z])")
 FIELD_RE = re.compile(r"field:(.*?)(\w+)\s*(\[[^\]]*\])?;\s*offset:(\d+);\s*size:(\d+);\s*signed:(\d+);")
 PAIR_RE = re.compile(r"\{\s*([^,{}]+?)\s*,\s*\"([^\"]*)\"\s*\}")
-# __print_symbolic(REC->field, { KEY, "NAME" }, ...): KEY is a number or an unresolved enum name
 SYMBOLIC_RE = re.compile(r"__print_symbolic\(\s*REC->(\w+)\s*((?:,\s*\{[^{}]*\}\s*)*)\)")
 
 
@@ -57,8 +56,7 @@ def local_addresses(fib_trie="/proc/net/fib_trie", if_inet6="/proc/net/if_inet6"
 
 
 def listening_ports(paths=("/proc/net/tcp", "/proc/net/tcp6")):
-    """Ports this network namespace listens on (st 0A; listed first: reading stops at the first other
-    row). Still ~8 ms here (the kernel walks its empty established hash): read only when needed."""
+    """Ports listening in this network namespace (rows st 0A come first; ~8 ms here all the same)."""
     ports = set()
     for path in paths:
         try:
@@ -163,13 +161,19 @@ def _write(path, value):
         return False
 
 
+def _pidns_tag():
+    """8 hex digits naming this pid namespace: instances are kernel-wide, pids are not (containers)."""
+    return "%08x" % (os.stat("/proc/self/ns/pid").st_ino & 0xFFFFFFFF)
+
+
 def cleanup_stale(root):
-    """Remove ``instances/rstfleet-<pid>-*`` whose pid is dead (a killed probe); returns their names."""
-    removed, base = [], os.path.join(root, "instances")
+    """Remove ``instances/rstfleet-<pid>-<tag>*`` of this pid namespace whose pid is dead (a killed
+    probe); another namespace's pids cannot be judged from here. Returns the names removed."""
+    removed, base, tag = [], os.path.join(root, "instances"), _pidns_tag()
     for name in (os.listdir(base) if os.path.isdir(base) else []):
         match = STALE_RE.match(name)
-        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))) \
-                and _rmdir(os.path.join(base, name), tries=5) is None:
+        if match and match.group(2) == tag and int(match.group(1)) != os.getpid() \
+                and not _alive(int(match.group(1))) and _rmdir(os.path.join(base, name), tries=5) is None:
             removed.append(name)
     return removed
 
@@ -185,8 +189,7 @@ def _rmdir(path, tries=50):
             time.sleep(0.01)
 
 
-def find_tracefs(dirs=TRACEFS_DIRS):
-    """The first mounted tracefs (a directory with ``instances``), or None."""
+def find_tracefs(dirs=TRACEFS_DIRS):  # the first mounted tracefs (it has "instances"), or None
     return next((path for path in dirs if os.path.isdir(os.path.join(path, "instances"))), None)
 
 
@@ -205,9 +208,8 @@ def mount_private():
 
 
 class ResetTrace(object):
-    """Context manager recording tcp:tcp_send_reset in a private tracefs instance. ``addresses``: this
-    host's addresses (default: read); ``ports``: ports known to have a wildcard listener here, besides
-    those listening at stop() (read then, and only if a wildcard listener's event needs it)."""
+    """Records tcp:tcp_send_reset in a private tracefs instance. ``addresses``: this host's (default: read);
+    ``ports``: known wildcard listeners' ports, besides those listening at stop() (read if needed)."""
 
     def __init__(self, buffer_kb=BUFFER_KB, max_events=MAX_EVENTS, addresses=None, ports=()):
         self.buffer_kb, self.max_events, self.fixed, self.ports = buffer_kb, max_events, addresses, set(ports)
@@ -226,7 +228,8 @@ class ResetTrace(object):
         if not self.format["conversions"]:
             raise TraceUnavailable("this kernel has no tcp:tcp_send_reset tracepoint (needs Linux >= 4.16)")
         self.addresses, self.events = set(self.fixed or local_addresses()), []
-        instance = os.path.join(root, "instances", "rstfleet-%d-%s" % (os.getpid(), os.urandom(4).hex()))
+        name = "rstfleet-%d-%s%s" % (os.getpid(), _pidns_tag(), os.urandom(3).hex())
+        instance = os.path.join(root, "instances", name)
         try:
             os.mkdir(instance)
         except OSError as exc:
@@ -292,6 +295,5 @@ class ResetTrace(object):
     def __enter__(self):
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc):  # exceptions propagate
         self.stop()
-        return False

@@ -72,6 +72,13 @@ def _text(value):
     return str(value)
 
 
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _reason(*parts):
     """One line, bounded: Ansible messages may carry whole stderr dumps."""
     text = " ".join(p for p in (_text(x).strip() for x in parts) if p)
@@ -79,6 +86,12 @@ def _reason(*parts):
     if len(text) > MAX_REASON:
         text = text[:MAX_REASON - 1] + "…"
     return text
+
+
+def _strip_prefix(msg):
+    """ansible-core 2.19 prefixes task errors with 'Task failed: '; the reason is what follows."""
+    text = _text(msg)
+    return text[len("Task failed: "):] if text.startswith("Task failed: ") else text
 
 
 def classify_unreachable(msg):
@@ -95,7 +108,7 @@ def classify_unreachable(msg):
 
 def classify_failure(result):
     """A failed module run: become, missing Python, task timeout, or the probe itself."""
-    msg = _text(result.get("msg"))
+    msg = _strip_prefix(result.get("msg"))
     detail = " ".join(_text(result.get(k)) for k in ("module_stderr", "module_stdout", "stderr"))
     low = (msg + " " + detail).lower()
     if result.get("timedout") or "timed out after" in low:
@@ -108,7 +121,7 @@ def classify_failure(result):
     return PROBE_ERROR, _reason(msg, result.get("module_stderr") if "MODULE FAILURE" in msg else "")
 
 
-def rstfleet_envelope(result, host, address=None, groups=None, engine=None):
+def rstfleet_envelope(result, host, address=None, groups=None, engine=None, window=None):
     """The envelope for one host from its registered rstfleet_probe result (may be {} or None)."""
     result = dict(result or {})
     envelope = {
@@ -120,6 +133,7 @@ def rstfleet_envelope(result, host, address=None, groups=None, engine=None):
         "reason": "",
         "probe": None,
         "elapsed_s": result.get("elapsed_s") if isinstance(result.get("elapsed_s"), (int, float)) else 0.0,
+        "window_s": _number(window),
         "collected_by": {"engine": "ansible", "version": _text(engine),
                          "probe_sha256": _text(result.get("probe_sha256"))},
     }
@@ -127,7 +141,7 @@ def rstfleet_envelope(result, host, address=None, groups=None, engine=None):
         envelope["reason"] = NOT_RECORDED
     elif result.get("unreachable"):
         envelope["status"] = classify_unreachable(result.get("msg"))
-        envelope["reason"] = _reason(result.get("msg")) or "unreachable"
+        envelope["reason"] = _reason(_strip_prefix(result.get("msg"))) or "unreachable"
     elif result.get("skipped"):
         envelope["reason"] = _reason("the probe task was skipped:", result.get("skip_reason") or result.get("msg"))
     elif result.get("failed"):
@@ -178,7 +192,7 @@ def _hostvar(hostvars, host, name, default):
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
-    _VALID_ARGS = frozenset(("out_dir", "result", "host", "address", "groups", "account"))
+    _VALID_ARGS = frozenset(("out_dir", "result", "host", "address", "groups", "window", "account"))
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
@@ -201,14 +215,15 @@ class ActionModule(ActionBase):
                 if rstfleet_result_filename(host) in present:
                     continue
                 envelope = rstfleet_envelope({}, host, _hostvar(hostvars, host, "ansible_host", host),
-                                             _hostvar(hostvars, host, "group_names", []), engine)
+                                             _hostvar(hostvars, host, "group_names", []), engine,
+                                             args.get("window"))
                 write_envelope(out_dir, envelope)
                 written.append(host)
             outcome.update(changed=bool(written), unrecorded=written, out_dir=out_dir)
             return outcome
         host = _text(args.get("host") or task_vars.get("inventory_hostname"))
         envelope = rstfleet_envelope(args.get("result"), host, args.get("address") or host,
-                                     args.get("groups") or [], engine)
+                                     args.get("groups") or [], engine, args.get("window"))
         path = write_envelope(out_dir, envelope)
         outcome.update(changed=True, path=path, status=envelope["status"], reason=envelope["reason"])
         return outcome
