@@ -178,8 +178,10 @@ TOOLS = [
 ]
 BY_ID = {t.id: t for t in TOOLS}
 RSTFLEET_IDS = [t.id for t in TOOLS if t.family == "rstfleet"]
-# Dropped first, in this order, when a size would not fit the time budget.
-SHED_ORDER = ["ansible-fN", "ssh", "rstfleet-fN", "fabric"]
+# Dropped first, in this order, when a size would not fit the time budget (rstfleet-fN is the
+# same configuration as the default below 200 hosts; Fabric and parallel-ssh are never dropped).
+SHED_ORDER = ["ansible-fN", "ssh", "rstfleet-fN", "rstfleet-notrace"]
+MIN_REPEATS_UP_TO_100 = 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,12 +291,22 @@ def run_measured(argv: list[str], env: dict, workdir: Path, timeout: float) -> d
         killed_by_timeout = []
         watchdog = threading.Timer(timeout, lambda: (killed_by_timeout.append(True),
                                                      _killpg(proc.pid)))
+        watchdog.daemon = True
         watchdog.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:            # interrupted: the tool must not outlive the benchmark
+            _killpg(proc.pid)
+            for pid in tree_pids(proc.pid, os.getpid())[0]:
+                _kill(pid, signal.SIGKILL)
+            os.waitpid(proc.pid, 0)
+            proc.returncode = -9
+            raise
+        finally:
+            watchdog.cancel()
+            sampler.stop.set()
         wall = time.perf_counter() - started
-        watchdog.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
-        sampler.stop.set()
         sampler.join()
         user, sys_ = usage.ru_utime, usage.ru_stime
         maxrss = usage.ru_maxrss
@@ -357,7 +369,8 @@ def lab_busy_procs(namespaces: set[tuple[int, int]]) -> int:
     return count
 
 
-def wait_machine_quiet(max_wait: float, threshold_cores: float = 0.5) -> tuple[float, float]:
+def wait_machine_quiet(max_wait: float, threshold_cores: float = 0.5,
+                       probe_s: float = 0.5) -> tuple[float, float]:
     """Wait (bounded) for a second in which the machine is nearly idle: other work on this shared
     machine (another session's tests) would otherwise land in the timings. Returns (waited, busy
     cores in the last second)."""
@@ -366,8 +379,8 @@ def wait_machine_quiet(max_wait: float, threshold_cores: float = 0.5) -> tuple[f
     started = time.monotonic()
     while True:
         before = machine_busy_s()
-        time.sleep(1.0)
-        busy = machine_busy_s() - before
+        time.sleep(probe_s)
+        busy = (machine_busy_s() - before) / probe_s
         if busy < threshold_cores or time.monotonic() - started >= max_wait:
             return time.monotonic() - started, busy
 
@@ -399,9 +412,9 @@ def estimate_run_s(tool: Tool, n: int, window: float, pause: float, previous: li
     """Seconds one run of tool at n will take, scaled linearly from the largest smaller n run."""
     seen = [r for r in previous if r["tool"] == tool.id and r["wall_s"]]
     if not seen:
-        return window * (n / 5 if tool.id == "ansible-f5" else 1) + pause + 0.05 * n + 3
+        return window * (n / 5 if tool.id == "ansible-f5" else 1) + pause + 0.04 * n + 2.5
     ref = max(seen, key=lambda r: r["n"])
-    return window + pause + 3 + max(0.0, ref["wall_s"] - window) * n / ref["n"]
+    return window + pause + 2.5 + max(0.0, ref["wall_s"] - window) * n / ref["n"]
 
 
 def probe_costs(report_path: Path) -> list[dict]:
@@ -419,25 +432,33 @@ def probe_costs(report_path: Path) -> list[dict]:
 
 
 def run_size(lab, n: int, size_index: int, args, tools: list[Tool], results: list[dict],
-             probe_samples: dict, budget_end: float, skipped: list[dict]) -> None:
+             probe_samples: dict, budget_end: float, skipped: list[dict],
+             later_sizes: list[int] = ()) -> None:
     reps = args.repeats if n <= 100 else args.repeats_large
     runnable = [t for t in tools if t.max_n is None or n <= t.max_n]
     for t in tools:
         if t not in runnable:
             skipped.append({"tool": t.id, "n": n, "reason": f"only at N <= {t.max_n}"})
 
-    def projected(ts, r):
-        return r * sum(estimate_run_s(t, n, args.window, args.pause, results) for t in ts)
+    def projected(m, ts, r):
+        return r * sum(estimate_run_s(t, m, args.window, args.pause, results) for t in ts)
 
+    def min_reps(m):
+        return min(args.repeats, MIN_REPEATS_UP_TO_100) if m <= 100 else 1
+
+    # What the later sizes need at least (essential tools, fewest repeats), kept in reserve.
+    essential = [t for t in tools if t.id not in SHED_ORDER and t.max_n is None]
+    reserve = sum(projected(m, essential, min_reps(m)) for m in later_sizes)
     while True:
-        remaining = budget_end - time.monotonic()
-        if projected(runnable, reps) <= remaining or (reps == 1 and not any(
-                t.id in SHED_ORDER for t in runnable)):
+        remaining = budget_end - time.monotonic() - reserve
+        if projected(n, runnable, reps) <= remaining:
             break
-        if reps > 1:
+        if reps > min_reps(n):
             reps -= 1
             continue
-        drop = next(tid for tid in SHED_ORDER if any(t.id == tid for t in runnable))
+        drop = next((tid for tid in SHED_ORDER if any(t.id == tid for t in runnable)), None)
+        if drop is None:
+            break
         runnable = [t for t in runnable if t.id != drop]
         skipped.append({"tool": drop, "n": n, "reason": "time budget"})
         print(f"  N={n}: {drop} skipped to stay within the time budget", flush=True)
@@ -572,6 +593,7 @@ def summarize(results: list[dict]) -> list[dict]:
         med = {k: statistics.median(r[k] for r in runs)
                for k in ("wall_s", "overhead_s", "cpu_s", "cpu_user_s", "cpu_sys_s", "maxrss_kb",
                          "tree_pss_kb", "hosts_ok", "machine_busy_s", "peak_threads", "peak_procs")}
+        med["other_busy_s"] = statistics.median(r.get("other_busy_s", 0.0) for r in runs)
         rows.append({"tool": tool, "label": BY_ID[tool].label, "n": n, "reps": len(runs), **med,
                      "overhead_min_s": min(r["overhead_s"] for r in runs),
                      "overhead_max_s": max(r["overhead_s"] for r in runs),
@@ -581,18 +603,23 @@ def summarize(results: list[dict]) -> list[dict]:
     return rows
 
 
-def ratios(summary: list[dict], ours: str = "rstfleet") -> list[dict]:
+def ratios(summary: list[dict], ours: tuple[str, ...] = ("rstfleet", "rstfleet-notrace")) -> list[dict]:
+    """rstfleet / peer at each N, for the default sweep and for --no-trace (the peers' job)."""
     out = []
     for row in summary:
         if row["tool"] in RSTFLEET_IDS:
             continue
-        mine = next((r for r in summary if r["n"] == row["n"] and r["tool"] == ours), None)
-        if mine is None:
-            continue
-        out.append({"n": row["n"], "peer": row["tool"],
-                    "overhead_ratio": mine["overhead_s"] / row["overhead_s"] if row["overhead_s"] > 0 else None,
-                    "cpu_ratio": mine["cpu_s"] / row["cpu_s"] if row["cpu_s"] > 0 else None,
-                    "memory_ratio": mine["tree_pss_kb"] / row["tree_pss_kb"] if row["tree_pss_kb"] else None})
+        entry = {"n": row["n"], "peer": row["tool"]}
+        for variant in ours:
+            mine = next((r for r in summary if r["n"] == row["n"] and r["tool"] == variant), None)
+            suffix = "" if variant == "rstfleet" else "_" + variant.split("-", 1)[1]
+            entry["overhead_ratio" + suffix] = (mine["overhead_s"] / row["overhead_s"]
+                                                if mine and row["overhead_s"] > 0 else None)
+            entry["cpu_ratio" + suffix] = mine["cpu_s"] / row["cpu_s"] if mine and row["cpu_s"] > 0 else None
+            entry["memory_ratio" + suffix] = (mine["tree_pss_kb"] / row["tree_pss_kb"]
+                                              if mine and row["tree_pss_kb"] else None)
+        if any(v is not None for k, v in entry.items() if k.endswith(("ratio", "notrace"))):
+            out.append(entry)
     return out
 
 
@@ -601,10 +628,12 @@ def table(summary: list[dict], fmt: str = "simple") -> str:
     rows = [[r["n"], r["tool"], f"{r['wall_s']:.2f}", f"{r['overhead_s']:+.2f}",
              f"{r['overhead_min_s']:+.2f}..{r['overhead_max_s']:+.2f}" if r["reps"] > 1 else "",
              f"{r['cpu_s']:.2f}", f"{r['cpu_ms_per_host']:.1f}", f"{r['tree_mb']:.1f}",
-             f"{r['maxrss_kb'] / 1024:.0f}", f"{r['hosts_ok']:g}/{r['n']}", r["reps"]]
+             f"{r['tree_kb_per_host']:.0f}", f"{r['maxrss_kb'] / 1024:.0f}",
+             f"{r['hosts_ok']:g}/{r['n']}", r["reps"], f"{r.get('other_busy_s', 0):.1f}"]
             for r in summary]
     return tabulate(rows, headers=["N", "tool", "wall s", "overhead s", "range", "CPU s",
-                                   "CPU ms/host", "tree MB", "maxrss MB", "ok", "reps"],
+                                   "CPU ms/host", "tree MB", "KB/host", "maxrss MB", "ok", "reps",
+                                   "other CPU s"],
                     tablefmt=fmt, disable_numparse=True)
 
 
@@ -614,9 +643,11 @@ def ratio_table(rows: list[dict], fmt: str = "simple") -> str:
     def f(x):
         return "-" if x is None else f"{x:.2f}"
     return tabulate([[r["n"], r["peer"], f(r["overhead_ratio"]), f(r["cpu_ratio"]),
-                      f(r["memory_ratio"])] for r in rows],
-                    headers=["N", "peer", "rstfleet/peer overhead", "rstfleet/peer CPU",
-                             "rstfleet/peer memory"], tablefmt=fmt, disable_numparse=True)
+                      f(r["memory_ratio"]), f(r.get("overhead_ratio_notrace")),
+                      f(r.get("cpu_ratio_notrace")), f(r.get("memory_ratio_notrace"))] for r in rows],
+                    headers=["N", "peer", "overhead", "CPU", "memory", "overhead (--no-trace)",
+                             "CPU (--no-trace)", "memory (--no-trace)"],
+                    tablefmt=fmt, disable_numparse=True)
 
 
 COLORS = {"rstfleet": "#d62728", "rstfleet-fN": "#ff9896", "rstfleet-notrace": "#8c1a1a",
@@ -738,11 +769,18 @@ def markdown_section(data: dict, chart_rel: str) -> str:
              f"{m['openssh']}; paramiko {m['paramiko']}, fabric {m['fabric']}, invoke {m['invoke']}, "
              f"ansible-core {m['ansible_core']}, parallel-ssh {m['parallel_ssh']} (ssh2-python "
              f"{m['ssh2_python']}); rstfleet {m['rstfleet_commit']}. Lab hosts share the 2 cores.",
+             ""] + [f"Sizes {', '.join(map(str, part['sizes']))} come from an earlier invocation of the "
+                    f"same script ({part['started_at']}, rstfleet {part['rstfleet_commit']}); "
+                    f"the run was split around other load on this shared machine." for part in
+                    data.get("parts", [])] + [
              "", f"![overhead, CPU and memory against N]({chart_rel})", "",
              "Medians over `reps` runs (range = min..max overhead). CPU = user + sys of the tool's "
              "whole process tree; tree MB = peak sum of PSS over the tree; maxrss = largest single "
              "process.", "", table(data["summary"], "github"), "",
-             "Ratios (rstfleet default / peer; below 1 means rstfleet is ahead):", "",
+             "`other CPU s`: CPU the rest of the machine used during the run (the lab hosts' sshd and "
+             "Python, plus anything else running on this shared machine): a noise indicator.", "",
+             "Ratios rstfleet / peer (below 1: rstfleet is ahead), for the default sweep and for "
+             "`--no-trace` (the peers' job: counters only):", "",
              ratio_table(data["ratios"], "github"), ""]
     if data.get("skipped"):
         lines += ["Not run: " + "; ".join(f"{s['tool']} at N={s['n']} ({s['reason']})"
@@ -784,12 +822,13 @@ def main(argv: list[str]) -> int:
                         help="comma list of tool ids (default: all but the candidate asyncssh)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per tool at N <= 100")
     parser.add_argument("--repeats-large", type=int, default=1, help="runs per tool at N > 100")
-    parser.add_argument("--pause", type=float, default=2.0, help="seconds between runs")
+    parser.add_argument("--pause", type=float, default=1.0,
+                        help="seconds between runs (plus the lab-idle and quiet-machine waits)")
     parser.add_argument("--budget-min", type=float, default=25.0,
                         help="whole-run time budget; slow peers are dropped at large N to fit")
     parser.add_argument("--no-host-key-checking", dest="verify_host_keys", action="store_false",
                         help="let every tool skip host-key verification (default: verify)")
-    parser.add_argument("--quiet-wait", type=float, default=20.0,
+    parser.add_argument("--quiet-wait", type=float, default=10.0,
                         help="before each run, wait up to this many seconds for a nearly idle "
                              "second (the machine may be shared); 0 disables")
     parser.add_argument("--lab-name", default="bench")
@@ -800,7 +839,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-probe-check", dest="probe_check", action="store_false")
     parser.add_argument("--workdir", default=None, help="where per-run files go (default: a temp dir)")
     parser.add_argument("--keep-workdirs", action="store_true")
+    parser.add_argument("--merge", metavar="RESULTS.json",
+                        help="keep this earlier run's sizes that are not measured now (one file "
+                             "for a run split in two, e.g. around other load on the machine)")
+    parser.add_argument("--from-json", metavar="RESULTS.json",
+                        help="measure nothing: re-summarize a saved run (table, chart, doc)")
     args = parser.parse_args(argv)
+    if args.from_json:
+        return rerender(Path(args.from_json), args)
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     wanted = [s.strip() for s in args.tools.split(",") if s.strip()]
@@ -822,6 +868,7 @@ def main(argv: list[str]) -> int:
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="rstfleet-bench-")
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     started, started_at = time.monotonic(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    machine = machine_info()        # now: the rstfleet commit measured is the one at the start
     budget_end = started + args.budget_min * 60
     results, skipped, probe_samples, probe_disk, limits = [], [], {}, {}, []
 
@@ -848,7 +895,8 @@ def main(argv: list[str]) -> int:
                 warm_up(lab, args)
                 if args.probe_check and not probe_disk:
                     probe_disk = probe_disk_check(lab)
-                run_size(lab, n, index, args, tools, results, probe_samples, budget_end, skipped)
+                run_size(lab, n, index, args, tools, results, probe_samples, budget_end, skipped,
+                         sizes[index + 1:])
             finally:
                 labmod.down(args.lab_name)
     except KeyboardInterrupt:
@@ -863,7 +911,7 @@ def main(argv: list[str]) -> int:
     summary = summarize(results)
     data = {"schema": "rstfleet.bench/1", "started_at": started_at, "argv": ["bench/fleet_bench.py"] + argv,
             "duration_s": round(time.monotonic() - started, 1), "interrupted": interrupted,
-            "machine": machine_info(),
+            "machine": machine,
             "settings": {"sizes": sizes, "window_s": args.window, "repeats": args.repeats,
                          "repeats_large": args.repeats_large, "pause_s": args.pause,
                          "host_key_checking": args.verify_host_keys,
@@ -872,28 +920,70 @@ def main(argv: list[str]) -> int:
                          "sampling_command": peers.sample_shell(args.window),
                          "tool_notes": {t.id: t.note for t in tools if t.note}},
             "summary": summary, "ratios": ratios(summary), "skipped": skipped, "limits": limits,
-            "probe": {"cost": {variant: {"cpu_ms": distribution([1000 * s["cpu_s"] for s in samples
-                                                                 if s["cpu_s"] is not None]),
-                                         "max_rss_kb": distribution([s["max_rss_kb"] for s in samples])}
-                               for variant, samples in probe_samples.items()},
+            "probe": {"cost": probe_cost_summary(probe_samples),
                       "disk": probe_disk},
+            "probe_samples": probe_samples,
             "runs": results}
+    if args.merge:
+        merge_earlier(data, json.loads(Path(args.merge).read_text()), sizes)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(data, indent=1) + "\n")
+    publish(data, args)
+    print(f"wrote {args.out}")
+    return 130 if interrupted else 0
+
+
+def merge_earlier(data: dict, old: dict, sizes: list[int]) -> None:
+    """Add an earlier invocation's sizes (those not measured now) to this run's data."""
+    kept = [r for r in old["runs"] if r["n"] not in sizes]
+    if not kept:
+        return
+    data["runs"] = sorted(kept + data["runs"], key=lambda r: r["n"])
+    data["skipped"] = [s for s in old.get("skipped", []) if s["n"] not in sizes] + data["skipped"]
+    data.setdefault("parts", []).append({
+        "started_at": old["started_at"], "argv": old["argv"], "duration_s": old["duration_s"],
+        "sizes": sorted({r["n"] for r in kept}), "rstfleet_commit": old["machine"]["rstfleet_commit"],
+        "interrupted": old.get("interrupted", False)})
+    for variant, samples in (old.get("probe_samples") or {}).items():
+        data["probe_samples"].setdefault(variant, []).extend(samples)
+    data["summary"] = summarize(data["runs"])
+    data["ratios"] = ratios(data["summary"])
+    data["probe"]["cost"] = probe_cost_summary(data["probe_samples"])
+
+
+def probe_cost_summary(probe_samples: dict) -> dict:
+    return {variant: {"cpu_ms": distribution([1000 * s["cpu_s"] for s in samples
+                                              if s["cpu_s"] is not None]),
+                      "max_rss_kb": distribution([s["max_rss_kb"] for s in samples])}
+            for variant, samples in probe_samples.items()}
+
+
+def publish(data: dict, args) -> None:
+    """Table on stdout, chart, and the doc's figures section."""
     print()
-    print(table(summary))
+    print(table(data["summary"]))
     print()
     print(ratio_table(data["ratios"]))
-    if summary:
-        chart = Path(args.chart)
-        chart.parent.mkdir(parents=True, exist_ok=True)
-        chart.write_text(svg_chart(summary, f"{args.window:g} s window on N lab hosts "
-                                            f"({data['machine']['nproc']} cores shared with the hosts)"))
-        rel = os.path.relpath(chart, Path(args.doc).parent)
-        if update_doc(Path(args.doc), markdown_section(data, rel)):
-            print(f"\nupdated {args.doc}")
-        print(f"wrote {args.out} and {chart}")
-    return 130 if interrupted else 0
+    if not data["summary"]:
+        return
+    chart = Path(args.chart)
+    chart.parent.mkdir(parents=True, exist_ok=True)
+    chart.write_text(svg_chart(data["summary"], f"{data['settings']['window_s']:g} s window on N lab "
+                                                f"hosts ({data['machine']['nproc']} cores shared with "
+                                                f"the hosts)"))
+    rel = os.path.relpath(chart, Path(args.doc).parent)
+    if update_doc(Path(args.doc), markdown_section(data, rel)):
+        print(f"\nupdated {args.doc}")
+    print(f"wrote {chart}")
+
+
+def rerender(path: Path, args) -> int:
+    data = json.loads(path.read_text())
+    data["summary"] = summarize(data["runs"])
+    data["ratios"] = ratios(data["summary"])
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    publish(data, args)
+    return 0
 
 
 class _suppress:

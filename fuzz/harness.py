@@ -78,11 +78,12 @@ def seeds(target: str) -> list[bytes]:
 _MAX_PACKETS = (100_000, 0, 1, 2, 5, 100_000, 100_000)
 
 
-def pcap_case(data: bytes) -> str:
+def pcap_case(data: bytes, max_packets: int | None = None) -> str:
     from rstfleet.capture_summary import summarize
     from rstfleet.pcap import PcapError, ResetList, read_resets
 
-    max_packets = _MAX_PACKETS[len(data) % len(_MAX_PACKETS)]   # deterministic per input
+    if max_packets is None:                             # deterministic per input
+        max_packets = _MAX_PACKETS[len(data) % len(_MAX_PACKETS)]
     try:
         packets = read_resets(data, max_packets)
     except PcapError as exc:
@@ -126,8 +127,9 @@ class _ProbeSandbox:
     key itself (store_captures), but a document from a host may carry its own: the harness then
     must not read /dev/zero or a file descriptor number of its own process.  ``open`` in the
     evidence module is replaced by a guard that lets through only files under the run folder
-    and records every other path as a finding (raised after the case, so the case still runs
-    to the end with the open failing as a missing file would).
+    and records every other path or file descriptor number as a finding (raised after the case,
+    so the case still runs to the end with the open failing as a missing file would; a path
+    with a NUL byte raises ValueError, as open() does).
     """
 
     def __init__(self):
@@ -141,9 +143,14 @@ class _ProbeSandbox:
         base = str(self.base) + os.sep
 
         def _guarded_open(file, *args, **kwargs):
-            if isinstance(file, str) and os.path.realpath(file).startswith(base):
+            if not isinstance(file, (str, int)):        # None, float, list...: open() raises
+                return real_open(file, *args, **kwargs)  # TypeError itself, touching nothing
+            if isinstance(file, str) and "\0" not in file and \
+                    os.path.realpath(file).startswith(base):
                 return real_open(file, *args, **kwargs)
-            self.foreign_opens.append(file)
+            self.foreign_opens.append(file)             # a path or a file descriptor number
+            if isinstance(file, str) and "\0" in file:
+                raise ValueError("embedded null byte")  # what open() itself raises
             raise FileNotFoundError(2, "blocked by the fuzz harness", str(file))
 
         evidence.open = _guarded_open   # module global shadows the builtin for evidence only
@@ -155,7 +162,7 @@ class _ProbeSandbox:
 _sandbox: _ProbeSandbox | None = None
 
 
-def probe_case(data: bytes) -> str:
+def probe_case(data: bytes, store: bool | None = None) -> str:
     global _sandbox
     from rstfleet.analysis import assess, exit_code
     from rstfleet.cli import store_captures
@@ -173,12 +180,13 @@ def probe_case(data: bytes) -> str:
     _sandbox.foreign_opens.clear()
     # Both orders the controller uses: sweep stores captures first, triage's phase 1 assesses
     # the raw document (pcap_b64 still inside, any host-written capture.path untouched).
-    if zlib.crc32(data) & 1:
+    if store if store is not None else zlib.crc32(data) & 1:
         store_captures([result], _sandbox.args, "run")
     assessments = assess([result])
     exit_code(assessments, "warn")
     if _sandbox.foreign_opens:
-        raise Finding(f"host document made the controller open {_sandbox.foreign_opens[0]!r:.80}")
+        raise Finding("host document made the controller open a file it did not write: "
+                      f"{_sandbox.foreign_opens[0]!r:.80}")
     return "accepted"
 
 

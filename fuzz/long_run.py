@@ -11,9 +11,9 @@ returns), so the run uses one core at a time; the parent only waits.  Engines: `
 the same seeds and mutators, no coverage feedback; used by ``--engine auto`` when atheris is not
 installed).
 
-Every case is timed and its Python allocations measured (tracemalloc peak, per case); a case
-over the time bound (confirmed by a second run without tracemalloc) or over the memory bound is a
-finding, as is any exception other than the target's documented error type (fuzz/harness.py).
+Every case is timed and the process's peak RSS checked after it; every 20th case also runs
+under tracemalloc, whose peak is that case's Python allocations.  A case over the time bound
+(confirmed by a second run) or over the memory bound (either measure) is a finding, as is any exception other than the target's documented error type (fuzz/harness.py).
 Each distinct finding (exception type + innermost rstfleet frame) is saved once under
 fuzz/crashes/ -- the smallest input seen for it -- with its traceback beside it; replay one with
 ``fuzz/reproduce.py FILE``.  The ``large`` stage then feeds a few inputs at the size limits the
@@ -65,21 +65,20 @@ class Stats:
         self.max_case_s = self.max_case_peak = self.max_len = 0
         self.slow_unconfirmed = 0
         self.next_report = self.started + opts.report_every
-        self.trace_every = max(1, opts.trace_every)
-        if opts.trace_every:
-            import tracemalloc
-            self.tracemalloc = tracemalloc
-            tracemalloc.start()
-        else:
-            self.tracemalloc = None
+        self.trace_every = opts.trace_every
+        self.traced_cases = 0
+        self.rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        import tracemalloc
+        self.tracemalloc = tracemalloc
 
     def run(self, data: bytes) -> None:
         self.cases += 1
         self.max_len = max(self.max_len, len(data))
-        tm = self.tracemalloc if self.tracemalloc and self.cases % self.trace_every == 0 else None
+        # tracemalloc hooks every allocation while it runs (5x slower), so it runs for every
+        # trace_every-th case only, started and stopped around it: its peak is that case's.
+        tm = self.tracemalloc if self.trace_every and self.cases % self.trace_every == 0 else None
         if tm:
-            base = tm.get_traced_memory()[0]
-            tm.reset_peak()
+            tm.start()
         t0 = time.perf_counter()
         try:
             outcome = self.case(data)
@@ -87,12 +86,22 @@ class Stats:
             outcome = None
             self.crash(data, exc)
         elapsed = time.perf_counter() - t0
+        bound = self.opts.mem_bound_mb * 2 ** 20
         if tm:
-            peak = tm.get_traced_memory()[1] - base
+            peak = tm.get_traced_memory()[1]
+            tm.stop()
+            self.traced_cases += 1
             self.max_case_peak = max(self.max_case_peak, peak)
-            if peak > self.opts.mem_bound_mb * 2 ** 20:
+            if peak > bound:
                 self.finding(data, f"Memory@{self.target}",
                              f"case allocated {peak / 2**20:.1f} MiB (bound {self.opts.mem_bound_mb} MiB)")
+        # Every case: the process's peak RSS may only grow by less than the bound in one case.
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if (rss - self.rss_kib) * 1024 > bound:
+            self.finding(data, f"RSS@{self.target}",
+                         f"peak RSS grew {(rss - self.rss_kib) / 1024:.1f} MiB in one case "
+                         f"(bound {self.opts.mem_bound_mb} MiB)")
+        self.rss_kib = rss
         if outcome == "accepted":
             self.accepted += 1
         elif outcome == "rejected":
@@ -109,16 +118,12 @@ class Stats:
 
     def confirm_slow(self, data: bytes, first: float) -> None:
         """A slow case is run again without tracemalloc: the machine may just have been busy."""
-        if self.tracemalloc:
-            self.tracemalloc.stop()
         t0 = time.perf_counter()
         try:
             self.case(data)
         except Exception:                               # noqa: BLE001 -- already recorded
             pass
         again = time.perf_counter() - t0
-        if self.tracemalloc:
-            self.tracemalloc.start()
         self.max_case_s = max(self.max_case_s, again)
         if again > self.opts.time_bound:
             self.finding(data, f"Slow@{self.target}",
@@ -158,7 +163,8 @@ class Stats:
             "wall_s": round(wall, 1), "cases_per_s": round(self.cases / wall, 1) if wall else None,
             "max_case_s": round(self.max_case_s, 4), "slow_unconfirmed": self.slow_unconfirmed,
             "max_case_alloc_mib": round(self.max_case_peak / 2 ** 20, 2),
-            "tracemalloc_every": self.opts.trace_every, "max_input_bytes": self.max_len,
+            "tracemalloc_every": self.opts.trace_every, "traced_cases": self.traced_cases,
+            "max_input_bytes": self.max_len,
             "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "time_bound_s": self.opts.time_bound, "mem_bound_mib": self.opts.mem_bound_mb,
         }
@@ -294,16 +300,35 @@ sys.path.insert(0, sys.argv[1])
 import harness
 target, path = sys.argv[2], sys.argv[3]
 data = open(path, "rb").read()
-harness.CASES[target](b"\x00")            # warm imports outside the measurement
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+harness.CASES[target](b"\x00")           # warm imports outside the measurement
+
+def status(key):                          # /proc/self/status, in KiB
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+
+try:                                      # reset the peak RSS (VmHWM) to the current RSS
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before, key = status("VmRSS"), "VmHWM"
+except OSError:
+    before, key = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, None
 t0, c0 = time.perf_counter(), time.process_time()
-try:
-    outcome = harness.CASES[target](data)
+try:   # what the controller does with such an input (evidence.host_evidence; cli sweep order)
+    if target == "probe":
+        outcome = harness.probe_case(data, store=True)
+    else:
+        from rstfleet.capture_summary import summarize
+        from rstfleet.pcap import read_resets
+        packets = read_resets(data)
+        summarize(packets, set())
+        outcome = f"accepted ({len(packets)} resets, truncated={packets.truncated})"
 except Exception as exc:
     outcome = "finding: " + harness.signature(exc)
-print(json.dumps({"outcome": outcome, "wall_s": time.perf_counter() - t0,
-                  "cpu_s": time.process_time() - c0,
-                  "rss_growth_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024}))
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+after = status(key) if key else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"outcome": outcome, "wall_s": wall, "cpu_s": cpu,
+                  "rss_growth_mib": (after - before) / 1024}))
 harness.cleanup()
 """
 
@@ -429,7 +454,7 @@ def parent(opts) -> int:
               f"{r.get('max_case_alloc_mib')} MiB alloc, rss {r.get('ru_maxrss_mib')} MiB"
               + (f"  CHILD DIED: {r['child_died']}" if "child_died" in r else ""), file=sys.stderr)
         bad += r.get("distinct_findings", 0) + ("child_died" in r)
-        for f in r.get("findings", []):
+        for f in sorted(r.get("findings", []), key=lambda f: -f["count"]):
             print(f"    {f['count']:>8} x {f['signature']}  -> {f['file']}", file=sys.stderr)
     for row in run["large"]:
         bad += bool(row["over_bound"])
@@ -447,8 +472,9 @@ def main(argv=None) -> int:
     p.add_argument("--engine", choices=("auto", "atheris", "mutate"), default="auto")
     p.add_argument("--time-bound", type=float, default=1.0, help="seconds per case (default 1)")
     p.add_argument("--mem-bound-mb", type=float, default=64.0, help="MiB per case (default 64)")
-    p.add_argument("--trace-every", type=int, default=1,
-                   help="measure every Nth case with tracemalloc (0: never; default 1)")
+    p.add_argument("--trace-every", type=int, default=20,
+                   help="measure every Nth case with tracemalloc (0: never; default 20); the "
+                        "peak RSS is checked after every case")
     p.add_argument("--max-seconds", type=float, default=20 * 60, help="stop a target after this long")
     p.add_argument("--report-every", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=1)

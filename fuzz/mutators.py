@@ -163,8 +163,8 @@ def mutate_document(doc: dict, rng: random.Random) -> dict:
 
 
 def mutate_probe(data: bytes, rng: random.Random, max_size: int, byte_mutate) -> bytes:
-    """Structural edit of a JSON document when the input is one (60 %), else a byte edit."""
-    if rng.random() < 0.6:
+    """Structural edit of a JSON document when the input is one (75 %), else a byte edit."""
+    if rng.random() < 0.75:
         try:
             doc = json.loads(data)
         except (ValueError, RecursionError):

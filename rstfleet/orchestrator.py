@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .inventory import Host
-from .probe import probe_argv, probe_script
+from .probe import probe_argv, probe_script_for
 from .results import (BECOME_FAILED, CANCELLED, NO_PYTHON, OK, PROBE_ERROR, TIMEOUT, UNREACHABLE, HostResult,
                       ProbeOutputError, parse_probe_output)
 from .textsafe import last_line, printable
@@ -104,7 +104,7 @@ def probe_host(host: Host, transport: Transport, settings: SweepSettings) -> Hos
     deadline = started + settings.host_budget_s
     try:
         run = transport.run(probe_argv(settings.window_s, list(settings.probe_options)),
-                            probe_script(), deadline, settings.max_output)
+                            probe_script_for(settings.probe_options), deadline, settings.max_output)
         status, reason, probe = classify(run, settings)
     except TransportError as exc:
         status, reason, probe = exc.status, printable(exc.reason, 400), None

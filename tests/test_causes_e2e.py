@@ -32,20 +32,21 @@ def lab3():
         yield lab
 
 
-def sweep_during(lab, tmp_path, action, *extra):
-    """Sweep h01 with a capture; run `action` once the capture is running; return h01's entry."""
+def sweep_during(lab, tmp_path, action, started_when="tcpdump"):
+    """Sweep h01 with a capture; run `action` once `started_when` runs there (the capture, or the
+    probe itself when there is no tcpdump); return h01's entry."""
     out, runs = tmp_path / "report.json", tmp_path / "runs"
     proc = subprocess.Popen(
         [sys.executable, "-m", "rstfleet", "sweep", "-i", str(lab.inventory_path), "-l", "h01",
          "--capture", str(CAPTURE_S), "--owners", "--run-dir", str(runs), "--format", "json",
-         "-o", str(out), "-q", *extra],
+         "-o", str(out), "-q"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT),
         env=dict(os.environ, PYTHONPATH=str(ROOT)))
     try:
         deadline = time.monotonic() + 15
-        while not any("tcpdump" in p for p in lab_leftovers(lab)):
+        while not any(started_when in p for p in lab_leftovers(lab)):
             if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("the capture did not start on h01: " + proc.stderr.read().decode()[-500:])
+                pytest.fail(f"{started_when} did not start on h01: " + proc.stderr.read().decode()[-500:])
             time.sleep(0.05)
         time.sleep(0.5)
         action()
@@ -163,8 +164,8 @@ def test_without_tcpdump_and_lsof_the_host_falls_back_and_says_so(lab3, tmp_path
     h01, h02 = lab3.host("h01"), lab3.host("h02")
     lab3.set_faults("h01", hide=("/usr/bin/tcpdump", "/usr/bin/lsof"))
     try:
-        entry = sweep_during_no_capture_wait(lab3, tmp_path,
-                                             lambda: scn.crashed_service(lab3, h01, h02, reconnects=10, port=8094))
+        entry = sweep_during(lab3, tmp_path, started_when="--window",
+                             action=lambda: scn.crashed_service(lab3, h01, h02, reconnects=10, port=8094))
     finally:
         lab3.clear_faults("h01")
     evidence = entry["evidence"]
@@ -173,28 +174,3 @@ def test_without_tcpdump_and_lsof_the_host_falls_back_and_says_so(lab3, tmp_path
     assert "capture" not in evidence["evidence_used"]
     assert top_cause(entry)["key"] == "closed_port"
     assert port_info(entry, 8094)["listening"] is False
-
-
-def sweep_during_no_capture_wait(lab, tmp_path, action):
-    """Without tcpdump there is no capture process to wait for: act once the probe runs."""
-    out = tmp_path / "report.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rstfleet", "sweep", "-i", str(lab.inventory_path), "-l", "h01",
-         "--capture", str(CAPTURE_S), "--owners", "--run-dir", str(tmp_path / "runs"),
-         "--format", "json", "-o", str(out), "-q"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT),
-        env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    try:
-        deadline = time.monotonic() + 15
-        while not any("--window" in p for p in lab_leftovers(lab)):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("the probe did not start on h01")
-            time.sleep(0.05)
-        time.sleep(0.5)
-        action()
-        proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    [entry] = json_report(out)["hosts"]
-    assert entry["status"] == "ok", entry["reason"]
-    return entry

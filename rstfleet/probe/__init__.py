@@ -46,14 +46,32 @@ sys.exit(main(sys.argv[1:]))
 '''
 
 
+CORE_MODULES = ("__init__", "counters", "facts", "main")
+# probe option -> the extra modules it imports on the host
+OPTION_MODULES = {"--trace": ("tracefs",), "--capture": ("capture", "tracefs"), "--owners": ("owners",)}
+
+
 @functools.lru_cache(maxsize=None)
-def probe_script() -> bytes:
-    """The whole probe as one Python script (bytes), ready for `python3 -I -B -` on stdin."""
+def probe_script(modules: tuple[str, ...] | None = None) -> bytes:
+    """The probe as one Python script (bytes), ready for `python3 -I -B -` on stdin.
+
+    modules: the host modules to ship (default: all). Python parses the whole payload before it
+    runs, so a plain sweep ships only what it uses.
+    """
     sources = {
         path.stem: path.read_text(encoding="utf-8")
         for path in sorted(HOST_PACKAGE_DIR.glob("*.py"))
+        if modules is None or path.stem in modules
     }
     return (_BOOTSTRAP % {"sources": sources}).encode("utf-8")
+
+
+def probe_script_for(options: tuple[str, ...] | list[str]) -> bytes:
+    """The smallest payload that serves these probe options."""
+    wanted = set(CORE_MODULES)
+    for option in options:
+        wanted.update(OPTION_MODULES.get(option, ()))
+    return probe_script(tuple(sorted(wanted)))
 
 
 def probe_argv(window_s: float, extra: list[str] | None = None) -> list[str]:
