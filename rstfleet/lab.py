@@ -128,6 +128,13 @@ class Lab:
         self.stop_sshd(h)
         self.start_sshd(h)
 
+    def trust_current_host_key(self, host: LabHost | str) -> None:
+        """Put the host's current key into known_hosts (undo a regenerate_host_key)."""
+        h = self._h(host)
+        key = " ".join((self.host_dir(h) / "ssh_host_ed25519_key.pub").read_text().split()[:2])
+        lines = [l for l in self.known_hosts_path.read_text().splitlines() if l.split(" ", 1)[0] != h.address]
+        self.known_hosts_path.write_text("".join(f"{l}\n" for l in lines + [f"{h.address} {key}"]))
+
     def regenerate_host_key(self, host: LabHost | str) -> None:
         """New host key and restarted sshd; ``known_hosts`` keeps the old key (a "key changed" host)."""
         h = self._h(host)

@@ -86,8 +86,11 @@ def test_stopped_sshd_is_unreachable_and_the_sweep_still_finishes(lab5, tmp_path
 def test_changed_host_key_is_refused_by_default(lab5, tmp_path):
     out = tmp_path / "key.json"
     lab5.regenerate_host_key("h05")
-    proc = run_cli("sweep", "-i", str(lab5.inventory_path), "--window", "1",
-                   "--format", "json", "-o", str(out), "--accept-new-host-keys")
+    try:
+        proc = run_cli("sweep", "-i", str(lab5.inventory_path), "--window", "1",
+                       "--format", "json", "-o", str(out), "--accept-new-host-keys")
+    finally:
+        lab5.trust_current_host_key("h05")
     by_name = hosts_by_name(json_report(out))
     assert proc.returncode == 8
     assert by_name["h05"]["status"] == "host_key_rejected"
