@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import shutil
@@ -110,8 +111,29 @@ PARAMIKO_KEX = ["curve25519-sha256@libssh.org", "ecdh-sha2-nistp256", "ecdh-sha2
                 "diffie-hellman-group14-sha256", "diffie-hellman-group16-sha512"]
 
 
-def one_connection(address, key_path, known_hosts, kex=None, command=None, stdin=b"") -> dict:
+class _KexLog(logging.Handler):
+    """paramiko logs the agreed algorithms at DEBUG ("Kex: …", "Cipher: …"): keep the last ones."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.agreed = {}
+
+    def emit(self, record):
+        text = record.getMessage()
+        for key in ("Kex", "HostKey", "Cipher", "MAC"):
+            if text.startswith(key + ": "):
+                self.agreed[key.lower()] = text.split(": ", 1)[1]
+
+
+KEX_LOG = _KexLog()
+
+
+def one_connection(address, key_path, known_hosts, kex=None, command=None, stdin=b"",
+                   nodelay=False) -> dict:
     import paramiko
+    if KEX_LOG not in logging.getLogger("paramiko.transport").handlers:
+        logging.getLogger("paramiko.transport").addHandler(KEX_LOG)
+        logging.getLogger("paramiko.transport").setLevel(logging.DEBUG)
     marks, cpu0, wall0 = {}, time.process_time(), time.perf_counter()
     last = [cpu0, wall0]
 
@@ -121,6 +143,8 @@ def one_connection(address, key_path, known_hosts, kex=None, command=None, stdin
         last[:] = [c, w]
 
     sock = socket.create_connection((address, 22), timeout=10)
+    if nodelay:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     mark("tcp_connect")
     disabled = {"kex": [k for k in paramiko.Transport._preferred_kex if k != kex]} if kex else None
     transport = paramiko.Transport(sock, disabled_algorithms=disabled)
@@ -134,10 +158,7 @@ def one_connection(address, key_path, known_hosts, kex=None, command=None, stdin
     mark("private_key_load")
     transport.auth_publickey("root", pkey)
     mark("auth_ed25519")
-    negotiated = {"kex": transport.kex_engine.__class__.__name__,
-                  "kex_name": getattr(transport, "_kex_name", None) or _agreed_kex(transport),
-                  "cipher": transport.local_cipher, "mac": transport.local_mac,
-                  "host_key": transport.host_key_type}
+    negotiated = dict(KEX_LOG.agreed)
     if command:
         channel = transport.open_session(timeout=10)
         mark("channel_open")
@@ -159,13 +180,6 @@ def one_connection(address, key_path, known_hosts, kex=None, command=None, stdin
     return {"phases": marks, "negotiated": negotiated}
 
 
-def _agreed_kex(transport):
-    for name in transport.get_security_options().kex:
-        if transport.kex_engine.__class__.__name__.lower().startswith("kex") and name:
-            break
-    return None
-
-
 def phase_study(lab, repeats: int) -> dict:
     import paramiko
     from rstfleet.probe import probe_argv, probe_script
@@ -173,8 +187,8 @@ def phase_study(lab, repeats: int) -> dict:
     key, known = str(lab.key_path), str(lab.known_hosts_path)
     out = {"known_hosts_lines": len(lab.hosts)}
 
-    def study(kex=None, command=None, stdin=b""):
-        runs = [one_connection(hosts[i % len(hosts)], key, known, kex, command, stdin)
+    def study(kex=None, command=None, stdin=b"", nodelay=False):
+        runs = [one_connection(hosts[i % len(hosts)], key, known, kex, command, stdin, nodelay)
                 for i in range(repeats)]
         phases = {}
         for name in runs[0]["phases"]:
@@ -191,6 +205,7 @@ def phase_study(lab, repeats: int) -> dict:
         "probe --window 0": study(command=probe_cmd, stdin=probe_script()),
         "probe --window 0 --trace": study(command=" ".join(probe_argv(0.0, ["--trace"])),
                                           stdin=probe_script()),
+        "probe --window 0, TCP_NODELAY": study(command=probe_cmd, stdin=probe_script(), nodelay=True),
     }
     out["kex"] = {}
     for kex in PARAMIKO_KEX:
@@ -234,6 +249,50 @@ def phase_study(lab, repeats: int) -> dict:
                 pm.HostKeys(str(path))
             out.setdefault("known_hosts_parse_ms", {})[count] = round(
                 1000 * (time.process_time() - c0) / 5, 2)
+    return out
+
+
+def trace_study(lab) -> dict:
+    """The probe's tracepoint tier on a host: which kernel calls take the time (strace -T), and
+    whether they serialize when many probes share one kernel (the lab: every host is a namespace
+    of the same kernel; a real fleet has one kernel per host)."""
+    from rstfleet.probe import probe_argv, probe_script
+    script = probe_script()
+    out = {}
+    if shutil.which("strace"):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = Path(tmp) / "st"
+            subprocess.run(["ip", "netns", "exec", lab.hosts[0].namespace, "strace", "-f", "-T", "-qq",
+                            "-e", "trace=mkdir,rmdir,mount,openat,write", "-o", str(log),
+                            "/usr/bin/python3"] + probe_argv(0.0, ["--trace"])[1:],
+                           input=script, capture_output=True, timeout=60)
+            path_of_fd, slow = {}, []
+            for line in log.read_text().splitlines():
+                m = re.search(r'openat\(AT_FDCWD, "([^"]+)".* = (\d+) <', line)
+                if m:
+                    path_of_fd[m.group(2)] = m.group(1).rsplit("/", 1)[-1]
+                m = re.search(r"(mkdir|rmdir|mount|write)\((\d+)?.*<([\d.]+)>$", line)
+                if m and float(m.group(3)) >= 0.001:
+                    what = m.group(1) + (f"({path_of_fd.get(m.group(2), m.group(2))})"
+                                         if m.group(1) == "write" else "")
+                    slow.append({"call": what, "ms": round(1000 * float(m.group(3)), 1)})
+            out["slow_calls_one_probe"] = slow
+    for k in (1, 10, 20):
+        hosts = lab.hosts[:k]
+        for label, extra in (("trace", ["--trace"]), ("no-trace", [])):
+            started = time.perf_counter()
+            procs = [subprocess.Popen(["ip", "netns", "exec", h.namespace, "/usr/bin/python3"]
+                                      + probe_argv(0.0, extra)[1:], stdin=subprocess.PIPE,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for h in hosts]
+            for p in procs:
+                p.stdin.write(script)
+                p.stdin.close()
+            for p in procs:
+                p.wait(timeout=120)
+            out.setdefault("concurrent_probes_window0_wall_s", {}).setdefault(str(k), {})[label] = round(
+                time.perf_counter() - started, 3)
+            time.sleep(0.5)
     return out
 
 
@@ -302,7 +361,7 @@ def sweep_timeline(lab, window: float, env, extra=()) -> dict:
               "exit_after_last_window_end_s": round(end - spawn - ends[-1], 3) if ends else None,
               "per_host_elapsed_s": {"median": median(elapsed), "max": max(elapsed) if elapsed else None}}
     if 4.0 in samples and 9.0 in samples:
-        (th4, sw4, cpu4), (th9, sw9, cpu9) = samples[4.0], samples[9.0]
+        (_, sw4, cpu4), (th9, sw9, cpu9) = samples[4.0], samples[9.0]
         result["during_window"] = {"threads": th9, "wakeups_per_s": round((sw9 - sw4) / 5.0, 1),
                                    "wakeups_per_host_per_s": round((sw9 - sw4) / 5.0 / len(lab.hosts), 2),
                                    "cpu_ms_per_s": round(1000 * (cpu9 - cpu4) / 5.0, 1),
@@ -369,6 +428,8 @@ def pyspy(lab, window: float, env, raw_out: Path, flamegraph: Path | None) -> di
         frames = stack.split(";")
         if frames and frames[0].startswith("thread ("):
             frames = frames[1:]
+        if not frames:
+            continue
         total += count
         by_cat[categorize(frames)] += count
         by_leaf[re.sub(r":\d+\)$", ")", frames[-1])] += count
@@ -427,6 +488,8 @@ def main(argv):
         data["startup"] = startup(env)
         print("phases ...", flush=True)
         data["phases"] = phase_study(lab, args.repeats)
+        print("trace tier ...", flush=True)
+        data["trace"] = trace_study(lab)
         for label, extra in (("default", ()), ("no-trace", ("--no-trace",))):
             print(f"timeline {label} ...", flush=True)
             data.setdefault("timeline", {})[label] = sweep_timeline(lab, args.window, env, extra)

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Long fuzzing run over rstfleet's parsers of untrusted input (see fuzz/README, docs/fuzzing.md).
 
-    .venv/bin/python fuzz/long_run.py                       # the documented run (~30 min, 1 core)
-    .venv/bin/python fuzz/long_run.py --cases pcap=20000,probe=20000,inventory=2000,playbook=2000
+    nice -n 10 .venv/bin/python fuzz/long_run.py --fresh    # defaults: ~20-30 min on one core
+    .venv/bin/python fuzz/long_run.py --cases pcap=20000,probe=20000,inventory=2000,playbook=2000 \
+        --runs-dir /tmp/fuzz-try                            # a quick try; fuzz/runs/ stays as recorded
     .venv/bin/python fuzz/long_run.py --targets pcap --cases pcap=5000000 --engine mutate
 
 Targets run one after another, each in its own child process (atheris' libFuzzer loop never
@@ -44,9 +45,9 @@ sys.path.insert(0, str(HERE))
 import harness  # noqa: E402
 import mutators  # noqa: E402
 
-DEFAULT_CASES = {"pcap": 1_000_000, "probe": 1_000_000, "inventory": 100_000, "playbook": 100_000}
+DEFAULT_CASES = {"pcap": 1_000_000, "probe": 1_000_000, "inventory": 50_000, "playbook": 100_000}
 MAX_LEN = {"pcap": 65536, "probe": 65536, "inventory": 16384, "playbook": 16384}
-RUNS = HERE / "runs"
+RUNS = HERE / "runs"                                    # --runs-dir changes it
 CRASHES = HERE / "crashes"
 CORPUS = HERE / "corpus"
 
@@ -140,13 +141,13 @@ class Stats:
         entry = self.findings.get(sig)
         if entry is None:
             name = f"{self.target}-{hashlib.sha1(sig.encode()).hexdigest()[:10]}"
-            entry = self.findings[sig] = {"signature": sig, "file": f"fuzz/crashes/{name}.bin",
+            entry = self.findings[sig] = {"signature": sig, "file": _shown(CRASHES / f"{name}.bin"),
                                           "count": 0, "first_case": self.cases, "size": None}
             self.log(f"NEW finding {sig} (case {self.cases}) -> {entry['file']}")
         entry["count"] += 1
         if entry["size"] is None or len(data) < entry["size"]:   # keep the smallest input
             entry["size"] = len(data)
-            path = harness.ROOT / entry["file"]
+            path = harness.ROOT / entry["file"]         # absolute paths stay absolute
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
             path.with_suffix(".txt").write_text(
@@ -189,6 +190,14 @@ class Stats:
         os.write(2, f"[fuzz {self.target}] {text}\n".encode())
 
 
+def _shown(path: Path) -> str:
+    """Repository-relative when inside it (fuzz/crashes/...), else absolute."""
+    try:
+        return str(path.relative_to(harness.ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _corpus(target: str, fresh: bool) -> Path:
     """libFuzzer's working corpus: the seeds, then whatever new coverage it keeps."""
     folder = CORPUS / target
@@ -200,7 +209,16 @@ def _corpus(target: str, fresh: bool) -> Path:
     return folder
 
 
+def _dirs(opts) -> None:
+    """fuzz/runs + fuzz/crashes for the recorded run; <runs-dir> + <runs-dir>/crashes otherwise."""
+    global RUNS, CRASHES
+    if Path(opts.runs_dir).resolve() != RUNS.resolve():
+        RUNS = Path(opts.runs_dir).resolve()
+        CRASHES = RUNS / "crashes"
+
+
 def child(opts) -> None:
+    _dirs(opts)
     target = opts.child
     RUNS.mkdir(parents=True, exist_ok=True)
     if opts.engine == "atheris":
@@ -394,6 +412,7 @@ def parse_cases(text: str) -> dict:
 
 
 def parent(opts) -> int:
+    _dirs(opts)
     if opts.nice:
         os.nice(opts.nice)
     RUNS.mkdir(parents=True, exist_ok=True)
@@ -401,11 +420,12 @@ def parent(opts) -> int:
     targets = [t for t in opts.targets.split(",") if t]
     started = time.time()
     run = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-           "engine": opts.engine, "machine": machine(), "nice": opts.nice, "seed": opts.seed,
+           "engine": opts.engine, "machine": machine(), "niceness": os.nice(0), "seed": opts.seed,
            "targets": {}, "large": []}
     try:
         import atheris  # noqa: F401
-        run["atheris"] = getattr(atheris, "__version__", "installed")
+        from importlib.metadata import version
+        run["atheris"] = version("atheris")
     except ImportError:
         run["atheris"] = None
     for target in targets:
@@ -417,18 +437,20 @@ def parent(opts) -> int:
                 "--engine", opts.engine, "--cases", str(cases[target]), "--seed", str(opts.seed),
                 "--time-bound", str(opts.time_bound), "--mem-bound-mb", str(opts.mem_bound_mb),
                 "--trace-every", str(opts.trace_every), "--max-seconds", str(opts.max_seconds),
-                "--report-every", str(opts.report_every), "--nice", "0"]
+                "--report-every", str(opts.report_every), "--nice", "0", "--runs-dir", str(RUNS)]
         if opts.fresh:
             argv.append("--fresh")
         print(f"[fuzz] {target}: {cases[target]} cases, engine {opts.engine}, log {log}", file=sys.stderr)
         with open(log, "wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
             with open(log, "rb") as tail:                # echo the harness' own lines
+                pending = b""
                 while True:
                     code = proc.poll()
-                    for line in tail.read().decode(errors="replace").splitlines():
-                        if line.startswith("[fuzz"):
-                            print(line, file=sys.stderr, flush=True)
+                    *lines, pending = (pending + tail.read()).split(b"\n")
+                    for line in lines:
+                        if line.startswith(b"[fuzz"):
+                            print(line.decode(errors="replace"), file=sys.stderr, flush=True)
                     if code is not None:
                         break
                     time.sleep(1)
@@ -480,6 +502,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--nice", type=int, default=10, help="niceness of the run (default 10)")
     p.add_argument("--fresh", action="store_true", help="start from the seeds, not fuzz/corpus/")
+    p.add_argument("--runs-dir", default=str(RUNS),
+                   help="where the figures go (default fuzz/runs/, the recorded run, with findings "
+                        "in fuzz/crashes/); another folder keeps its findings in <folder>/crashes")
     p.add_argument("--child", help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
     if opts.engine == "auto":

@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import os
 import re
+import stat
 from collections import Counter
 from pathlib import Path
 
@@ -60,15 +61,24 @@ def save_capture(result: HostResult, run_dir: Path | None) -> bytes | None:
     return data
 
 
+MAX_STORED_PCAP = 64 * 1024 * 1024
+
+
 def _stored_pcap(capture: dict) -> bytes | None:
+    """The capture the controller saved (the path is ours: host-sent paths are dropped on
+    validation); a regular file of bounded size, never a device or a file descriptor."""
     path = capture.get("path")
-    if not path:
+    if not isinstance(path, str) or not path:
         return None
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except (OSError, ValueError):
         return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_STORED_PCAP:
+            return None
+        return handle.read(MAX_STORED_PCAP)
 
 
 def host_evidence(result: HostResult) -> HostEvidence | None:

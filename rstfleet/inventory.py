@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_RANGE_HOSTS = 100_000  # a typo like web[0:9999999] should fail fast, not eat memory
+MAX_INVENTORY_HOSTS = 200_000  # and so should many lines of large ranges (found by fuzzing)
 _TRUE = {"y", "yes", "on", "1", "true", "t"}  # Ansible's BOOLEANS_TRUE
 _SSH_CONNECTIONS = {"ssh", "paramiko", "paramiko_ssh", "smart"}
 
@@ -176,6 +177,8 @@ class InventoryDraft:
         except ValueError as exc:
             raise self.error(line, str(exc)) from None
         members = self.group(group, line).hosts
+        if len(self.host_vars) + len(names) > MAX_INVENTORY_HOSTS:
+            raise self.error(line, f"inventory holds more than {MAX_INVENTORY_HOSTS} hosts")
         for name in names:
             if _bad_name(name):
                 raise self.error(line, f"invalid host name {name!r} (empty, whitespace or control character)")
@@ -219,7 +222,7 @@ def expand_host_range(pattern: str) -> list[str]:
         raise ValueError(f"host range {pattern} must run between two numbers or two same-case letters")
     if first > last:
         raise ValueError(f"host range {pattern} runs backwards")
-    count = len(range(first, last + 1, int(step)))
+    count = (last - first) // int(step) + 1 if last >= first else 0   # len(range()) overflows
     tails = expand_host_range(tail)
     if count * len(tails) > MAX_RANGE_HOSTS:
         raise ValueError(f"host range {pattern} expands to more than {MAX_RANGE_HOSTS} hosts")

@@ -80,8 +80,11 @@ def _finite(value) -> float | None:
     return float(value)
 
 
-def _checked(status: str, reason: str, probe) -> tuple[str, str, dict | None]:
-    """Validate an ok host's probe exactly as a live sweep does; a bad one becomes probe_error."""
+def _checked(status: str, reason: str, probe, trusted_paths: bool = False) -> tuple[str, str, dict | None]:
+    """Validate an ok host's probe exactly as a live sweep does; a bad one becomes probe_error.
+
+    trusted_paths: keep capture paths (reports rstfleet wrote); results gathered from hosts
+    (the Ansible role's files) never name a controller file."""
     if status not in STATUSES:
         detail = f": {reason}" if reason else ""
         return PROBE_ERROR, f"unknown status {status!r:.40} in the saved result{detail}", None
@@ -94,7 +97,7 @@ def _checked(status: str, reason: str, probe) -> tuple[str, str, dict | None]:
     except (TypeError, ValueError, RecursionError) as exc:
         return PROBE_ERROR, f"probe document cannot be re-encoded: {exc}", None
     try:
-        return OK, reason, parse_probe_output(encoded)
+        return OK, reason, parse_probe_output(encoded, trusted_paths)
     except ProbeOutputError as exc:
         return PROBE_ERROR, str(exc), None
 
@@ -129,7 +132,7 @@ def _from_report(path: str, document: dict) -> list[tuple[HostResult, float | No
     for entry in hosts:
         name = _host_name(path, entry)
         status, reason, probe = _checked(_text(entry.get("status"), PROBE_ERROR), _text(entry.get("reason")),
-                                         entry.get("probe"))
+                                         entry.get("probe"), trusted_paths=True)
         result = HostResult(name, _text(entry.get("address"), name), status, reason, probe,
                             _finite(entry.get("elapsed_s")) or 0.0, _groups(entry.get("groups")))
         out.append((result, window, _started(probe)))

@@ -133,10 +133,10 @@ def test_unsupported_probe_schema_inside_an_envelope_makes_that_host_probe_error
 
 
 @pytest.mark.parametrize("mutate, reason", [
-    (lambda p: p["tcp"]["delta"].__setitem__("OutRsts", float("nan")), "not a finite number"),
+    (lambda p: p["tcp"]["delta"].__setitem__("OutRsts", float("nan")), "tcp.delta.OutRsts is not an integer"),
     (lambda p: p["window"].__setitem__("measured_s", "ten"), "window.measured_s"),
     (lambda p: p.__setitem__("kind", "something-else"), "not an rstfleet probe document"),
-    (lambda p: p.pop("tcp"), "lacks its window or tcp section"),
+    (lambda p: p.pop("tcp"), "field tcp is not an object"),
     (lambda p: p.__setitem__("deep", json.loads("[" * 40 + "]" * 40)), "deeper than 32"),
 ])
 def test_envelope_probes_are_validated_like_live_probe_output(tmp_path, mutate, reason):

@@ -219,7 +219,7 @@ class ResetTrace(object):
 
     def start(self):
         if os.geteuid() != 0:
-            raise TraceUnavailable("not root: tracefs needs root")
+            raise TraceUnavailable("not root: the tracepoint needs root (rerun with -b)")
         root = find_tracefs()
         self.stats["mounted"] = root is None
         root = root or mount_private()

@@ -69,7 +69,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 PROBE_SCHEMA = 1
-PROBE_SHA256 = '375f5dfe4272bbf91c048481f04e2b61cdce635ccbb27aee8d963b29ba7cdcd8'
+PROBE_SHA256 = '677752bef9b6c5d950b5e62899cab52172b1043cca1070ee5d55ab2257638f4f'
 # rstfleet.probe.probe_script(), verbatim: the bytes `rstfleet sweep` pipes to `python3 -I -B -`.
 PROBE_SCRIPT = (
     'import sys\n'
@@ -1308,7 +1308,7 @@ PROBE_SCRIPT = (
     '\\n'
     '    def start(self):\\n'
     '        if os.geteuid() != 0:\\n'
-    '            raise TraceUnavailable("not root: tracefs needs root")\\n'
+    '            raise TraceUnavailable("not root: the tracepoint needs root (rerun with -b)")\\n'
     '        root = find_tracefs()\\n'
     '        self.stats["mounted"] = root is None\\n'
     '        root = root or mount_private()\\n'

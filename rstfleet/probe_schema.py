@@ -1,0 +1,180 @@
+"""The shape of a probe document, checked field by field before anything downstream reads it.
+
+A host may be broken or hostile: every section the analysis, evidence and report code touch is
+checked here for type and bounds, so a bad document becomes one host's `probe_error`, never a
+crash of the whole run (found by fuzzing: docs/fuzzing.md). Unknown extra keys are kept (newer
+probes may add some) but never read.
+
+Fields the controller sets itself are removed from host output: `capture.path` names a file on
+the controller and must never come from a host.
+"""
+
+from __future__ import annotations
+
+import math
+
+MAX_FLOWS = 5000
+MAX_PORTS = 100
+MAX_OWNERS = 100
+MAX_TEXT = 4096
+
+
+class ShapeError(ValueError):
+    """`where` names the offending field, e.g. 'trace.flows[3][0]'."""
+
+
+def _fail(where: str, wanted: str, value) -> None:
+    raise ShapeError(f"probe output field {where} is not {wanted}: {repr(value)[:40]}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def number(value, where: str, optional: bool = False, minimum: float | None = None):
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        _fail(where, "a finite number", value)
+    if minimum is not None and value < minimum:
+        _fail(where, f"a number ≥ {minimum:g}", value)
+
+
+def integer(value, where: str, optional: bool = False, minimum: int | None = None) -> None:
+    if value is None and optional:
+        return
+    if not _is_int(value):
+        _fail(where, "an integer", value)
+    if minimum is not None and value < minimum:
+        _fail(where, f"an integer ≥ {minimum}", value)
+
+
+def text(value, where: str, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        _fail(where, f"text of at most {MAX_TEXT} characters", value)
+
+
+def mapping(value, where: str, optional: bool = False) -> bool:
+    """True when present (and a dict); False when absent and optional."""
+    if value is None and optional:
+        return False
+    if not isinstance(value, dict):
+        _fail(where, "an object", value)
+    return True
+
+
+def counters(value, where: str, optional: bool = False) -> None:
+    """{name: int ≥ 0 or null} — counter deltas (null: the counter went backwards)."""
+    if not mapping(value, where, optional):
+        return
+    for name, count in value.items():
+        integer(count, f"{where}.{name}", optional=True, minimum=0)
+
+
+def check_trace(trace, where: str = "trace") -> None:
+    if not mapping(trace, where, optional=True):
+        return
+    if not isinstance(trace.get("available"), bool):
+        _fail(f"{where}.available", "true or false", trace.get("available"))
+    text(trace.get("reason"), f"{where}.reason", optional=True)
+    for key in ("events", "dropped", "flows_cut", "foreign"):
+        integer(trace.get(key), f"{where}.{key}", optional=True, minimum=0)
+    flows = trace.get("flows", [])
+    if not isinstance(flows, list) or len(flows) > MAX_FLOWS:
+        _fail(f"{where}.flows", f"a list of at most {MAX_FLOWS} flows", flows)
+    for i, flow in enumerate(flows):
+        if not isinstance(flow, list) or len(flow) != 4:
+            _fail(f"{where}.flows[{i}]", "[port, peer, reason, count]", flow)
+        integer(flow[0], f"{where}.flows[{i}][0]", minimum=0)
+        text(flow[1], f"{where}.flows[{i}][1]", optional=True)
+        text(flow[2], f"{where}.flows[{i}][2]", optional=True)
+        integer(flow[3], f"{where}.flows[{i}][3]", minimum=0)
+
+
+def check_capture(capture, where: str = "capture", trusted: bool = False) -> None:
+    if not mapping(capture, where, optional=True):
+        return
+    if not trusted:
+        capture.pop("path", None)
+    elif "path" in capture:
+        text(capture["path"], f"{where}.path")
+    if "available" in capture and not isinstance(capture["available"], bool):
+        _fail(f"{where}.available", "true or false", capture["available"])
+    text(capture.get("reason"), f"{where}.reason", optional=True)
+    b64 = capture.get("pcap_b64")
+    if b64 is not None and not isinstance(b64, str):
+        _fail(f"{where}.pcap_b64", "text", b64)
+
+
+def check_owners(owners, where: str = "owners") -> None:
+    if not mapping(owners, where, optional=True):
+        return
+    text(owners.get("method"), f"{where}.method", optional=True)
+    text(owners.get("reason"), f"{where}.reason", optional=True)
+    ports = owners.get("ports", {})
+    if not isinstance(ports, dict) or len(ports) > MAX_PORTS:
+        _fail(f"{where}.ports", f"an object of at most {MAX_PORTS} ports", ports)
+    for port, info in ports.items():
+        here = f"{where}.ports.{port}"
+        if not port.isdigit():
+            _fail(here, "keyed by a port number", port)
+        mapping(info, here)
+        if info.get("listening") is not None and not isinstance(info["listening"], bool):
+            _fail(f"{here}.listening", "true, false or null", info["listening"])
+        found = info.get("owners", [])
+        if not isinstance(found, list) or len(found) > MAX_OWNERS:
+            _fail(f"{here}.owners", f"a list of at most {MAX_OWNERS}", found)
+        for i, owner in enumerate(found):
+            mapping(owner, f"{here}.owners[{i}]")
+            integer(owner.get("pid"), f"{here}.owners[{i}].pid", optional=True)
+            text(owner.get("command"), f"{here}.owners[{i}].command", optional=True)
+            text(owner.get("user"), f"{here}.owners[{i}].user", optional=True)
+
+
+def check_document(document: dict, trusted_paths: bool = False) -> dict:
+    """Raise ShapeError naming the first field that is not what downstream code expects."""
+    mapping(document.get("window"), "window")
+    number(document["window"].get("measured_s"), "window.measured_s", minimum=0)
+    number(document["window"].get("requested_s"), "window.requested_s", optional=True, minimum=0)
+    number(document["window"].get("started_at"), "window.started_at", optional=True)
+    mapping(document.get("tcp"), "tcp")
+    counters(document["tcp"].get("delta"), "tcp.delta")
+    for section in ("start", "end"):
+        if mapping(document["tcp"].get(section), f"tcp.{section}", optional=True):
+            for name, value in document["tcp"][section].items():
+                integer(value, f"tcp.{section}.{name}")
+    if mapping(document["tcp"].get("per_s"), "tcp.per_s", optional=True):
+        for name, value in document["tcp"]["per_s"].items():
+            number(value, f"tcp.per_s.{name}")
+    counters(document.get("tcpext_delta"), "tcpext_delta", optional=True)
+    if mapping(document.get("baseline"), "baseline", optional=True):
+        baseline = document["baseline"]
+        number(baseline.get("uptime_s"), "baseline.uptime_s", optional=True, minimum=0)
+        integer(baseline.get("OutRsts_total"), "baseline.OutRsts_total", optional=True)
+        number(baseline.get("OutRsts_per_s_lifetime"), "baseline.OutRsts_per_s_lifetime", optional=True)
+    if mapping(document.get("sysctls"), "sysctls", optional=True):
+        for name, value in document["sysctls"].items():
+            if value is not None and not _is_int(value):
+                text(value, f"sysctls.{name}")
+    if mapping(document.get("facts"), "facts", optional=True):
+        facts = document["facts"]
+        for key in ("hostname", "kernel", "python", "python_executable", "tcpdump", "lsof"):
+            text(facts.get(key), f"facts.{key}", optional=True)
+        integer(facts.get("uid"), "facts.uid", optional=True)
+        addresses = facts.get("addresses", [])
+        if not isinstance(addresses, list) or len(addresses) > 1024:
+            _fail("facts.addresses", "a list of addresses", addresses)
+        for i, address in enumerate(addresses):
+            text(address, f"facts.addresses[{i}]")
+    if mapping(document.get("cost"), "cost", optional=True):
+        for name, value in document["cost"].items():
+            number(value, f"cost.{name}")
+    notes = document.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        _fail("notes", "a list of text", notes)
+    check_trace(document.get("trace"))
+    check_capture(document.get("capture"), trusted=trusted_paths)
+    check_owners(document.get("owners"))
+    return document
