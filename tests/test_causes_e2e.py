@@ -174,3 +174,16 @@ def test_without_tcpdump_and_lsof_the_host_falls_back_and_says_so(lab3, tmp_path
     assert "capture" not in evidence["evidence_used"]
     assert top_cause(entry)["key"] == "closed_port"
     assert port_info(entry, 8094)["listening"] is False
+
+
+def test_a_host_whose_disk_is_full_still_captures_because_captures_never_touch_its_disk(lab3, tmp_path):
+    """/tmp on h01 is a 64 KiB tmpfs filled to the last byte; the capture streams to memory."""
+    h01, h02 = lab3.host("h01"), lab3.host("h02")
+    lab3.set_faults("h01", tmpfs={"path": "/tmp", "size": "64k"})
+    try:
+        entry = sweep_during(lab3, tmp_path, lambda: scn.closed_port(lab3, h01, h02, count=5, port=9))
+    finally:
+        lab3.clear_faults("h01")
+    assert entry["probe"]["capture"].get("available", True) is not False, entry["probe"]["capture"]
+    assert "capture" in entry["evidence"]["evidence_used"]
+    assert top_cause(entry)["key"] == "closed_port" and top_cause(entry)["ports"] == [9]

@@ -65,3 +65,34 @@ def test_sigkilled_orchestrator_leaves_no_probe_running(lab5, tmp_path):
     # bounded at a 0.5 s poll, far inside its own hard bound of window + 30 s.
     assert wait_until_clean(lab5, 3.0) == []
     assert not (tmp_path / "never.json").exists()
+
+
+def _rstfleet_trace_instances() -> list[str]:
+    """tracefs instances are kernel-wide: list them from a private mount of tracefs."""
+    proc = subprocess.run(["unshare", "-m", "sh", "-c",
+                           "mount -t tracefs nodev /sys/kernel/tracing && ls /sys/kernel/tracing/instances"],
+                          capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 0, proc.stderr
+    return [name for name in proc.stdout.split() if name.startswith("rstfleet-")]
+
+
+def test_sigkilled_orchestrator_mid_capture_leaves_no_tcpdump_probe_or_trace_instance(lab5, tmp_path):
+    """The host side must not trust the orchestrator: within a stated bound (3 s: the capture
+    watchdog polls every second) the probe stops tcpdump, removes its tracefs instance and exits."""
+    from conftest import lab_leftovers
+    before = set(_rstfleet_trace_instances())
+    proc = _start_sweep(lab5, tmp_path / "never.json", "--capture", "30", "--run-dir", str(tmp_path / "runs"))
+    try:
+        deadline = time.monotonic() + 15
+        while sum("tcpdump" in p for p in lab_leftovers(lab5)) < 5:
+            if time.monotonic() > deadline:
+                pytest.fail("captures did not start on all 5 hosts: " + str(lab_leftovers(lab5)))
+            time.sleep(0.1)
+        assert len(set(_rstfleet_trace_instances()) - before) >= 5     # the tracepoint tier is on
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=5)
+    finally:
+        proc.kill()
+    assert wait_until_clean(lab5, 3.0) == []
+    assert set(_rstfleet_trace_instances()) - before == set()
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pcap"))

@@ -238,3 +238,18 @@ def test_two_shards_merged_equal_one_full_sweep_and_a_double_count_is_refused(la
     twice = run_cli("report", str(tmp_path / "s1.json"), str(tmp_path / "s1.json"))
     assert twice.returncode == 2
     assert b"refus" in twice.stderr or b"twice" in twice.stderr or b"also" in twice.stderr
+
+
+def test_playbooks_run_against_the_lab_and_a_bad_one_touches_no_host(lab5, tmp_path):
+    out = tmp_path / "gate.json"
+    proc = run_cli("run", "playbooks/ci-gate.yml", "-i", str(lab5.inventory_path), "--format", "json",
+                   "-o", str(out), "-q")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert sorted(h["host"] for h in json_report(out)["hosts"]) == ["h01", "h02", "h03", "h04", "h05"]
+    bad = tmp_path / "bad.yml"
+    bad.write_text("- hosts: all\n  windw: 3\n")
+    started = time.monotonic()
+    proc = run_cli("run", str(bad), "-i", str(lab5.inventory_path))
+    assert proc.returncode == 2
+    assert f"{bad}:2:" in proc.stderr.decode() and "window" in proc.stderr.decode()
+    assert time.monotonic() - started < 3          # rejected before any host was touched
