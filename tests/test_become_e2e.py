@@ -50,12 +50,15 @@ def _inventory(tmp_path, lab, user):
 def test_unprivileged_user_runs_the_probe_without_become(lab5, sudo_user, tmp_path):
     user, _ = sudo_user
     out = tmp_path / "plain.json"
-    proc = run_cli("sweep", "-i", str(_inventory(tmp_path, lab5, user)), "--window", "0.5",
+    proc = run_cli("sweep", "-i", str(_inventory(tmp_path, lab5, user)), "--capture", "1",
                    "--format", "json", "-o", str(out))
     entry = json_report(out)["hosts"][0]
     assert entry["status"] == "ok", entry["reason"]
     assert entry["probe"]["facts"]["uid"] != 0
     assert proc.returncode == 0
+    notes = " ".join(entry["evidence"]["notes"])          # what could not be done, and what to do
+    assert "not root" in notes and "-b" in notes, notes
+    assert entry["evidence"]["tier"] in ("counters", "none")
 
 
 def test_become_without_password_says_to_use_K(lab5, sudo_user, tmp_path):
