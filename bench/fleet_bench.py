@@ -798,8 +798,11 @@ def markdown_section(data: dict, chart_rel: str) -> str:
              "only: the peers' job) and, where measured, `--trace` (more work than the peers do):", "",
              ratio_table(data["ratios"], "github"), ""]
     if data.get("skipped"):
-        lines += ["Not run: " + "; ".join(f"{s['tool']} at N={s['n']} ({s['reason']})"
-                                          for s in data["skipped"]), ""]
+        grouped = {}
+        for s in data["skipped"]:
+            grouped.setdefault((s["tool"], s["reason"]), []).append(str(s["n"]))
+        lines += ["Not run: " + "; ".join(f"{tool} at N = {', '.join(ns)} ({reason})"
+                                          for (tool, reason), ns in grouped.items()), ""]
     probe = data.get("probe", {})
     for variant, samples in probe.get("cost", {}).items():
         cpu, rss = samples.get("cpu_ms", {}), samples.get("max_rss_kb", {})
@@ -808,10 +811,15 @@ def markdown_section(data: dict, chart_rel: str) -> str:
                          f"median {cpu['median']:.1f} ms (p90 {cpu['p90']:.1f}, max {cpu['max']:.1f}); "
                          f"peak RSS median {rss['median'] / 1024:.1f} MB (max {rss['max'] / 1024:.1f}).")
     for variant, check in probe.get("disk", {}).items():
-        lines.append(f"Probe disk writes (`{variant}`, strace -f on one lab host): files on disk "
-                     f"written {check.get('bytes_written_to_disk_files')}, ru_oublock "
-                     f"{check.get('ru_oublock')}; opened for writing: "
-                     f"{', '.join(check.get('opened_for_writing') or []) or 'nothing'}.")
+        opened = check.get("opened_for_writing") or []
+        tracefs = sorted({p.rsplit("/", 1)[-1] for p in opened if "/tracing/instances/" in p})
+        others = [p for p in opened if "/tracing/instances/" not in p]
+        said = ", ".join(([f"its own tracefs instance's control files ({', '.join(tracefs)})"]
+                          if tracefs else []) + others) or "nothing"
+        written = check.get("bytes_written_to_disk_files")
+        lines.append(f"Probe disk writes (`{variant}`, `strace -f` on one lab host): bytes written to "
+                     f"files on disk: {sum(written.values()) if written else 0}; `ru_oublock` "
+                     f"{check.get('ru_oublock')}; opened for writing: {said}.")
     return "\n".join(lines) + "\n"
 
 

@@ -150,7 +150,7 @@ def thresholds_from(args) -> Thresholds:
 def transport_factory(args):
     """One transport per host: local for ansible_connection=local, SSH otherwise."""
     from .transport.local import LocalTransport
-    from .transport.ssh import SSHSettings, SSHTransport, load_ssh_config
+    from .transport.ssh import SSHSettings, SSHTransport, SharedCredentials, load_ssh_config
 
     if args.ask_become_pass and getattr(args, "become_password", None) is None:
         args.become_password = getpass.getpass("BECOME password: ")   # asked once per run
@@ -161,11 +161,12 @@ def transport_factory(args):
                            connect_timeout=args.connect_timeout, ssh_config_path=args.ssh_config,
                            become=args.become or args.ask_become_pass, become_password=password)
     config = load_ssh_config(args.ssh_config)
+    shared = SharedCredentials()
 
     def transport_for(host):
         if host.connection == "local":
             return LocalTransport(become=settings.become or host.become)
-        return SSHTransport(host, settings, config)
+        return SSHTransport(host, settings, config, shared)
     return transport_for
 
 

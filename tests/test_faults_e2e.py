@@ -117,7 +117,7 @@ def test_healthy_hosts_figures_are_unharmed(matrix):
     ("h08", "probe_error", "not JSON"),
     ("h09", "probe_error", "--max-output"),
     ("h10", "probe_error", "\\x1b]0;pwned\\x07"),
-    ("h11", "probe_error", "nests"),
+    ("h11", "probe_error", "JSON items"),
     ("h12", "probe_error", "NUL"),
     ("h13", "probe_error", "UTF-8"),
     ("h14", "probe_error", "killed"),

@@ -13,6 +13,7 @@ import os
 import pwd
 import shlex
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -87,6 +88,38 @@ def resolve_target(host: Host, settings: SSHSettings, config: paramiko.SSHConfig
                      [expand_home(k) for k in known], proxy)
 
 
+class SharedCredentials:
+    """known_hosts files parsed once per sweep and private keys loaded once, shared by every
+    connection: parsing known_hosts per connection cost 4-11 ms of CPU each and serialised 200
+    threads on paramiko's logging lock (bench/profile_sweep.py)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._host_keys: dict[tuple[str, ...], paramiko.HostKeys] = {}
+        self._keys: dict[str, paramiko.PKey | None] = {}
+
+    def host_keys(self, files: list[str]) -> paramiko.HostKeys:
+        key = tuple(files)
+        with self._lock:
+            if key not in self._host_keys:
+                keys = paramiko.HostKeys()
+                for path in files:
+                    if os.path.exists(path):
+                        keys.load(path)
+                self._host_keys[key] = keys
+            return self._host_keys[key]
+
+    def private_key(self, path: str) -> paramiko.PKey | None:
+        """The loaded key, or None when it needs a passphrase or paramiko's own search."""
+        with self._lock:
+            if path not in self._keys:
+                try:
+                    self._keys[path] = paramiko.PKey.from_path(path)
+                except (paramiko.SSHException, OSError, ValueError, TypeError):
+                    self._keys[path] = None
+            return self._keys[path]
+
+
 class UnknownHostKey(Exception):
     def __init__(self, hostname: str, key: paramiko.PKey):
         super().__init__(hostname)
@@ -124,19 +157,21 @@ def _trust_command(target: SSHTarget) -> str:
 class SSHTransport:
     """One host over SSH. Construct, run() once or more, close()."""
 
-    def __init__(self, host: Host, settings: SSHSettings, config: paramiko.SSHConfig | None = None):
+    def __init__(self, host: Host, settings: SSHSettings, config: paramiko.SSHConfig | None = None,
+                 shared: SharedCredentials | None = None):
         self.host = host
         self.settings = settings
         self.target = resolve_target(host, settings, config)
+        self.shared = shared or SharedCredentials()
         self.client: paramiko.SSHClient | None = None
 
     def _connect(self, deadline: float) -> paramiko.SSHClient:
         target = self.target
         timeout = max(0.1, min(self.settings.connect_timeout, deadline - time.monotonic()))
         client = paramiko.SSHClient()
-        for index, path in enumerate(target.known_hosts_files):
-            if os.path.exists(path):
-                (client.load_host_keys if index == 0 else client.load_system_host_keys)(path)
+        # Looked up read-only (the "system" keys); first-seen keys accepted with
+        # --accept-new-host-keys go to this client's own set and the file, never to the shared one.
+        client._system_host_keys = self.shared.host_keys(target.known_hosts_files)
         client.set_missing_host_key_policy(
             AcceptNew(target.known_hosts_files[0]) if self.settings.accept_new_host_keys
             else RefuseUnknown())
@@ -149,9 +184,14 @@ class SSHTransport:
             # handshake gets one second more than the banner so the banner's error wins the race.
             sock = (paramiko.ProxyCommand(target.proxy_command) if target.proxy_command
                     else socket.create_connection((target.hostname, target.port), timeout=timeout))
+            if not target.proxy_command:
+                # Nagle + delayed ACK cost ~40 ms per authentication round trip.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pkey = self.shared.private_key(target.key_files[0]) if len(target.key_files) == 1 else None
             client.connect(
-                target.hostname, port=target.port, username=target.user,
-                key_filename=target.key_files or None, look_for_keys=not target.key_files,
+                target.hostname, port=target.port, username=target.user, pkey=pkey,
+                key_filename=None if pkey else (target.key_files or None),
+                look_for_keys=not target.key_files,
                 timeout=timeout + 1, banner_timeout=timeout, auth_timeout=timeout,
                 channel_timeout=timeout, sock=sock)
             log.debug("%s: host key verified, authenticated as %s", self.host.name, target.user)
