@@ -133,7 +133,7 @@ def fleet_view(assessments: list[Assessment]) -> FleetView:
     summary = summarize_fleet(assessments)
     rate = {a.host: a.resets_sent_per_s or 0.0 for a in assessments}
     failed = summary.not_checked
-    lines = [("hosts", f"{summary.hosts} hosts: {summary.checked} checked, {failed} not checked"
+    lines = [("hosts", f"{summary.hosts} host{'' if summary.hosts == 1 else 's'}: {summary.checked} checked, {failed} not checked"
                        + (" (see below)" if failed else "")),
              ("total", f"{summary.resets_sent_per_s_total:.1f} resets/s sent across the fleet")]
     if summary.worst:
