@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return cmd_report(args)
         if args.command == "lab":
-            from .lab import main as lab_main
+            from .lab_cli import main as lab_main
             return lab_main(args.lab_args)
     except (InventoryError, ValueError, OSError) as exc:
         print(f"rstfleet: {exc}", file=sys.stderr)

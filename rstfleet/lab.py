@@ -14,7 +14,6 @@ Everything lives under ``/run/rstfleet-lab/<name>/``: keys, ``known_hosts``, an 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import ipaddress
@@ -27,7 +26,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -36,7 +34,8 @@ from typing import Iterator
 
 import yaml
 
-from rstfleet.lab_traffic import Injector, inject_closed_port, inject_port_scan  # noqa: F401 (re-export)
+from rstfleet.lab_traffic import Injector, inject_closed_port, inject_port_scan  # noqa: F401 (re-exported)
+from rstfleet.netns import _cmdline, _kill_and_wait, _namespace_pids
 
 LAB_ROOT = Path("/run/rstfleet-lab")
 LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
@@ -51,6 +50,7 @@ HIDDEN_DOTFILES = (".bashrc", ".profile", ".bash_profile", ".bash_login")
 
 class LabError(RuntimeError):
     """Something about the lab is wrong; the message says what to do next."""
+
 
 
 @dataclass
@@ -159,54 +159,6 @@ def _tail(path: Path) -> str:
 
 def _keygen(path: Path, comment: str) -> None:
     _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie (pid 1 here may not reap)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def _namespace_pids(namespaces: list[str]) -> dict[str, list[int]]:
-    """Like ``ip netns pids NS`` for many namespaces at once: one pass over /proc."""
-    inodes = {}
-    for ns in namespaces:
-        with contextlib.suppress(OSError):
-            st = os.stat(f"/run/netns/{ns}")
-            inodes[(st.st_dev, st.st_ino)] = ns
-    found: dict[str, list[int]] = {ns: [] for ns in inodes.values()}
-    if not inodes:
-        return found
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                st = os.stat(f"/proc/{entry.name}/ns/net")
-                if (st.st_dev, st.st_ino) in inodes:
-                    found[inodes[(st.st_dev, st.st_ino)]].append(int(entry.name))
-    return found
-
-
-def _kill_and_wait(pids: list[int], sig: int, timeout: float = 5.0) -> list[int]:
-    """Signal ``pids``; SIGKILL what is left after ``timeout``; return pids still alive."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-    deadline = time.monotonic() + timeout
-    while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if alive and sig != signal.SIGKILL:
-        return _kill_and_wait(alive, signal.SIGKILL, timeout)
-    return alive
 
 
 def _ssh_banner(address: str, timeout: float = 1.0) -> bytes | None:
@@ -468,47 +420,7 @@ def lab_context(n: int, name: str = "lab") -> Iterator[Lab]:
         down(name)
 
 
-
 def main(argv: list[str]) -> int:
-    """``up N``, ``down``, ``status`` (exit 1 unless every host serves ssh), ``inject ADDRESS``."""
-    parser = argparse.ArgumentParser(prog="rstfleet lab", description="network-namespace lab fleet")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_up, p_down, p_status = (sub.add_parser(c) for c in ("up", "down", "status"))
-    p_up.add_argument("n", type=int, help="number of hosts")
-    for p in (p_up, p_down, p_status):
-        p.add_argument("--name", default="lab")
-    p_inj = sub.add_parser("inject", help="make a lab host send resets: connects to a closed port")
-    p_inj.add_argument("address")
-    p_inj.add_argument("--rate", type=float, required=True, help="attempts per second")
-    p_inj.add_argument("--duration", type=float, required=True, help="seconds")
-    p_inj.add_argument("--port", type=int, default=9)
-    p_inj.add_argument("--from", dest="source", metavar="NS", help="source network namespace, e.g. rf0-h2")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "up":
-            started, lab = time.monotonic(), up(args.n, args.name)
-            print(f"lab {lab.name}: {len(lab.hosts)} hosts {lab.hosts[0].address}..{lab.hosts[-1].address} "
-                  f"up in {time.monotonic() - started:.1f} s\ninventory: {lab.inventory_path}")
-        elif args.command == "down":
-            down(args.name)
-        elif args.command == "status":
-            from tabulate import tabulate
-
-            st = status(args.name)
-            cols = ["name", "namespace", "address", "namespace_exists", "sshd_running", "port22_open"]
-            print(f"lab {st['name']} (index {st['index']}, bridge {st['bridge']} {st['gateway']}/22)")
-            print(tabulate([[h[c] for c in cols] for h in st["hosts"]],
-                           headers=["host", "namespace", "address", "netns", "sshd", "port 22"]))
-            return 0 if all(all(h[c] for c in cols[3:]) for h in st["hosts"]) else 1
-        else:
-            with inject_closed_port(args.address, args.rate, args.duration, args.port, args.source) as injector:
-                injector.wait()
-            print(json.dumps(injector.result))
-    except (LabError, ValueError) as exc:
-        print(f"rstfleet lab: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    """`rstfleet lab …` (kept here for callers of rstfleet.lab.main; the parsing is in lab_cli)."""
+    from rstfleet.lab_cli import main as cli_main
+    return cli_main(argv)
