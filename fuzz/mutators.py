@@ -71,7 +71,7 @@ KEYS = ("kind", "schema", "window", "measured_s", "tcp", "delta", "OutRsts", "ba
         "tcpext_delta", "TCPAbortOnClose", "TCPAbortOnData", "TCPAbortOnLinger",
         "TCPAbortOnMemory", "ListenOverflows", "sysctls", "net.ipv4.tcp_abort_on_overflow",
         "notes", "phase2_window", "22", "4001")
-STRINGS = ("", "x", "127.0.0.1", "::1", "fe80::1%eth0", " 10.0.0.1 ", "not-an-ip", "NO_SOCKET",
+STRINGS = ("", "x", "127.0.0.1", "::1", "fe80::1%eth0", " 192.0.2.1 ", "not-an-ip", "NO_SOCKET",
            "TCP_OLD_ACK", "UNKNOWN", "5", "5.5", "+", "1 +2", "\u202e\u0000", "\ud800",
            "../../etc/passwd", "/nonexistent/x.pcap", "{port}", "%s", "A" * 300, "rstfleet-probe",
            "lsof", "auto", "////", "AAAA", "=")

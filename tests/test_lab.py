@@ -97,7 +97,7 @@ def test_injection_from_another_lab_host_counts_at_the_target_not_the_source(lab
 
 
 def test_injection_refuses_targets_outside_the_lab_range():
-    for address in ("10.0.0.1", "192.168.1.1", "172.16.0.1", "8.8.8.8", "198.20.0.1", "::1", "lab"):
+    for address in ("192.0.2.1", "198.51.100.1", "203.0.113.1", "198.20.0.1", "2001:db8::1", "::1", "lab"):
         with pytest.raises(ValueError):
             inject_closed_port(address, rate=1, duration=1)
 

@@ -152,10 +152,10 @@ def ng_spb(data, o="<"):
 
 # (src, sport, dst, dport, Linux packet type) -> direction in the SLL/SLL2 fixtures
 DIRECTIONAL = [
-    ("10.0.0.1", 443, "198.51.100.7", 50000, 4),       # OUTGOING  -> "out"
-    ("198.51.100.7", 50001, "10.0.0.1", 22, 0),        # HOST      -> "in"
+    ("192.0.2.1", 443, "198.51.100.7", 50000, 4),       # OUTGOING  -> "out"
+    ("198.51.100.7", 50001, "192.0.2.1", 22, 0),        # HOST      -> "in"
     ("2001:db8::1", 80, "2001:db8::2", 40000, 4),      # IPv6 out
-    ("203.0.113.5", 9, "10.0.0.1", 3306, 3),           # OTHERHOST -> None
+    ("203.0.113.5", 9, "192.0.2.1", 3306, 3),           # OTHERHOST -> None
 ]
 SCAN_LOCAL, SCAN_PEER, QUIET_PEER = "192.0.2.10", "203.0.113.66", "198.51.100.1"
 
@@ -166,9 +166,9 @@ def _cooked(wrap):
         v6 = ":" in src
         frames.append(wrap(v6_rst(src, sport, dst, dport) if v6 else v4_rst(src, sport, dst, dport),
                            ptype, 0x86DD if v6 else 0x0800))
-    frames.append(wrap(struct.pack("!HH", 7, 0x0800) + v4_rst("10.0.0.1", 8443, "198.51.100.8", 50002),
+    frames.append(wrap(struct.pack("!HH", 7, 0x0800) + v4_rst("192.0.2.1", 8443, "198.51.100.8", 50002),
                        4, 0x8100))                                                     # VLAN 7
-    frames.append(wrap(v4_rst("10.0.0.1", 1, "10.0.0.2", 2, flags=SYN), 4, 0x0800))   # not a reset
+    frames.append(wrap(v4_rst("192.0.2.1", 1, "192.0.2.2", 2, flags=SYN), 4, 0x0800))   # not a reset
     frames.append(wrap(b"\x00\x01\x08\x00\x06\x04\x00\x01" + b"\x00" * 20, 0, 0x0806))  # ARP
     return frames
 
@@ -289,7 +289,14 @@ def _ipv6_loopback():
         return False
 
 
-needs_tcpdump = pytest.mark.skipif(not _tcpdump_usable(), reason="needs root and tcpdump")
+@pytest.fixture
+def tcpdump_required():
+    """Real captures are the path the fleet uses: their absence fails, it is never skipped."""
+    if not _tcpdump_usable():
+        pytest.fail("these tests need root and tcpdump: apt-get install tcpdump (scripts/test.sh does)")
+
+
+needs_tcpdump = pytest.mark.usefixtures("tcpdump_required")
 
 
 def provoke_resets(family, host, n, max_attempts=20):
@@ -337,7 +344,8 @@ def capture(path, iface, targets, n, extra=(), bpf=RST_FILTER, snaplen=256):
         while b"listening on" not in err:
             left = deadline - time.monotonic()
             if left <= 0 or proc.poll() is not None:
-                pytest.skip(f"tcpdump did not start: {err.decode(errors='replace')}")
+                pytest.fail(f"tcpdump did not start (it is the real capture path; install tcpdump): "
+                            f"{err.decode(errors='replace')}")
             ready, _, _ = select.select([proc.stderr], [], [], left)
             if ready:
                 err += os.read(proc.stderr.fileno(), 4096)
@@ -495,7 +503,7 @@ def test_crafted_fixture_files_match_their_builders():
 def test_linux_sll2_and_sll_decode_to_the_same_resets_with_direction():
     v1, v2 = read_resets(fixture("crafted_sll.pcap")), read_resets(fixture("crafted_sll2.pcap"))
     expected = [(s, sp, d, dp, {4: "out", 0: "in"}.get(t)) for s, sp, d, dp, t in DIRECTIONAL]
-    expected.append(("10.0.0.1", 8443, "198.51.100.8", 50002, "out"))          # VLAN-tagged
+    expected.append(("192.0.2.1", 8443, "198.51.100.8", 50002, "out"))          # VLAN-tagged
     assert tuples(v1) == tuples(v2) == expected
     assert [p.ts for p in v1] == [p.ts for p in v2]
     summary = summarize(v2, set())                          # no addresses: direction decides
@@ -651,27 +659,27 @@ def _pkt(src, sport, dst, dport, direction=None):
 def test_summary_sent_received_and_address_canonicalisation():
     packets = [_pkt("2001:db8::1", 443, "2001:db8::9", 5000, "in"),
                _pkt("2001:db8::9", 5001, "2001:db8::1", 22, "out"),
-               _pkt("10.0.0.1", 80, "10.0.0.2", 1, None)]
-    summary = summarize(packets, {"2001:DB8:0::1", "10.0.0.1"})
+               _pkt("192.0.2.1", 80, "192.0.2.2", 1, None)]
+    summary = summarize(packets, {"2001:DB8:0::1", "192.0.2.1"})
     assert isinstance(summary, CaptureSummary)
     assert (summary.packets, summary.sent, summary.received) == (3, 2, 1)
     assert summary.top_local_ports == [(80, 1), (443, 1)]
-    assert summary.top_peers == [("10.0.0.2", 1), ("2001:db8::9", 1)]
+    assert summary.top_peers == [("192.0.2.2", 1), ("2001:db8::9", 1)]
     by_direction = summarize(packets, set())
     assert (by_direction.sent, by_direction.received) == (1, 2)
     assert by_direction.top_local_ports == [(5001, 1)] and by_direction.top_peers == [("2001:db8::1", 1)]
 
 
 def test_summary_tops_are_bounded_to_ten_most_first():
-    packets = [_pkt("10.0.0.1", 1000 + i, f"10.9.0.{i}", 1) for i in range(15) for _ in range(i + 1)]
-    summary = summarize(packets, {"10.0.0.1"})
+    packets = [_pkt("192.0.2.1", 1000 + i, f"198.51.100.{100 + i}", 1) for i in range(15) for _ in range(i + 1)]
+    summary = summarize(packets, {"192.0.2.1"})
     assert summary.top_local_ports == [(1000 + i, i + 1) for i in range(14, 4, -1)]
-    assert summary.top_peers == [(f"10.9.0.{i}", i + 1) for i in range(14, 4, -1)]
+    assert summary.top_peers == [(f"198.51.100.{100 + i}", i + 1) for i in range(14, 4, -1)]
     assert summary.scan_suspects == []
 
 
 def test_summary_of_nothing():
-    assert summarize([], {"10.0.0.1"}) == CaptureSummary(0, 0, 0, [], [], [], False)
+    assert summarize([], {"192.0.2.1"}) == CaptureSummary(0, 0, 0, [], [], [], False)
 
 
 # --------------------------------------------------------------------------- hypothesis
