@@ -180,23 +180,28 @@ def from_counters(out_rsts: int, tcpext: dict, sysctls: dict) -> list[Cause]:
     """Causes from TcpExt deltas; what no counter explains goes to closed_port (it has no counter)."""
     causes, explained = [], 0
     by_key: dict[str, list[str]] = {}
+    counts: Counter = Counter()
+
+    def attribute(key: str, n: int, evidence: str) -> None:
+        nonlocal explained
+        by_key.setdefault(key, []).append(evidence)
+        counts[key] += n
+        explained += n
+
     for counter, key in COUNTER_CAUSE.items():
         n = tcpext.get(counter) or 0
         if n:
-            by_key.setdefault(key, []).append(f"TcpExt {counter} +{n}")
-            explained += n
+            attribute(key, n, f"TcpExt {counter} +{n}")
     overflow = tcpext.get("ListenOverflows") or 0
     # Measured: an overflow answered with RST also moves EmbryonicRsts; with the sysctl at 0 the
     # kernel drops the ACK silently and sends nothing.
     if overflow and (sysctls.get("net.ipv4.tcp_abort_on_overflow") == 1 or tcpext.get("EmbryonicRsts")):
-        by_key.setdefault("listen_queue_full", []).append(
-            f"TcpExt ListenOverflows +{overflow} (tcp_abort_on_overflow="
-            f"{sysctls.get('net.ipv4.tcp_abort_on_overflow')}, EmbryonicRsts "
-            f"+{tcpext.get('EmbryonicRsts') or 0})")
-        explained += overflow
+        attribute("listen_queue_full", overflow,
+                  f"TcpExt ListenOverflows +{overflow} (tcp_abort_on_overflow="
+                  f"{sysctls.get('net.ipv4.tcp_abort_on_overflow')}, EmbryonicRsts "
+                  f"+{tcpext.get('EmbryonicRsts') or 0})")
     for key, evidence in by_key.items():
-        n = sum(int(e.rsplit("+", 1)[1].split()[0]) for e in evidence)
-        causes.append(_cause(key, min(n, out_rsts), out_rsts, evidence, Counter(), Counter()))
+        causes.append(_cause(key, min(counts[key], out_rsts), out_rsts, evidence, Counter(), Counter()))
     rest = out_rsts - min(explained, out_rsts)
     if rest:
         causes.append(_cause("closed_port", rest, out_rsts,
