@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Iterable, List, Optional, Set, Tuple
 if TYPE_CHECKING:  # pragma: no cover
     from .pcap import ResetPacket
 
-__all__ = ["CaptureSummary", "summarize", "TOP_N"]
+__all__ = ["CaptureSummary", "summarize", "bare_rst_share", "is_sent", "TOP_N"]
 
 TOP_N = 10
+RST_ACK = 0x14
 
 
 @dataclass
@@ -48,6 +49,28 @@ def _top(counter: Counter) -> list:
     return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_N]
 
 
+def local_set(local_addresses: Iterable[str] | None) -> Set[str]:
+    return {_canonical(a) for a in local_addresses or ()}
+
+
+def is_sent(pkt: "ResetPacket", local: Set[str]) -> bool:
+    """Sent by the host: from one of its addresses (or, with none known, captured outgoing)."""
+    return pkt.src in local if local else pkt.direction == "out"
+
+
+def bare_rst_share(packets: Iterable["ResetPacket"], local_addresses: Set[str]) -> dict:
+    """(local port, peer) -> share of that flow's sent RSTs without ACK. A bare RST answers a
+    segment of a connection the host does not have (half-open); RST+ACK answers a SYN."""
+    local = local_set(local_addresses)
+    flows: dict = {}
+    for pkt in packets:
+        if is_sent(pkt, local):
+            seen = flows.setdefault((pkt.sport, pkt.dst), [0, 0])
+            seen[0] += 1
+            seen[1] += pkt.flags & RST_ACK != RST_ACK
+    return {flow: bare / n for flow, (n, bare) in flows.items() if bare}
+
+
 def summarize(packets: Iterable["ResetPacket"], local_addresses: Set[str],
               scan_min_ports: int = 10, *, truncated: Optional[bool] = None) -> CaptureSummary:
     """Count sent/received resets, rank local ports and peers, flag scan-like peers.
@@ -57,15 +80,14 @@ def summarize(packets: Iterable["ResetPacket"], local_addresses: Set[str],
     """
     if truncated is None:
         truncated = bool(getattr(packets, "truncated", False))
-    local = {_canonical(a) for a in local_addresses or ()}
+    local = local_set(local_addresses)
     ports: Counter = Counter()
     peers: Counter = Counter()
     peer_ports: dict = defaultdict(set)
     total = sent = 0
     for pkt in packets:
         total += 1
-        is_sent = pkt.src in local if local else pkt.direction == "out"
-        if not is_sent:
+        if not is_sent(pkt, local):
             continue
         sent += 1
         ports[pkt.sport] += 1

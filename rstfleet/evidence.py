@@ -16,12 +16,11 @@ import stat
 from collections import Counter
 from pathlib import Path
 
-from .capture_summary import summarize
+from .capture_summary import bare_rst_share, summarize
 from .causes import WILDCARD_PEERS, HostEvidence, PortInfo, combine, from_counters
 from .pcap import PcapError, read_resets
 from .results import HostResult
 
-RST_ACK = 0x14
 
 
 def safe_file_name(host: str) -> str:
@@ -108,13 +107,7 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
             ports.update(dict(summary.top_local_ports))
             peers.update(dict(summary.top_peers))
             scan_suspects = summary.scan_suspects
-            flows: dict[tuple, list[int]] = {}
-            for p in packets:
-                if p.src in local if local else p.direction == "out":
-                    seen = flows.setdefault((p.sport, p.dst), [0, 0])
-                    seen[0] += 1
-                    seen[1] += p.flags & RST_ACK != RST_ACK     # a bare RST: no ACK flag
-            bare_share = {flow: bare / n for flow, (n, bare) in flows.items() if bare}
+            bare_share = bare_rst_share(packets, local)
         except PcapError as exc:
             notes.append(f"capture unreadable: {exc}")
     if trace.get("available"):
