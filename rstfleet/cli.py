@@ -19,6 +19,7 @@ from .progress import Progress
 from .report import FORMATS, render
 from .results import CANCELLED, HostResult
 from .textsafe import printable
+from .transport import DEFAULT_MAX_OUTPUT
 
 EXIT_INTERRUPTED = 130
 
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--accept-new-host-keys", action="store_true",
                     help="record unknown host keys (OpenSSH accept-new); changed keys stay refused")
     sw.add_argument("--ssh-config", default="~/.ssh/config", help="OpenSSH client config to honour")
-    sw.add_argument("--max-output", type=int, default=16 * 1024 * 1024, metavar="BYTES",
+    sw.add_argument("--max-output", type=int, default=DEFAULT_MAX_OUTPUT, metavar="BYTES",
                     help="cap on what is read from one host (default %(default)s)")
     sw.add_argument("-v", "--verbose", action="count", default=0, help="log SSH steps on stderr")
     sw.add_argument("--trace", action="store_true",

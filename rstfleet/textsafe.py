@@ -9,6 +9,11 @@ from __future__ import annotations
 import re
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Lone surrogates and noncharacters: not encodable (a probe's JSON may carry "\ud800", which would
+# crash a write), not valid in XML 1.0, never to be interchanged (U+FDD0..FDEF, U+xxFFFE/xxFFFF).
+_UNSAFE_CODEPOINTS = re.compile("[\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+                                + "".join(f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}"
+                                          for plane in range(1, 17)) + "]")
 
 
 def printable(text: object, limit: int = 200) -> str:
@@ -20,8 +25,9 @@ def printable(text: object, limit: int = 200) -> str:
     value = str(text)
     if len(value) > limit:
         value = value[:limit] + "…"
-    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                            else f"\\u{ord(m.group()):04x}", value)
+    value = _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                             else f"\\u{ord(m.group()):04x}", value)
+    return _UNSAFE_CODEPOINTS.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
 
 
 def last_line(data: bytes, limit: int = 200) -> str:

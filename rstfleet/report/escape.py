@@ -23,19 +23,12 @@ import re
 
 from ..textsafe import printable
 
-# Lone surrogates and noncharacters: not valid in XML 1.0, not encodable (surrogates), or
-# reserved never to be interchanged (U+FDD0..FDEF, U+xxFFFE/xxFFFF).
-_UNSAFE_CODEPOINTS = re.compile("[\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
-                                + "".join(f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}"
-                                          for plane in range(1, 17)) + "]")
-
 DEFAULT_LIMIT = 200
 
 
 def clean(text: object, limit: int = DEFAULT_LIMIT) -> str:
     """Printable, encodable, XML-legal text: the common first step of every sink."""
-    value = printable("" if text is None else text, limit)
-    return _UNSAFE_CODEPOINTS.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    return printable("" if text is None else text, limit)
 
 
 def fit(text: object, width: int) -> str:
