@@ -3,7 +3,7 @@
 
     python bench/fleet_bench.py --sizes 10,50,100,200 --window 10 --out bench/results.json
 
-For each fleet size N it builds a lab of N network-namespace hosts (``rstfleet.lab``), then runs,
+For each fleet size N it builds a lab of N network-namespace hosts (``rstfleet_lab``), then runs,
 one after another on those same hosts, every tool below doing the same 10 s counter sampling
 (read Tcp OutRsts from /proc/net/snmp, sleep the window, read again):
 
@@ -74,7 +74,7 @@ DOC_BEGIN, DOC_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 @dataclass
 class Context:
-    lab: object             # rstfleet.lab.Lab
+    lab: object             # rstfleet_lab.Lab
     n: int
     window: float
     workdir: Path           # fresh per run
@@ -885,7 +885,7 @@ def main(argv: list[str]) -> int:
         parser.error(f"{missing} need the bench extras: {sys.executable} -m pip install "
                      f"parallel-ssh ansible-core")
 
-    from rstfleet import lab as labmod
+    from rstfleet_lab import fleet as labmod
 
     own_tmp = args.workdir is None
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="rstfleet-bench-")

@@ -480,7 +480,7 @@ def main(argv):
     parser.add_argument("--raw", default=str(HERE / "profile-raw.txt"), help="py-spy collapsed stacks")
     parser.add_argument("--flamegraph", default=None, help="also write a py-spy flame graph SVG here")
     args = parser.parse_args(argv)
-    from rstfleet import lab as labmod
+    from rstfleet_lab import fleet as labmod
 
     env = dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '')}")
     data = {"n": args.n, "window_s": args.window}

@@ -364,6 +364,17 @@ def cmd_report(args) -> int:
     return code
 
 
+def cmd_lab(lab_args: list[str]) -> int:
+    """The lab lives beside the product (rstfleet_lab); `rstfleet lab` works where it is installed."""
+    try:
+        from rstfleet_lab.cli import main as lab_main
+    except ImportError:
+        print("rstfleet: the lab is not installed: pip install ./rstfleet_lab (from the rstfleet "
+              "repository), or run from the repository root", file=sys.stderr)
+        return EXIT_USAGE
+    return lab_main(lab_args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", 0) else logging.WARNING,
@@ -383,8 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return cmd_report(args)
         if args.command == "lab":
-            from .lab_cli import main as lab_main
-            return lab_main(args.lab_args)
+            return cmd_lab(args.lab_args)
     except (InventoryError, ValueError, OSError) as exc:
         print(f"rstfleet: {exc}", file=sys.stderr)
         return EXIT_USAGE

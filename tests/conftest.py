@@ -40,7 +40,7 @@ def require_root_lab() -> None:
 def lab5():
     """Five lab hosts for one test module, removed afterwards whatever happens."""
     require_root_lab()
-    from rstfleet import lab as labmod
+    from rstfleet_lab import fleet as labmod
     name = "e" + str(os.getpid() % 10000)
     with labmod.lab_context(5, name) as lab:
         yield lab
@@ -48,9 +48,9 @@ def lab5():
 
 def lab_leftovers(lab) -> list[str]:
     """rstfleet processes still running inside the lab's hosts (probe, tcpdump, timeout)."""
-    from rstfleet.lab import _namespace_pids
+    from rstfleet_lab import namespace_pids
     left = []
-    for ns, pids in _namespace_pids([h.namespace for h in lab.hosts]).items():
+    for ns, pids in namespace_pids([h.namespace for h in lab.hosts]).items():
         for pid in pids:
             try:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")

@@ -194,7 +194,7 @@ def base36(number: int) -> str:
 def ansible_lab():
     require_root_lab()
     ansible_tool("ansible-playbook")
-    from rstfleet import lab as labmod
+    from rstfleet_lab import fleet as labmod
     with labmod.lab_context(5, "a" + base36(os.getpid())) as lab:
         yield lab
 
@@ -275,7 +275,7 @@ def report_of(out_dir: Path, tmp_path: Path, expect_code: int) -> dict:
 
 @pytest.mark.lab
 def test_role_gives_the_same_ranking_as_a_native_sweep_and_leaves_nothing(ansible_lab, tmp_path):
-    from rstfleet.lab_traffic import inject_closed_port
+    from rstfleet_lab import inject_closed_port
     lab = ansible_lab
     before = listing()
     out_dir = tmp_path / "results"

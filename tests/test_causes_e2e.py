@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from rstfleet import lab_scenarios as scn
-from rstfleet.lab import lab_context
-from rstfleet.lab_traffic import inject_port_scan
+from rstfleet_lab import scenarios as scn
+from rstfleet_lab import lab_context
+from rstfleet_lab import inject_port_scan
 
 from conftest import ROOT, json_report, lab_leftovers, require_root_lab, wait_until_clean
 

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from rstfleet.lab import _namespace_pids, lab_context
-from rstfleet.lab_traffic import inject_closed_port
+from rstfleet_lab import lab_context, namespace_pids
+from rstfleet_lab import inject_closed_port
 
 from conftest import ROOT, hosts_by_name, lab_leftovers, require_root_lab
 
@@ -40,7 +40,7 @@ FORCE = {   # host -> what its sshd runs instead of the probe
 
 def _kill_probe(lab, name, everything=False):
     ns = lab.host(name).namespace
-    for pid in _namespace_pids([ns])[ns]:
+    for pid in namespace_pids([ns])[ns]:
         try:
             argv = open(f"/proc/{pid}/cmdline", "rb").read()
         except OSError:

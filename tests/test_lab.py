@@ -14,8 +14,8 @@ import paramiko
 import pytest
 import yaml
 
-from rstfleet import lab as labmod
-from rstfleet.lab import Lab, LabError, inject_closed_port, inject_port_scan, lab_context
+from rstfleet_lab import fleet as labmod
+from rstfleet_lab import Lab, LabError, inject_closed_port, inject_port_scan, lab_context
 
 pytestmark = pytest.mark.lab
 

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from rstfleet.lab_traffic import inject_closed_port
+from rstfleet_lab import inject_closed_port
 
 from conftest import require_root_lab, run_cli
 from test_report_fixture import (FIXTURE, parse_html, parse_markdown, parse_prometheus, parse_table,
@@ -47,7 +47,7 @@ def _close(measured: float, injected: float) -> bool:
 def swept(tmp_path_factory):
     """The saved JSON of one real sweep (its captures kept beside it, so re-rendering finds them)."""
     require_root_lab()
-    from rstfleet.lab import lab_context
+    from rstfleet_lab import lab_context
     folder = tmp_path_factory.mktemp("report-lab")
     saved = folder / "sweep.json"
     with lab_context(4, "r" + _base36(os.getpid())) as lab:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rstfleet.inventory import load_inventory
-from rstfleet.lab import lab_context
+from rstfleet_lab import lab_context
 from rstfleet.orchestrator import SweepSettings, sweep
 from rstfleet.transport.ssh import SSHSettings, SSHTransport
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from rstfleet.lab_traffic import inject_closed_port
+from rstfleet_lab import inject_closed_port
 
 from conftest import hosts_by_name, json_report, run_cli
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from rstfleet import lab_scenarios
+from rstfleet_lab import scenarios as lab_scenarios
 from rstfleet.probe.host import tracefs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tracefs"
@@ -163,7 +163,7 @@ def _b36(n: int) -> str:
 @pytest.fixture(scope="module")
 def lab():
     _require_root()
-    from rstfleet.lab import lab_context
+    from rstfleet_lab import lab_context
     with lab_context(2, ("tt" + _b36(os.getpid()))[:8]) as created:
         yield created
 
@@ -218,7 +218,7 @@ def test_cleanup_stale_removes_dead_pids_instances_of_its_own_pid_namespace_only
 @pytest.mark.lab
 def test_a_sigkilled_probes_instance_is_removed_by_the_next_start(lab):
     host = lab.hosts[0]
-    proc = lab_scenarios._start_tracer(host)  # `ip netns exec` execs: proc.pid is the tracer itself
+    proc = lab_scenarios.start_tracer(host)  # `ip netns exec` execs: proc.pid is the tracer itself
     prefix = f"rstfleet-{proc.pid}-"
     try:
         assert any(name.startswith(prefix) for name in tracefs_instances())

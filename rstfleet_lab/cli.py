@@ -1,4 +1,4 @@
-"""`rstfleet lab up N | down | status | inject`: the lab fleet from the command line."""
+"""`rstfleet lab up N | down | status | inject` (also `rstfleet-lab …`): the lab fleet from the command line."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import json
 import sys
 import time
 
-from rstfleet.lab import LabError, down, status, up
-from rstfleet.lab_traffic import inject_closed_port
+from rstfleet_lab.fleet import LabError, down, status, up
+from rstfleet_lab.traffic import inject_closed_port
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     """``up N``, ``down``, ``status`` (exit 1 unless every host serves ssh), ``inject ADDRESS``."""
-    parser = argparse.ArgumentParser(prog="rstfleet lab", description="network-namespace lab fleet")
+    parser = argparse.ArgumentParser(prog="rstfleet-lab", description="network-namespace lab fleet")
     sub = parser.add_subparsers(dest="command", required=True)
     p_up, p_down, p_status = (sub.add_parser(c) for c in ("up", "down", "status"))
     p_up.add_argument("n", type=int, help="number of hosts")

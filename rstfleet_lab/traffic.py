@@ -4,7 +4,7 @@ A SYN to a closed port is answered by exactly one RST (the connect() fails with
 ECONNREFUSED), so ``inject_closed_port("198.18.0.2", rate=50, duration=2)`` raises
 that host's ``Tcp: OutRsts`` by the number of attempts, exact to the count.
 
-The loop runs in a child process (``python -m rstfleet.lab_traffic``), optionally inside
+The loop runs in a child process (``python -m rstfleet_lab.traffic``), optionally inside
 another lab host's network namespace (``ip netns exec``), so the caller's CPU and
 counters are not part of the measurement. Every loop is bounded twice: at most
 ``rate * duration`` attempts and at most ``duration + 2`` seconds of wall time.
@@ -102,7 +102,7 @@ def inject_port_scan(target_address: str, ports: range, rate: float, duration: f
     _check_bounds(rate, duration)
     if len(ports) == 0 or ports.start < 1 or max(ports) > 65535:
         raise ValueError(f"ports must be a non-empty range within 1..65535, got {ports}")
-    argv = [sys.executable, "-m", "rstfleet.lab_traffic", target, "--rate", repr(rate),
+    argv = [sys.executable, "-m", "rstfleet_lab.traffic", target, "--rate", repr(rate),
             "--duration", repr(duration), "--ports", str(ports.start), str(ports.stop), str(ports.step)]
     if source_namespace is not None:
         if not (Path("/run/netns") / source_namespace).exists() or "/" in source_namespace:
@@ -160,7 +160,7 @@ def _request_stop(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rstfleet.lab_traffic")
+    parser = argparse.ArgumentParser(prog="python -m rstfleet_lab.traffic")
     parser.add_argument("target")
     parser.add_argument("--rate", type=float, required=True)
     parser.add_argument("--duration", type=float, required=True)

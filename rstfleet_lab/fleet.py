@@ -34,8 +34,7 @@ from typing import Iterator
 
 import yaml
 
-from rstfleet.lab_traffic import Injector, inject_closed_port, inject_port_scan  # noqa: F401 (re-exported)
-from rstfleet.netns import _cmdline, _kill_and_wait, _namespace_pids
+from rstfleet_lab.netns import process_cmdline, kill_and_wait, namespace_pids
 
 LAB_ROOT = Path("/run/rstfleet-lab")
 LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
@@ -96,13 +95,13 @@ class Lab:
     def sshd_pids(self, host: LabHost | str) -> list[int]:
         """The host's listening sshd (its command line names this host's config file)."""
         conf = str(self.host_dir(host) / "sshd_config")
-        pids = _namespace_pids([self._h(host).namespace]).get(self._h(host).namespace, [])
-        return [p for p in pids if conf in _cmdline(p)]
+        pids = namespace_pids([self._h(host).namespace]).get(self._h(host).namespace, [])
+        return [p for p in pids if conf in process_cmdline(p)]
 
     def stop_sshd(self, host: LabHost | str) -> None:
         """Kill the host's listening sshd, so port 22 refuses (open sessions are left alone)."""
         h = self._h(host)
-        _kill_and_wait(self.sshd_pids(h), signal.SIGTERM)
+        kill_and_wait(self.sshd_pids(h), signal.SIGTERM)
         (self.host_dir(h) / "sshd.pid").unlink(missing_ok=True)
 
     def start_sshd(self, host: LabHost | str) -> None:
@@ -375,8 +374,8 @@ def down(name: str = "lab") -> None:
         lab = None
     if lab is not None:
         namespaces = [h.namespace for h in lab.hosts]
-        pids = [p for ps in _namespace_pids(namespaces).values() for p in ps]
-        survivors = _kill_and_wait(pids, signal.SIGKILL)
+        pids = [p for ps in namespace_pids(namespaces).values() for p in ps]
+        survivors = kill_and_wait(pids, signal.SIGKILL)
         # Deleting a namespace destroys its veth pair; the kernel does that in one batch (~0.1 s
         # for 100), much faster than `link del` one veth at a time (~2 s for 100).
         lines = [f"netns del {ns}" for ns in namespaces] + [f"link del {lab.bridge}"]
@@ -395,12 +394,12 @@ def down(name: str = "lab") -> None:
 def status(name: str = "lab") -> dict:
     """Per host: does the namespace exist, is sshd running, does port 22 serve a banner."""
     lab = load(name)
-    pids = _namespace_pids([h.namespace for h in lab.hosts])
+    pids = namespace_pids([h.namespace for h in lab.hosts])
 
     def one(h: LabHost) -> dict:
         conf = str(lab.host_dir(h) / "sshd_config")
         return {**asdict(h), "namespace_exists": h.namespace in pids,
-                "sshd_running": any(conf in _cmdline(p) for p in pids.get(h.namespace, [])),
+                "sshd_running": any(conf in process_cmdline(p) for p in pids.get(h.namespace, [])),
                 "port22_open": (_ssh_banner(h.address, 0.5) or b"").startswith(b"SSH-")}
 
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -419,8 +418,3 @@ def lab_context(n: int, name: str = "lab") -> Iterator[Lab]:
     finally:
         down(name)
 
-
-def main(argv: list[str]) -> int:
-    """`rstfleet lab …` (kept here for callers of rstfleet.lab.main; the parsing is in lab_cli)."""
-    from rstfleet.lab_cli import main as cli_main
-    return cli_main(argv)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 
-def _cmdline(pid: int) -> str:
+def process_cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
@@ -28,7 +28,7 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def _namespace_pids(namespaces: list[str]) -> dict[str, list[int]]:
+def namespace_pids(namespaces: list[str]) -> dict[str, list[int]]:
     """Like ``ip netns pids NS`` for many namespaces at once: one pass over /proc."""
     inodes = {}
     for ns in namespaces:
@@ -47,7 +47,7 @@ def _namespace_pids(namespaces: list[str]) -> dict[str, list[int]]:
     return found
 
 
-def _kill_and_wait(pids: list[int], sig: int, timeout: float = 5.0) -> list[int]:
+def kill_and_wait(pids: list[int], sig: int, timeout: float = 5.0) -> list[int]:
     """Signal ``pids``; SIGKILL what is left after ``timeout``; return pids still alive."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -56,5 +56,5 @@ def _kill_and_wait(pids: list[int], sig: int, timeout: float = 5.0) -> list[int]
     while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
         time.sleep(0.02)
     if alive and sig != signal.SIGKILL:
-        return _kill_and_wait(alive, signal.SIGKILL, timeout)
+        return kill_and_wait(alive, signal.SIGKILL, timeout)
     return alive

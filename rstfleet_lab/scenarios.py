@@ -5,7 +5,7 @@ the other end, bounded in count and time; it closes what it opened, restores the
 and returns what it did. Sockets are made in the namespaces by this process (``netns()``: setns on
 this thread around ``socket()``), so both ends' steps interleave deterministically; ``crashed_service``
 runs its server via ``ip netns exec`` to SIGKILL it. Traffic stays in 198.18.0.0/15. ``observe()``
-runs the probe's own ResetTrace and counters in each namespace; ``python -m rstfleet.lab_scenarios``
+runs the probe's own ResetTrace and counters in each namespace; ``python -m rstfleet_lab.scenarios``
 measures every scenario in a fresh two-host lab (the source of docs/causes.md).
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import ctypes
 import errno
 import inspect
@@ -28,8 +29,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from rstfleet.lab import Lab, LabHost, lab_context
-from rstfleet.lab_traffic import check_target, inject_port_scan
+from rstfleet_lab.fleet import Lab, LabHost, lab_context
+from rstfleet_lab.traffic import check_target, inject_port_scan
 
 HOST_DIR = Path(__file__).resolve().parent / "probe" / "host"
 CLONE_NEWNET = 0x40000000
@@ -37,7 +38,12 @@ TCP_REPAIR = 19  # linux/tcp.h; needs CAP_NET_ADMIN
 TCP_STATES = "? ESTABLISHED SYN_SENT SYN_RECV FIN_WAIT1 FIN_WAIT2 TIME_WAIT CLOSE CLOSE_WAIT LAST_ACK LISTEN".split()
 MAX_COUNT = 100
 TIMEOUT = 5.0
-_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _libc() -> ctypes.CDLL:
+    """libc, loaded on first use (importing the lab must not load it)."""
+    return ctypes.CDLL(None, use_errno=True)
 
 
 @contextlib.contextmanager
@@ -46,12 +52,12 @@ def netns(namespace: str):
     fds = [os.open("/proc/thread-self/ns/net", os.O_RDONLY)]
     try:
         fds.append(os.open(f"/run/netns/{namespace}", os.O_RDONLY))
-        if _libc.setns(fds[1], CLONE_NEWNET) != 0:
+        if _libc().setns(fds[1], CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), f"setns({namespace}): {os.strerror(ctypes.get_errno())}")
         try:
             yield
         finally:
-            if _libc.setns(fds[0], CLONE_NEWNET) != 0:
+            if _libc().setns(fds[0], CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), "could not return this thread to its own namespace")
     finally:
         for fd in fds:
@@ -336,7 +342,7 @@ print(json.dumps({"events": events, "stats": trace.stats, "counters": deltas}), 
 """
 
 
-def _start_tracer(host: LabHost, ports=(), bound_s: int = 120) -> subprocess.Popen:
+def start_tracer(host: LabHost, ports=(), bound_s: int = 120) -> subprocess.Popen:
     argv = ["/usr/bin/python3", "-I", "-B", "-c", TRACER, str(HOST_DIR), str(bound_s), *map(str, ports)]
     proc = subprocess.Popen(["ip", "netns", "exec", host.namespace, *argv], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -353,7 +359,7 @@ def observe(*hosts: LabHost, settle: float = 0.3, ports: dict | None = None):
     ``ports``: {address: ports a scenario listens on there} (such listeners live only inside the window)."""
     seen, tracers = {}, []
     try:
-        tracers.extend((host, _start_tracer(host, (ports or {}).get(host.address, ()))) for host in hosts)
+        tracers.extend((host, start_tracer(host, (ports or {}).get(host.address, ()))) for host in hosts)
         yield seen
         time.sleep(settle)  # late resets (timers, the peer's retransmissions)
     finally:  # a tracer not reached here stops at EOF on its stdin, or at its own time bound
@@ -383,7 +389,7 @@ def summarize(measured: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rstfleet.lab_scenarios", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rstfleet_lab.scenarios", description=__doc__.split("\n")[0])
     parser.add_argument("--name", default="sc" + str(os.getpid() % 100000))
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS) + sorted(VARIANTS))
     args = parser.parse_args(argv)
