@@ -13,7 +13,7 @@ peak over the memory bound, or the probe pipeline opening a file the harness did
 (see :func:`_guarded_open`).
 
 Targets:
-    pcap       rstfleet.pcap.read_resets + rstfleet.capture_summary.summarize
+    pcap       rstfleet.evidence.pcap.read_resets + rstfleet.evidence.capture_summary.summarize
     probe      rstfleet.results.parse_probe_output, then, for every document that validates,
                rstfleet.cli.store_captures / rstfleet.evidence.host_evidence via
                rstfleet.analysis.assess and exit_code -- the controller's own order of calls
@@ -79,8 +79,8 @@ _MAX_PACKETS = (100_000, 0, 1, 2, 5, 100_000, 100_000)
 
 
 def pcap_case(data: bytes, max_packets: int | None = None) -> str:
-    from rstfleet.capture_summary import summarize
-    from rstfleet.pcap import PcapError, ResetList, read_resets
+    from rstfleet.evidence.capture_summary import summarize
+    from rstfleet.evidence.pcap import PcapError, ResetList, read_resets
 
     if max_packets is None:                             # deterministic per input
         max_packets = _MAX_PACKETS[len(data) % len(_MAX_PACKETS)]
@@ -123,7 +123,7 @@ def pcap_case(data: bytes, max_packets: int | None = None) -> str:
 class _ProbeSandbox:
     """A run folder for store_captures, and a guard on the files the evidence code opens.
 
-    ``rstfleet.evidence._stored_pcap`` opens ``capture["path"]``.  The controller writes that
+    ``rstfleet.evidence.captures.read_stored_pcap`` opens ``capture["path"]``.  The controller writes that
     key itself (store_captures), but a document from a host may carry its own: the harness then
     must not read /dev/zero or a file descriptor number of its own process.  ``open`` in the
     evidence module is replaced by a guard that lets through only files under the run folder
@@ -138,7 +138,7 @@ class _ProbeSandbox:
         self.foreign_opens: list = []
         import builtins
 
-        import rstfleet.evidence as evidence
+        import rstfleet.evidence.captures as evidence
         real_open = builtins.open
         base = str(self.base) + os.sep
 

@@ -225,14 +225,15 @@ def child(opts) -> None:
         import atheris
         with atheris.instrument_imports(include=["rstfleet"]):
             import rstfleet.analysis  # noqa: F401  -- every module a target reaches
-            import rstfleet.capture_summary  # noqa: F401
-            import rstfleet.causes  # noqa: F401
+            import rstfleet.evidence.capture_summary  # noqa: F401
+            import rstfleet.evidence.causes  # noqa: F401
             import rstfleet.cli  # noqa: F401
-            import rstfleet.evidence  # noqa: F401
+            import rstfleet.evidence.captures  # noqa: F401
+            import rstfleet.evidence.host  # noqa: F401
             import rstfleet.inventory  # noqa: F401
-            import rstfleet.inventory_ini  # noqa: F401
-            import rstfleet.inventory_yaml  # noqa: F401
-            import rstfleet.pcap  # noqa: F401
+            import rstfleet.inventory.ini  # noqa: F401
+            import rstfleet.inventory.yaml  # noqa: F401
+            import rstfleet.evidence.pcap  # noqa: F401
             import rstfleet.playbook  # noqa: F401
             import rstfleet.results  # noqa: F401
     stats = Stats(target, opts.cases, opts)
@@ -336,8 +337,8 @@ try:   # what the controller does with such an input (evidence.host_evidence; cl
     if target == "probe":
         outcome = harness.probe_case(data, store=True)
     else:
-        from rstfleet.capture_summary import summarize
-        from rstfleet.pcap import read_resets
+        from rstfleet.evidence.capture_summary import summarize
+        from rstfleet.evidence.pcap import read_resets
         packets = read_resets(data)
         summarize(packets, set())
         outcome = f"accepted ({len(packets)} resets, truncated={packets.truncated})"

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .causes import HostEvidence, severity
-from .evidence import host_evidence
+from .evidence.causes import HostEvidence, severity
+from .evidence.host import host_evidence
 from .results import OK, HostResult
 
 VERDICT_ORDER = {"crit": 3, "warn": 2, "ok": 1, "unknown": 0}

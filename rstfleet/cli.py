@@ -13,9 +13,9 @@ import time
 from . import __version__
 from .analysis import EXIT_USAGE, Thresholds, assess, exit_code
 from .inventory import InventoryError, load_inventory, localhost_inventory
-from .orchestrator import DEFAULT_FORKS, SweepSettings, sweep
-from .merge import load_merged
-from .progress import Progress
+from .sweep.pool import DEFAULT_FORKS, SweepSettings, sweep
+from .saved import load_merged
+from .sweep.progress import Progress
 from .report import FORMATS, render
 from .results import CANCELLED, HostResult
 from .textsafe import printable
@@ -222,7 +222,7 @@ def select_hosts(args):
 
 
 def store_captures(results, args, stamp: str) -> None:
-    from .evidence import make_run_dir, save_capture
+    from .evidence.captures import make_run_dir, save_capture
     if not any((r.probe or {}).get("capture", {}).get("pcap_b64") for r in results):
         return
     run_dir = make_run_dir(args.run_dir, stamp)

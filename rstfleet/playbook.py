@@ -21,8 +21,8 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rstfleet.inventory import Inventory
-from rstfleet.textsafe import printable
+from .inventory.model import Inventory
+from .textsafe import printable
 
 MAX_FILE_BYTES = 1024 * 1024            # a playbook is a page of YAML; refuse megabytes early
 MAX_WINDOW_S = 3600.0                   # the probe's own bound on a window

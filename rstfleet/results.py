@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .probe_schema import ShapeError, check_document
+from .probe.schema import ShapeError, check_document
 
 OK = "ok"
 UNREACHABLE = "unreachable"

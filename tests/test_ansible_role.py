@@ -1,6 +1,6 @@
 """The Ansible role ansible/roles/rstfleet_probe: same probe, same ranking as `rstfleet sweep`.
 
-Without a lab (fast): the committed module is what `python -m rstfleet.ansible_module` generates
+Without a lab (fast): the committed module is what `python -m tools.ansible_module` generates
 from the current probe sources (a probe change without regeneration fails here), it embeds the
 probe's exact bytes and runs them in-process, it works through Ansible's own module machinery
 (`ansible -m rstfleet_probe` on localhost), and the role's envelopes classify Ansible's outcomes
@@ -32,8 +32,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, hosts_by_name, require_root_lab, run_cli
-from rstfleet import ansible_module
-from rstfleet.merge import ENVELOPE_FAMILY, ENVELOPE_VERSION, load_results
+from tools import ansible_module
+from rstfleet.saved import ENVELOPE_FAMILY, ENVELOPE_VERSION, load_results
 from rstfleet.probe import probe_script
 from rstfleet.results import CANCELLED, STATUSES, parse_probe_output
 
@@ -79,7 +79,7 @@ def load_file_module(path: Path, name: str):
 def test_committed_module_is_generated_from_the_current_probe_sources():
     assert MODULE.read_text(encoding="utf-8") == ansible_module.render(), (
         f"{MODULE.relative_to(ROOT)} is stale: the probe changed; run `{ansible_module.REGENERATE}`")
-    check = subprocess.run([sys.executable, "-m", "rstfleet.ansible_module", "--check"], cwd=ROOT,
+    check = subprocess.run([sys.executable, "-m", "tools.ansible_module", "--check"], cwd=ROOT,
                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert check.returncode == 0, check.stderr
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from rstfleet.pcap import read_resets
+from rstfleet.evidence.pcap import read_resets
 from rstfleet.probe.host import capture as capmod
 from rstfleet.probe.host.capture import (FILTER, OWNER_ENV, CaptureUnavailable, build_command,
                                          capture, check_bounds, pcap_records)

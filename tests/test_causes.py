@@ -1,6 +1,6 @@
 """The counters tier: TcpExt deltas into the guide's causes (pure; the measured map is docs/causes.md)."""
 
-from rstfleet.causes import from_counters
+from rstfleet.evidence.causes import from_counters
 
 
 def test_counters_attribute_each_reset_once_and_the_rest_to_closed_ports():

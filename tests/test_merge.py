@@ -1,4 +1,4 @@
-"""rstfleet.merge: reports, Ansible host-result envelopes and directories merged into one ranking.
+"""rstfleet.saved: reports, Ansible host-result envelopes and directories merged into one ranking.
 
 Fixtures in tests/fixtures/merge/ (regenerate with make_fixtures.py there): shard1-report.json is a
 sweep report of h01..h03, ansible-run/ an Ansible run of h04..h06, and one file per error case.
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import hosts_by_name, run_cli
-from rstfleet.merge import load_merged, load_results, merge_warnings
+from rstfleet.saved import load_merged, load_results, merge_warnings
 from rstfleet.results import PROBE_ERROR
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "merge"

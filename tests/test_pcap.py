@@ -1,4 +1,4 @@
-"""Tests for rstfleet.pcap (reader) and rstfleet.capture_summary (summary).
+"""Tests for rstfleet.evidence.pcap (reader) and rstfleet.evidence.capture_summary (summary).
 
 Three kinds of input:
 
@@ -30,8 +30,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rstfleet.pcap import (
-    MAX_CAPLEN, CaptureSummary, PcapError, ResetList, ResetPacket, read_resets, summarize,
+from rstfleet.evidence.capture_summary import CaptureSummary, summarize
+from rstfleet.evidence.pcap import (
+    MAX_CAPLEN, PcapError, ResetList, ResetPacket, read_resets,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pcap"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from rstfleet.analysis import Assessment, Thresholds
-from rstfleet.causes import Cause, HostEvidence, PortInfo
+from rstfleet.evidence.causes import Cause, HostEvidence, PortInfo
 from rstfleet.report import render
 from rstfleet.results import HostResult
 

@@ -12,7 +12,7 @@ import pytest
 
 from rstfleet.inventory import load_inventory
 from rstfleet_lab import lab_context
-from rstfleet.orchestrator import SweepSettings, sweep
+from rstfleet.sweep.pool import SweepSettings, sweep
 from rstfleet.transport.ssh import SSHSettings, SSHTransport
 
 from conftest import json_report, require_root_lab, run_cli

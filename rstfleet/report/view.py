@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..analysis import Assessment, Thresholds
-from ..causes import CAUSES, PortInfo
+from ..evidence.causes import CAUSES, PortInfo
 from ..fleet import FleetSummary, summarize_fleet
 
 UNATTRIBUTED = "unattributed"

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from .results import OK, HostResult
+from ..results import OK, HostResult
 
 
 class Progress:

@@ -15,12 +15,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from .inventory import Host
-from .probe import probe_argv, probe_script_for
-from .results import (BECOME_FAILED, CANCELLED, NO_PYTHON, OK, PROBE_ERROR, TIMEOUT, UNREACHABLE, HostResult,
+from ..inventory import Host
+from ..probe import probe_argv, probe_script_for
+from ..results import (BECOME_FAILED, CANCELLED, NO_PYTHON, OK, PROBE_ERROR, TIMEOUT, UNREACHABLE, HostResult,
                       ProbeOutputError, parse_probe_output)
-from .textsafe import last_line, printable
-from .transport import DEFAULT_MAX_OUTPUT, RunResult, Transport, TransportError
+from ..textsafe import last_line, printable
+from ..transport import DEFAULT_MAX_OUTPUT, RunResult, Transport, TransportError
 
 log = logging.getLogger("rstfleet.orchestrator")
 

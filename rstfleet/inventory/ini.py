@@ -11,7 +11,7 @@ import re
 import shlex
 import warnings
 
-from rstfleet.inventory import InventoryDraft
+from .build import InventoryDraft
 
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:[#;].*)?$")
 _BAD_SECTION = re.compile(r"^\[[^\]]*\]\s*(?:[#;].*)?$")  # looks like a header, but is not one

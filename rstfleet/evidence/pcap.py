@@ -345,5 +345,3 @@ def read_resets(data: bytes, max_packets: int = 100_000) -> ResetList:
         raise PcapError(f"internal bounds error: {exc}") from exc   # defence in depth; tests assert unreachable
     return col.out
 
-
-from .capture_summary import CaptureSummary, summarize  # noqa: E402  (re-export)

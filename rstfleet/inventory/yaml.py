@@ -10,7 +10,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from rstfleet.inventory import InventoryDraft, Vars
+from .build import InventoryDraft, Vars
 
 _NULL = "tag:yaml.org,2002:null"
 _GROUP_KEYS = ("hosts", "vars", "children")

@@ -1,0 +1,75 @@
+"""All disk I/O of captures: the run folder, the pcap files, reading them back.
+
+Captures are written to the run folder (0700), one file per host (0600: they hold other
+people's traffic), under a name made safe from the inventory name, then replaced in the probe
+document by their path so saved reports stay small.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+import stat
+from pathlib import Path
+
+from ..results import HostResult
+
+
+def safe_file_name(host: str) -> str:
+    """A file name no inventory name can turn into a path: '../../etc/x' -> '.._.._etc_x-1a2b3c'."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", host).lstrip(".") or "host"
+    if cleaned != host:
+        cleaned += "-" + hashlib.sha256(host.encode()).hexdigest()[:6]
+    return cleaned[:100]
+
+
+def make_run_dir(base: str | os.PathLike, stamp: str) -> Path:
+    root = Path(base)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    run_dir = root / stamp
+    run_dir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(run_dir, 0o700)
+    return run_dir
+
+
+def save_capture(result: HostResult, run_dir: Path | None) -> bytes | None:
+    """Decode the host's pcap, store it (0600) and replace it in the document by its path."""
+    capture = (result.probe or {}).get("capture") or {}
+    encoded = capture.pop("pcap_b64", None)
+    if not encoded:
+        return None
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        capture["error"] = "capture was not valid base64"
+        return None
+    if run_dir is not None:
+        path = run_dir / (safe_file_name(result.host) + ".pcap")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        capture["path"] = str(path)
+    return data
+
+
+MAX_STORED_PCAP = 64 * 1024 * 1024
+
+
+def read_stored_pcap(capture: dict) -> bytes | None:
+    """The capture the controller saved (the path is ours: host-sent paths are dropped on
+    validation); a regular file of bounded size, never a device or a file descriptor."""
+    path = capture.get("path")
+    if not isinstance(path, str) or not path:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except (OSError, ValueError):
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_STORED_PCAP:
+            return None
+        return handle.read(MAX_STORED_PCAP)

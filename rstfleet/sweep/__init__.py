@@ -1,0 +1,1 @@
+"""Reaching the fleet: the bounded pool of sessions, the two-phase triage, live progress."""
