@@ -15,7 +15,7 @@ peak over the memory bound, or the probe pipeline opening a file the harness did
 Targets:
     pcap       rstfleet.evidence.pcap.read_resets + rstfleet.evidence.capture_summary.summarize
     probe      rstfleet.results.parse_probe_output, then, for every document that validates,
-               rstfleet.cli.store_captures / rstfleet.evidence.host_evidence via
+               rstfleet.evidence.captures.store_captures / rstfleet.evidence.host_evidence via
                rstfleet.analysis.assess and exit_code -- the controller's own order of calls
     inventory  rstfleet.inventory.load_inventory on a temporary file (.yml, .ini or no suffix)
     playbook   rstfleet.playbook.load_playbook on a temporary file
@@ -165,8 +165,8 @@ _sandbox: _ProbeSandbox | None = None
 def probe_case(data: bytes, store: bool | None = None) -> str:
     global _sandbox
     from rstfleet.analysis import assess, exit_code
-    from rstfleet.cli import store_captures
-    from rstfleet.results import OK, HostResult, ProbeOutputError, parse_probe_output
+    from rstfleet.evidence.captures import store_captures
+    from rstfleet.results import Status, HostResult, ProbeOutputError, parse_probe_output
 
     if _sandbox is None:
         _sandbox = _ProbeSandbox()
@@ -176,12 +176,12 @@ def probe_case(data: bytes, store: bool | None = None) -> str:
         return "rejected"
     if not isinstance(document, dict):
         raise Finding(f"parse_probe_output returned {type(document).__name__}")
-    result = HostResult("fuzz-host", "192.0.2.1", OK, probe=document)
+    result = HostResult("fuzz-host", "192.0.2.1", Status.OK, probe=document)
     _sandbox.foreign_opens.clear()
     # Both orders the controller uses: sweep stores captures first, triage's phase 1 assesses
     # the raw document (pcap_b64 still inside, any host-written capture.path untouched).
     if store if store is not None else zlib.crc32(data) & 1:
-        store_captures([result], _sandbox.args, "run")
+        store_captures([result], _sandbox.args.run_dir, "run")
     assessments = assess([result])
     exit_code(assessments, "warn")
     if _sandbox.foreign_opens:

@@ -13,13 +13,28 @@ Verdicts (defaults documented in the README):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
+from .probe.host.limits import CRIT, FAIL_ON_DEFAULT, SPIKE_FACTOR, SPIKE_FLOOR, WARN
 from .evidence.causes import HostEvidence, severity
 from .evidence.host import host_evidence
-from .results import OK, HostResult
+from .results import Status, HostResult
 
-VERDICT_ORDER = {"crit": 3, "warn": 2, "ok": 1, "unknown": 0}
-FAIL_ON = ("warn", "crit", "never")
+
+
+class Verdict(str, Enum):
+    """rstfleet's verdict on a host; string-valued like Status."""
+
+    CRIT = "crit"
+    WARN = "warn"
+    OK = "ok"
+    UNKNOWN = "unknown"     # the host could not be checked
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+VERDICT_ORDER = {Verdict.CRIT: 3, Verdict.WARN: 2, Verdict.OK: 1, Verdict.UNKNOWN: 0}
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -29,10 +44,10 @@ EXIT_HOSTS_MISSED = 8
 
 @dataclass(frozen=True)
 class Thresholds:
-    warn: float = 10.0
-    crit: float = 100.0
-    spike_factor: float = 10.0
-    spike_floor: float = 5.0
+    warn: float = WARN
+    crit: float = CRIT
+    spike_factor: float = SPIKE_FACTOR
+    spike_floor: float = SPIKE_FLOOR
 
 
 @dataclass
@@ -41,7 +56,7 @@ class Assessment:
     rank: int | None
     resets_sent_per_s: float | None
     baseline_per_s: float | None
-    verdict: str
+    verdict: Verdict
     spike: bool
     window_s: float | None
     evidence: HostEvidence | None = None
@@ -62,15 +77,15 @@ def resets_rate(probe: dict) -> tuple[float | None, float | None]:
     return delta / window, window
 
 
-def verdict_for(rate: float | None, baseline: float | None, thresholds: Thresholds) -> tuple[str, bool]:
+def verdict_for(rate: float | None, baseline: float | None, thresholds: Thresholds) -> tuple[Verdict, bool]:
     if rate is None:
-        return "unknown", False
+        return Verdict.UNKNOWN, False
     spike = rate > thresholds.spike_factor * max(baseline or 0.0, thresholds.spike_floor)
     if rate >= thresholds.crit:
-        return "crit", spike
+        return Verdict.CRIT, spike
     if rate >= thresholds.warn or spike:
-        return "warn", spike
-    return "ok", spike
+        return Verdict.WARN, spike
+    return Verdict.OK, spike
 
 
 SPIKE_WEIGHT = 1.5
@@ -91,8 +106,8 @@ def assess(results: list[HostResult], thresholds: Thresholds = Thresholds()) -> 
     first; unchecked hosts follow by name."""
     checked, missed = [], []
     for result in results:
-        if result.status != OK or result.probe is None:
-            missed.append(Assessment(result, None, None, None, "unknown", False, None))
+        if result.status != Status.OK or result.probe is None:
+            missed.append(Assessment(result, None, None, None, Verdict.UNKNOWN, False, None))
             continue
         rate, window = resets_rate(result.probe)
         baseline = (result.probe.get("baseline") or {}).get("OutRsts_per_s_lifetime")
@@ -108,12 +123,13 @@ def assess(results: list[HostResult], thresholds: Thresholds = Thresholds()) -> 
     return checked + missed
 
 
-def exit_code(assessments: list[Assessment], fail_on: str = "warn") -> int:
+def exit_code(assessments: list[Assessment], fail_on: str = FAIL_ON_DEFAULT) -> int:
     """Bit flags, so a pipeline can tell both apart: 4 = over threshold, 8 = hosts not checked."""
     code = EXIT_OK
     floor = VERDICT_ORDER.get(fail_on)  # "never": thresholds never fail the run
-    if floor is not None and any(VERDICT_ORDER[a.verdict] >= floor for a in assessments if a.verdict != "unknown"):
+    if floor is not None and any(VERDICT_ORDER[a.verdict] >= floor for a in assessments
+                                 if a.verdict != Verdict.UNKNOWN):
         code |= EXIT_OVER_THRESHOLD
-    if any(a.verdict == "unknown" for a in assessments):
+    if any(a.verdict == Verdict.UNKNOWN for a in assessments):
         code |= EXIT_HOSTS_MISSED
     return code

@@ -1,30 +1,34 @@
-"""Command line: argument parsing only; the stages live in their own modules."""
+"""Command line: flags -> Plan -> stages -> report and exit code. Nothing else lives here."""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import getpass
 import logging
 import os
 import sys
-import time
 
 from . import __version__
 from .analysis import EXIT_USAGE, Thresholds, assess, exit_code
-from .inventory import InventoryError, load_inventory, localhost_inventory
-from .sweep.pool import DEFAULT_FORKS, SweepSettings, sweep
-from .saved import load_merged
-from .sweep.progress import Progress
+from .inventory import InventoryError
+from .plan import Plan, PlanError, in_shard, load_fleet, parse_shard
+from .probe.host import limits
 from .report import FORMATS, render
-from .results import CANCELLED, HostResult
+from .saved import load_merged
 from .textsafe import printable
-from .transport import DEFAULT_MAX_OUTPUT
 
 EXIT_INTERRUPTED = 130
 
 EPILOG = """exit codes: 0 all hosts checked and none over threshold; 4 some host over the
---fail-on threshold; 8 some hosts could not be checked; 12 both; 2 usage or input error."""
+--fail-on threshold; 8 some hosts could not be checked; 12 both; 2 usage or input error;
+130 interrupted (a partial report is still written)."""
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return parse_shard(text)
+    except PlanError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_thresholds(parser: argparse.ArgumentParser) -> None:
@@ -36,30 +40,60 @@ def _add_thresholds(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spike-factor", type=float, default=defaults.spike_factor,
                         help="warn when the window rate exceeds this multiple of the lifetime "
                              "baseline (floored at --spike-floor/s; default %(default)s)")
-    parser.add_argument("--spike-floor", type=float, default=defaults.spike_floor,
-                        help=argparse.SUPPRESS)
-    parser.add_argument("--fail-on", choices=("warn", "crit", "never"), default="warn",
+    parser.add_argument("--spike-floor", type=float, default=defaults.spike_floor, help=argparse.SUPPRESS)
+    parser.add_argument("--fail-on", choices=limits.FAIL_ON, default=limits.FAIL_ON_DEFAULT,
                         help="verdict that sets exit code 4 (default %(default)s)")
+
+
+def _add_outputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="write the --format report to FILE (the table still goes to stdout)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on stdout")
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    try:
-        k, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard wants K/N like 2/5, not {text!r}") from None
-    if not 1 <= k <= n:
-        raise argparse.ArgumentTypeError(f"--shard {text}: K must be between 1 and N")
-    return k, n
-
-
-def in_shard(hosts, k: int, n: int):
-    """Stable: a host's shard depends only on its name and N, not on inventory order or size."""
-    return [h for h in hosts
-            if int.from_bytes(hashlib.sha256(h.name.encode()).digest()[:8], "big") % n == k - 1]
+def _add_fleet(parser: argparse.ArgumentParser, play: bool = False) -> None:
+    """Options of every command that reaches hosts; a playbook's play sets the window, the
+    thresholds and the capture itself."""
+    parser.add_argument("-i", "--inventory", help="Ansible inventory (YAML/INI) or 'h1,h2,'; "
+                                                  "default: the local host, without SSH")
+    parser.add_argument("-l", "--limit", metavar="PATTERN", help="Ansible host pattern (web*:&prod:!db1)")
+    parser.add_argument("--shard", metavar="K/N", type=_shard,
+                        help="take the K-th of N stable slices of the selected hosts (by a hash of the "
+                             "inventory name), so N schedulers split a fleet; merge with `report`")
+    parser.add_argument("-f", "--forks", type=int, default=limits.FORKS,
+                        help="hosts probed at once (default %(default)s)")
+    parser.add_argument("-u", "--user", help="remote user (inventory ansible_user wins, as in Ansible)")
+    parser.add_argument("--private-key", metavar="FILE", help="SSH private key")
+    parser.add_argument("-b", "--become", action="store_true", help="run the probe with sudo")
+    parser.add_argument("-K", "--ask-become-pass", action="store_true",
+                        help="ask for the sudo password (sent on the session's stdin, never argv)")
+    if not play:
+        parser.add_argument("--window", type=float, default=limits.WINDOW_S,
+                            help="seconds (default %(default)s, the alert's own window)")
+    parser.add_argument("--connect-timeout", type=float, default=limits.CONNECT_TIMEOUT_S)
+    parser.add_argument("--known-hosts", action="append", default=[], metavar="FILE",
+                        help="known_hosts file(s) to verify host keys against")
+    parser.add_argument("--accept-new-host-keys", action="store_true",
+                        help="record unknown host keys (OpenSSH accept-new); changed keys stay refused")
+    parser.add_argument("--ssh-config", default="~/.ssh/config", help="OpenSSH client config to honour")
+    parser.add_argument("--max-output", type=int, default=limits.MAX_OUTPUT, metavar="BYTES",
+                        help="cap on what is read from one host (default %(default)s)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log SSH steps on stderr")
+    parser.add_argument("--trace", action="store_true",
+                        help="attribute every reset to a port, peer and kernel reason with the "
+                             "tcp:tcp_send_reset tracepoint (root; on by default with --capture and in "
+                             "triage's phase 2; costs the host ~15 ms CPU and ~80 ms wall)")
+    parser.add_argument("--no-trace", action="store_true", help="never use the tracepoint")
+    parser.add_argument("--capture-packets", type=int, default=limits.CAPTURE_PACKETS)
+    parser.add_argument("--capture-bytes", type=int, default=limits.CAPTURE_BYTES)
+    parser.add_argument("--force-long-capture", action="store_true",
+                        help=f"allow captures over {limits.MAX_CAPTURE_S:g} s")
+    parser.add_argument("--run-dir", default="rstfleet-runs", metavar="DIR",
+                        help="where captures are kept, one 0700 folder per run (default %(default)s)")
+    if not play:
+        _add_thresholds(parser)
+    _add_outputs(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,282 +102,106 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rstfleet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sw = sub.add_parser("sweep", help="sample resets on every host and print a ranked table",
-                        epilog=EPILOG)
-    sw.add_argument("-i", "--inventory", help="Ansible inventory (YAML/INI) or 'h1,h2,'; "
-                                              "default: the local host, without SSH")
-    sw.add_argument("-l", "--limit", metavar="PATTERN", help="Ansible host pattern (web*:&prod:!db1)")
-    sw.add_argument("--shard", metavar="K/N", type=parse_shard,
-                    help="take the K-th of N stable slices of the selected hosts (by a hash of the "
-                         "inventory name), so N schedulers split a fleet; merge with `report`")
-    sw.add_argument("-f", "--forks", type=int, default=DEFAULT_FORKS,
-                    help="hosts probed at once (default %(default)s)")
-    sw.add_argument("-u", "--user", help="remote user (inventory ansible_user wins, as in Ansible)")
-    sw.add_argument("--private-key", metavar="FILE", help="SSH private key")
-    sw.add_argument("-b", "--become", action="store_true", help="run the probe with sudo")
-    sw.add_argument("-K", "--ask-become-pass", action="store_true",
-                    help="ask for the sudo password (sent on the session's stdin, never argv)")
-    sw.add_argument("--window", type=float, default=10.0, help="seconds (default %(default)s, "
-                                                                "the alert's own window)")
-    sw.add_argument("--connect-timeout", type=float, default=10.0)
-    sw.add_argument("--known-hosts", action="append", default=[], metavar="FILE",
-                    help="known_hosts file(s) to verify host keys against")
-    sw.add_argument("--accept-new-host-keys", action="store_true",
-                    help="record unknown host keys (OpenSSH accept-new); changed keys stay refused")
-    sw.add_argument("--ssh-config", default="~/.ssh/config", help="OpenSSH client config to honour")
-    sw.add_argument("--max-output", type=int, default=DEFAULT_MAX_OUTPUT, metavar="BYTES",
-                    help="cap on what is read from one host (default %(default)s)")
-    sw.add_argument("-v", "--verbose", action="count", default=0, help="log SSH steps on stderr")
-    sw.add_argument("--trace", action="store_true",
-                    help="attribute every reset to a port, peer and kernel reason with the "
-                         "tcp:tcp_send_reset tracepoint (root; on by default with --capture and in "
-                         "triage's phase 2; costs the host ~15 ms CPU and ~80 ms wall)")
-    sw.add_argument("--no-trace", action="store_true", help="never use the tracepoint")
+    sw = sub.add_parser("sweep", help="sample resets on every host and print a ranked table", epilog=EPILOG)
+    _add_fleet(sw)
     sw.add_argument("--capture", type=float, default=0.0, metavar="SECONDS",
                     help="also capture RSTs with tcpdump for this long (the window becomes the "
-                         "capture; guide: 60..300 s)")
-    sw.add_argument("--capture-packets", type=int, default=10000)
-    sw.add_argument("--capture-bytes", type=int, default=8 * 1024 * 1024)
-    sw.add_argument("--force-long-capture", action="store_true", help="allow captures over 300 s")
+                         f"capture; guide: 60..{limits.MAX_CAPTURE_S:g} s)")
     sw.add_argument("--owners", action="store_true", help="look up the programs owning the top ports")
-    sw.add_argument("--run-dir", default="rstfleet-runs", metavar="DIR",
-                    help="where captures are kept, one 0700 folder per run (default %(default)s)")
-    _add_thresholds(sw)
 
-    tr = sub.add_parser("triage", parents=[], help="sweep everyone, then capture and look up owners "
-                                                   "on the worst hosts", epilog=EPILOG)
-    for action in sw._actions:
-        if action.dest not in ("help", "capture", "owners"):
-            tr._add_action(action)
-    tr.add_argument("--top", type=int, default=5, metavar="K",
+    tr = sub.add_parser("triage", help="sweep everyone, then capture and look up owners on the worst "
+                                       "hosts", epilog=EPILOG)
+    _add_fleet(tr)
+    tr.add_argument("--top", type=int, default=limits.PHASE2_TOP, metavar="K",
                     help="phase 2 on the K worst hosts with resets (default %(default)s)")
-    tr.add_argument("--capture", type=float, default=60.0, metavar="SECONDS",
+    tr.add_argument("--capture", type=float, default=limits.CAPTURE_S, metavar="SECONDS",
                     help="phase 2 capture length (default %(default)s, the guide's minimum)")
 
     pr = sub.add_parser("probe", help="run the probe on this machine and print its JSON")
-    pr.add_argument("--window", type=float, default=10.0)
+    pr.add_argument("--window", type=float, default=limits.WINDOW_S)
 
-    run = sub.add_parser("run", help="run a playbook (playbooks/*.yml) against an inventory",
-                         epilog=EPILOG)
+    run = sub.add_parser("run", help="run a playbook (playbooks/*.yml) against an inventory", epilog=EPILOG)
     run.add_argument("playbook")
-    for action in sw._actions:
-        if action.dest not in ("help", "window", "warn", "crit", "spike_factor", "fail_on",
-                               "capture", "owners"):
-            run._add_action(action)
-    run.set_defaults(window=10.0, warn=10.0, crit=100.0, spike_factor=10.0, fail_on="warn",
-                     capture=0.0, owners=False, top=5)
+    _add_fleet(run, play=True)
 
     rp = sub.add_parser("report", help="re-render and merge saved JSON reports without touching hosts",
                         epilog=EPILOG)
     rp.add_argument("files", nargs="+", metavar="RESULTS.json|DIR",
                     help="saved reports, Ansible role results, or folders of them")
     _add_thresholds(rp)
+    _add_outputs(rp)
 
     lab = sub.add_parser("lab", help="the network-namespace lab fleet (root): up N | down | status | inject")
     lab.add_argument("lab_args", nargs=argparse.REMAINDER)
     return parser
 
 
-def thresholds_from(args) -> Thresholds:
-    return Thresholds(args.warn, args.crit, args.spike_factor, args.spike_floor)
-
-
-def transport_factory(args):
-    """One transport per host: local for ansible_connection=local, SSH otherwise."""
-    from .transport.local import LocalTransport
-    from .transport.ssh import SSHSettings, SSHTransport, SharedCredentials, load_ssh_config
-
-    if args.ask_become_pass and getattr(args, "become_password", None) is None:
-        args.become_password = getpass.getpass("BECOME password: ")   # asked once per run
-    password = getattr(args, "become_password", None)
-    settings = SSHSettings(user=args.user, key_file=args.private_key,
-                           known_hosts_files=tuple(args.known_hosts),
-                           accept_new_host_keys=args.accept_new_host_keys,
-                           connect_timeout=args.connect_timeout, ssh_config_path=args.ssh_config,
-                           become=args.become or args.ask_become_pass, become_password=password)
-    config = load_ssh_config(args.ssh_config)
-    shared = SharedCredentials()
-
-    def transport_for(host):
-        if host.connection == "local":
-            return LocalTransport(become=settings.become or host.become)
-        return SSHTransport(host, settings, config, shared)
-    return transport_for
-
-
-def emit(args, assessments, thresholds, meta) -> None:
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            handle.write(render(args.format, assessments, thresholds, meta))
-    if not args.quiet:
-        fmt = "table" if args.output else args.format
+def emit(outputs, assessments, thresholds, meta) -> None:
+    if outputs.path:
+        with open(outputs.path, "w", encoding="utf-8") as handle:
+            handle.write(render(outputs.format, assessments, thresholds, meta))
+    if not outputs.quiet:
+        fmt = "table" if outputs.path else outputs.format
         color = fmt == "table" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
         sys.stdout.write(render(fmt, assessments, thresholds, dict(meta, color=color)))
 
 
-def probe_options(args, capture: float, owners: bool) -> tuple[str, ...]:
-    """The plain sweep reads counters only (the alert's figure, cheapest); evidence runs add the
-    tracepoint (measured: creating and removing a tracefs instance costs ~80 ms wall per host)."""
-    trace = (args.trace or bool(capture)) and not args.no_trace
-    options = ["--trace"] if trace else []
-    if capture:
-        options += ["--capture", repr(capture), "--capture-packets", str(args.capture_packets),
-                    "--capture-bytes", str(args.capture_bytes)]
-        if args.force_long_capture:
-            options.append("--force-long-capture")
-    if owners:
-        options += ["--owners", "auto"]
-    return tuple(options)
+def become_password(plans: list[Plan]) -> str | None:
+    """Asked once per run, before any host is touched; it travels on stdin, never argv."""
+    return getpass.getpass("BECOME password: ") if any(p.ssh.ask_become_pass for p in plans) else None
 
 
-def sweep_settings(args, capture: float = 0.0, owners: bool = False) -> SweepSettings:
-    if capture and capture > 300 and not args.force_long_capture:
-        raise ValueError(f"a {capture:g} s capture is over the guide's 5 minutes; "
-                         f"add --force-long-capture if you mean it")
-    if capture < 0 or args.window < 0:
-        raise ValueError("--window and --capture must not be negative")
-    margin = 15.0 + (args.capture_bytes / 4e6 if capture else 0.0)
-    return SweepSettings(window_s=capture or args.window, forks=args.forks,
-                         connect_timeout_s=args.connect_timeout, margin_s=margin,
-                         max_output=max(args.max_output, 2 * args.capture_bytes if capture else 0),
-                         probe_options=probe_options(args, capture, owners))
+def execute(plan: Plan, password: str | None) -> int:
+    """Run one plan to its report; the exit code says over-threshold, missed hosts or interrupted."""
+    from .sweep.run import run_plan
+    from .transport import transport_factory
 
-
-def select_hosts(args):
-    inventory = load_inventory(args.inventory) if args.inventory else localhost_inventory()
-    hosts = inventory.select(args.limit)
-    if not hosts:
-        raise ValueError(f"no hosts in {inventory.source} match {args.limit or 'all'!r}")
-    if getattr(args, "shard", None):
-        hosts = in_shard(hosts, *args.shard)
-        if not hosts:
-            print(f"rstfleet: shard {args.shard[0]}/{args.shard[1]} holds no host", file=sys.stderr)
-    return hosts
-
-
-def store_captures(results, args, stamp: str) -> None:
-    from .evidence.captures import make_run_dir, save_capture
-    if not any((r.probe or {}).get("capture", {}).get("pcap_b64") for r in results):
-        return
-    run_dir = make_run_dir(args.run_dir, stamp)
-    for result in results:
-        save_capture(result, run_dir)
-
-
-def finish(args, results, started: float, window: float, extra_meta: dict | None = None) -> int:
-    thresholds = thresholds_from(args)
-    assessments = assess(results, thresholds)
-    code = exit_code(assessments, args.fail_on)
-    partial = any(r.status == CANCELLED for r in results)
-    if partial:
-        code = EXIT_INTERRUPTED
-    meta = {"window_s": window, "wall_s": round(time.monotonic() - started, 3), "exit_code": code,
-            "partial": partial}
-    meta.update(extra_meta or {})
-    emit(args, assessments, thresholds, meta)
+    if plan.phase2 is not None and not plan.outputs.quiet:
+        bound = plan.sweep.host_budget_s + plan.phase2.host_budget_s + 10
+        print(f"triage: phase 1 sweeps {len(plan.hosts)} host(s) for {plan.sweep.window_s:g} s, phase 2 "
+              f"captures {plan.phase2.window_s:g} s on the worst {plan.phase2_top}; done within "
+              f"{bound:.0f} s", file=sys.stderr)
+    outcome = run_plan(plan, transport_factory(plan.ssh, password))
+    assessments = assess(outcome.results, plan.thresholds)
+    code = EXIT_INTERRUPTED if outcome.partial else exit_code(assessments, plan.fail_on)
+    meta = {"window_s": plan.window_s, "wall_s": round(outcome.wall_s, 3), "exit_code": code,
+            "partial": outcome.partial}
+    if outcome.phase2_hosts is not None:
+        meta["phase2_hosts"] = outcome.phase2_hosts
+    emit(plan.outputs, assessments, plan.thresholds, meta)
     return code
 
 
-def run_phase(args, hosts, transport_for, settings: SweepSettings) -> list[HostResult]:
-    """One fan-out, with live progress when a person is watching."""
-    progress = Progress.for_terminal(len(hosts), settings.window_s, args.quiet)
-    if progress:
-        progress.start()
-    try:
-        return sweep(hosts, transport_for, settings, on_result=progress.on_result if progress else None)
-    finally:
-        if progress:
-            progress.close()
-
-
-def cmd_sweep(args, hosts=None) -> int:
-    hosts = hosts or select_hosts(args)
-    settings = sweep_settings(args, args.capture, args.owners)
-    started, stamp = time.monotonic(), time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    results = run_phase(args, hosts, transport_factory(args), settings)
-    store_captures(results, args, stamp)
-    return finish(args, results, started, settings.window_s)
-
-
-def merge_phase2(first: HostResult, second: HostResult) -> HostResult:
-    """Keep phase 1's rate (the alert's window) and add phase 2's evidence to it."""
-    if second.status != "ok" or not second.probe or not first.probe:
-        if first.probe is not None:
-            first.probe.setdefault("notes", []).append(
-                f"phase 2 (capture) failed: {second.status}: {second.reason}")
-        return first
-    probe = dict(first.probe)
-    for key in ("trace", "capture", "owners"):
-        if key in second.probe:
-            probe[key] = second.probe[key]
-    probe["phase2_window"] = second.probe.get("window")
-    return HostResult(first.host, first.address, first.status, first.reason, probe,
-                      first.elapsed_s + second.elapsed_s, first.groups)
-
-
-def cmd_triage(args, hosts=None) -> int:
-    """Phase 1: everyone over the window; phase 2: capture + owners on the worst K, in parallel."""
-    hosts = hosts or select_hosts(args)
-    phase1 = sweep_settings(args)
-    phase2 = sweep_settings(args, args.capture, owners=getattr(args, "phase2_owners", True))
-    bound = phase1.host_budget_s + phase2.host_budget_s + 10
-    if not args.quiet:
-        print(f"triage: phase 1 sweeps {len(hosts)} host(s) for {phase1.window_s:g} s, phase 2 "
-              f"captures {args.capture:g} s on the worst {args.top}; done within {bound:.0f} s",
-              file=sys.stderr)
-    started, stamp = time.monotonic(), time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    transport_for = transport_factory(args)
-    results = run_phase(args, hosts, transport_for, phase1)
-    ranked = assess(results, thresholds_from(args))
-    worst = [a.host for a in ranked if a.rank is not None and (a.resets_sent_per_s or 0) > 0][:args.top]
-    if worst and not any(r.status == CANCELLED for r in results):
-        by_name = {h.name: h for h in hosts}
-        second = run_phase(args, [by_name[name] for name in worst], transport_for, phase2)
-        merged = {r.host: r for r in second}
-        results = [merge_phase2(r, merged[r.host]) if r.host in merged else r for r in results]
-        store_captures(results, args, stamp)
-    return finish(args, results, started, phase1.window_s, {"phase2_hosts": worst})
-
-
-def play_args(args, play, index: int, plays: int):
-    """The command-line namespace for one play: the play's settings over the command line's."""
-    copy = argparse.Namespace(**vars(args))
-    copy.window, copy.warn, copy.crit = play.window, play.warn, play.crit
-    copy.spike_factor, copy.fail_on = play.spike_factor, play.fail_on
-    copy.forks = play.forks or args.forks
-    copy.become = play.become or args.become
-    copy.owners = play.owners and play.capture is None
-    copy.capture = 0.0
-    if play.capture:
-        copy.capture, copy.capture_packets = play.capture.duration, play.capture.packets
-        copy.capture_bytes, copy.force_long_capture = play.capture.bytes, play.capture.force
-        copy.top, copy.phase2_owners = play.capture.top, play.owners
-    if args.output and plays > 1:
-        stem, dot, ext = args.output.rpartition(".")
-        copy.output = f"{stem}-{index}.{ext}" if dot else f"{args.output}-{index}"
-    return copy
+def cmd_hosts(args) -> int:
+    """sweep and triage: one plan from the flags."""
+    plan = Plan.from_args(dict(vars(args), triage=args.command == "triage"))
+    if not plan.hosts:
+        print(f"rstfleet: shard {args.shard[0]}/{args.shard[1]} holds no host", file=sys.stderr)
+    return execute(plan, become_password([plan]))
 
 
 def cmd_run(args) -> int:
     """Every play of a playbook in order; exit codes OR-ed. Nothing runs if any play is invalid."""
     from .playbook import load_playbook
     book = load_playbook(args.playbook)
-    inventory = load_inventory(args.inventory) if args.inventory else localhost_inventory()
+    inventory = load_fleet(args.inventory)
     limit = {h.name for h in inventory.select(args.limit)} if args.limit else None
-    planned = []
-    for play in book.plays:
+    plans = []
+    for index, play in enumerate(book.plays, start=1):
         hosts = [h for h in inventory.select(play.hosts) if limit is None or h.name in limit]
+        hosts = in_shard(hosts, *args.shard) if args.shard else hosts
         if not hosts:
-            raise ValueError(f"{book.path}:{play.line}: no hosts match {play.hosts!r}")
-        planned.append((play, hosts))
+            raise PlanError(f"{book.path}:{play.line}: no hosts match {play.hosts!r}")
+        plans.append(Plan.from_play(play, hosts, vars(args), index, len(book.plays)))
+    password = become_password(plans)
     code = 0
-    for index, (play, hosts) in enumerate(planned, start=1):
+    for plan in plans:
         if not args.quiet:
-            print(f"PLAY [{printable(play.name, 80)}] {len(hosts)} host(s)", file=sys.stderr)
-        run_args = play_args(args, play, index, len(planned))
-        code |= (cmd_triage if play.capture else cmd_sweep)(run_args, hosts)
-        if code & EXIT_INTERRUPTED == EXIT_INTERRUPTED:
-            break
+            print(f"PLAY [{printable(plan.name, 80)}] {len(plan.hosts)} host(s)", file=sys.stderr)
+        result = execute(plan, password)
+        if result == EXIT_INTERRUPTED:
+            return EXIT_INTERRUPTED      # not OR-ed with earlier plays' 4 (that gave 134)
+        code |= result
     return code
 
 
@@ -353,14 +211,15 @@ def cmd_probe(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from .plan import Outputs
     merged = load_merged(args.files)
     for warning in merged.warnings:
         print(f"rstfleet: warning: {printable(warning, 300)}", file=sys.stderr)
-    results, window = merged.results, merged.window_s
-    thresholds = thresholds_from(args)
-    assessments = assess(results, thresholds)
+    thresholds = Thresholds(args.warn, args.crit, args.spike_factor, args.spike_floor)
+    assessments = assess(merged.results, thresholds)
     code = exit_code(assessments, args.fail_on)
-    emit(args, assessments, thresholds, {"window_s": window or 0.0, "exit_code": code})
+    emit(Outputs(args.format, args.output, args.quiet), assessments, thresholds,
+         {"window_s": merged.window_s or 0.0, "exit_code": code})
     return code
 
 
@@ -375,6 +234,10 @@ def cmd_lab(lab_args: list[str]) -> int:
     return lab_main(lab_args)
 
 
+COMMANDS = {"sweep": cmd_hosts, "triage": cmd_hosts, "run": cmd_run, "probe": cmd_probe, "report": cmd_report,
+            "lab": lambda args: cmd_lab(args.lab_args)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", 0) else logging.WARNING,
@@ -383,22 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         # paramiko logs every failed handshake with a traceback; our result already says why.
         logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     try:
-        if args.command == "sweep":
-            return cmd_sweep(args)
-        if args.command == "triage":
-            return cmd_triage(args)
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "probe":
-            return cmd_probe(args)
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "lab":
-            return cmd_lab(args.lab_args)
+        return COMMANDS[args.command](args)
     except (InventoryError, ValueError, OSError) as exc:
         print(f"rstfleet: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("rstfleet: interrupted", file=sys.stderr)
-        return 130
-    return EXIT_USAGE
+        return EXIT_INTERRUPTED

@@ -22,13 +22,13 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .inventory.model import Inventory
+from .probe.host.limits import (CAPTURE_BYTES, CAPTURE_PACKETS, CAPTURE_S, CRIT, FAIL_ON, FAIL_ON_DEFAULT,
+                               MAX_CAPTURE_BYTES, MAX_CAPTURE_PACKETS, MAX_CAPTURE_S, MAX_WINDOW_S,
+                               MIN_CAPTURE_BYTES, PHASE2_TOP, SPIKE_FACTOR, WARN, WINDOW_S)
 from .textsafe import printable
 
 MAX_FILE_BYTES = 1024 * 1024            # a playbook is a page of YAML; refuse megabytes early
-MAX_WINDOW_S = 3600.0                   # the probe's own bound on a window
-MAX_CAPTURE_S = 300.0                   # the guide's 5 minutes; longer needs force: true
 STEPS = ("sweep", "capture", "owners")
-FAIL_ON = ("warn", "crit", "never")
 _PLAY_KEYS = ("name", "hosts", "steps", "window", "capture", "thresholds", "forks", "become")
 _CAPTURE_KEYS = ("duration", "packets", "bytes", "top", "force")
 _THRESHOLD_KEYS = ("warn", "crit", "spike_factor", "fail_on")
@@ -37,8 +37,8 @@ _NUMBERS = {  # setting: (type, lowest, highest or None, lowest itself excluded)
     "window": (float, 0.0, MAX_WINDOW_S, True),
     "forks": (int, 1, None, False),
     "capture.duration": (float, 1.0, MAX_WINDOW_S, False),  # over MAX_CAPTURE_S needs force
-    "capture.packets": (int, 1, 2**31 - 1, False),           # tcpdump -c takes a C int
-    "capture.bytes": (int, 1024, 8 * 1024 * 1024, False),    # the probe's cap on one host's pcap
+    "capture.packets": (int, 1, MAX_CAPTURE_PACKETS, False),
+    "capture.bytes": (int, MIN_CAPTURE_BYTES, MAX_CAPTURE_BYTES, False),
     "capture.top": (int, 1, None, False),
     "thresholds.warn": (float, 0.0, None, True),
     "thresholds.crit": (float, 0.0, None, True),
@@ -57,10 +57,10 @@ class PlaybookError(ValueError):
 class CaptureStep:
     """Phase 2: a bounded tcpdump of RSTs on the ``top`` worst hosts (bounds as in the probe)."""
 
-    duration: float = 60.0
-    packets: int = 10000
-    bytes: int = 8 * 1024 * 1024
-    top: int = 5
+    duration: float = CAPTURE_S
+    packets: int = CAPTURE_PACKETS
+    bytes: int = CAPTURE_BYTES
+    top: int = PHASE2_TOP
     force: bool = False
 
 
@@ -70,13 +70,13 @@ class Play:
 
     name: str
     hosts: str
-    window: float = 10.0
+    window: float = WINDOW_S
     capture: CaptureStep | None = None
     owners: bool = False
-    warn: float = 10.0
-    crit: float = 100.0
-    spike_factor: float = 10.0
-    fail_on: str = "warn"
+    warn: float = WARN
+    crit: float = CRIT
+    spike_factor: float = SPIKE_FACTOR
+    fail_on: str = FAIL_ON_DEFAULT
     forks: int | None = None
     become: bool = False
     line: int = 0

@@ -16,20 +16,28 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import Enum
 
 from .probe.schema import ShapeError, check_document
 
-OK = "ok"
-UNREACHABLE = "unreachable"
-AUTH_FAILED = "auth_failed"
-HOST_KEY_REJECTED = "host_key_rejected"
-TIMEOUT = "timeout"
-NO_PYTHON = "no_python"
-BECOME_FAILED = "become_failed"
-PROBE_ERROR = "probe_error"
-CANCELLED = "cancelled"
-STATUSES = (OK, UNREACHABLE, AUTH_FAILED, HOST_KEY_REJECTED, TIMEOUT, NO_PYTHON, BECOME_FAILED,
-            PROBE_ERROR, CANCELLED)
+class Status(str, Enum):
+    """A host's outcome; string-valued, so the JSON report says "ok", "timeout", ..."""
+
+    OK = "ok"
+    UNREACHABLE = "unreachable"
+    AUTH_FAILED = "auth_failed"
+    HOST_KEY_REJECTED = "host_key_rejected"
+    TIMEOUT = "timeout"
+    NO_PYTHON = "no_python"
+    BECOME_FAILED = "become_failed"
+    PROBE_ERROR = "probe_error"
+    CANCELLED = "cancelled"
+
+    __str__ = str.__str__          # f"{status}" is "ok", not "Status.OK"
+    __format__ = str.__format__
+
+
+STATUSES = tuple(status.value for status in Status)
 
 SUPPORTED_PROBE_SCHEMA = 1
 MAX_JSON_DEPTH = 32
@@ -43,7 +51,7 @@ class ProbeOutputError(ValueError):
 class HostResult:
     host: str
     address: str
-    status: str
+    status: Status
     reason: str = ""
     probe: dict | None = None
     elapsed_s: float = 0.0
@@ -51,7 +59,7 @@ class HostResult:
 
     @property
     def checked(self) -> bool:
-        return self.status == OK
+        return self.status == Status.OK
 
 
 def _depth(value, limit: int, level: int = 0) -> int:

@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .results import OK, PROBE_ERROR, STATUSES, HostResult, ProbeOutputError, parse_probe_output
+from .results import Status, HostResult, ProbeOutputError, STATUSES, parse_probe_output
 
 REPORT_FAMILY, REPORT_VERSION = "rstfleet.report", 1
 ENVELOPE_FAMILY, ENVELOPE_VERSION = "rstfleet.hostresult", 1
@@ -87,19 +87,20 @@ def _checked(status: str, reason: str, probe, trusted_paths: bool = False) -> tu
     (the Ansible role's files) never name a controller file."""
     if status not in STATUSES:
         detail = f": {reason}" if reason else ""
-        return PROBE_ERROR, f"unknown status {status!r:.40} in the saved result{detail}", None
-    if status != OK:
+        return Status.PROBE_ERROR, f"unknown status {status!r:.40} in the saved result{detail}", None
+    status = Status(status)
+    if status != Status.OK:
         return status, reason, probe if isinstance(probe, dict) else None
     if not isinstance(probe, dict):
-        return PROBE_ERROR, "saved result is ok but holds no probe document", None
+        return Status.PROBE_ERROR, "saved result is ok but holds no probe document", None
     try:
         encoded = json.dumps(probe, allow_nan=True).encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:
-        return PROBE_ERROR, f"probe document cannot be re-encoded: {exc}", None
+        return Status.PROBE_ERROR, f"probe document cannot be re-encoded: {exc}", None
     try:
-        return OK, reason, parse_probe_output(encoded, trusted_paths)
+        return Status.OK, reason, parse_probe_output(encoded, trusted_paths)
     except ProbeOutputError as exc:
-        return PROBE_ERROR, str(exc), None
+        return Status.PROBE_ERROR, str(exc), None
 
 
 def _text(value, default: str = "") -> str:
@@ -131,7 +132,7 @@ def _from_report(path: str, document: dict) -> list[tuple[HostResult, float | No
     out = []
     for entry in hosts:
         name = _host_name(path, entry)
-        status, reason, probe = _checked(_text(entry.get("status"), PROBE_ERROR), _text(entry.get("reason")),
+        status, reason, probe = _checked(_text(entry.get("status"), Status.PROBE_ERROR), _text(entry.get("reason")),
                                          entry.get("probe"), trusted_paths=True)
         result = HostResult(name, _text(entry.get("address"), name), status, reason, probe,
                             _finite(entry.get("elapsed_s")) or 0.0, _groups(entry.get("groups")))
@@ -141,7 +142,7 @@ def _from_report(path: str, document: dict) -> list[tuple[HostResult, float | No
 
 def _from_envelope(path: str, envelope: dict) -> list[tuple[HostResult, float | None, float | None]]:
     name = _host_name(path, envelope)
-    status, reason, probe = _checked(_text(envelope.get("status"), PROBE_ERROR), _text(envelope.get("reason")),
+    status, reason, probe = _checked(_text(envelope.get("status"), Status.PROBE_ERROR), _text(envelope.get("reason")),
                                      envelope.get("probe"))
     window = None
     if probe is not None:

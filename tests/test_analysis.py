@@ -2,7 +2,7 @@
 
 from rstfleet.analysis import (EXIT_HOSTS_MISSED, EXIT_OK, EXIT_OVER_THRESHOLD, Thresholds, assess,
                                exit_code, verdict_for)
-from rstfleet.results import OK, UNREACHABLE, HostResult
+from rstfleet.results import Status, HostResult
 
 
 def probe_doc(out_rsts_delta, window=10.0, lifetime=0.0):
@@ -11,7 +11,7 @@ def probe_doc(out_rsts_delta, window=10.0, lifetime=0.0):
 
 
 def ok(name, delta, **kw):
-    return HostResult(name, name, OK, "", probe_doc(delta, **kw))
+    return HostResult(name, name, Status.OK, "", probe_doc(delta, **kw))
 
 
 def test_rate_is_out_rsts_growth_over_the_measured_window():
@@ -21,8 +21,8 @@ def test_rate_is_out_rsts_growth_over_the_measured_window():
 
 
 def test_hosts_rank_worst_first_and_unchecked_hosts_follow_by_name():
-    results = [ok("a", 10), HostResult("zz", "zz", UNREACHABLE, "refused"), ok("b", 500),
-               HostResult("yy", "yy", UNREACHABLE, "refused"), ok("c", 0)]
+    results = [ok("a", 10), HostResult("zz", "zz", Status.UNREACHABLE, "refused"), ok("b", 500),
+               HostResult("yy", "yy", Status.UNREACHABLE, "refused"), ok("c", 0)]
     ranked = assess(results)
     assert [a.host for a in ranked] == ["b", "a", "c", "yy", "zz"]
     assert [a.rank for a in ranked] == [1, 2, 3, None, None]
@@ -45,7 +45,7 @@ def test_spike_against_baseline_warns_below_the_rate_threshold():
 
 def test_exit_codes_are_bit_flags_for_pipelines():
     quiet, loud = ok("q", 0), ok("l", 5000)
-    missed = HostResult("m", "m", UNREACHABLE, "refused")
+    missed = HostResult("m", "m", Status.UNREACHABLE, "refused")
     assert exit_code(assess([quiet])) == EXIT_OK
     assert exit_code(assess([quiet, loud])) == EXIT_OVER_THRESHOLD
     assert exit_code(assess([quiet, missed])) == EXIT_HOSTS_MISSED

@@ -35,7 +35,7 @@ from conftest import ROOT, hosts_by_name, require_root_lab, run_cli
 from tools import ansible_module
 from rstfleet.saved import ENVELOPE_FAMILY, ENVELOPE_VERSION, load_results
 from rstfleet.probe import probe_script
-from rstfleet.results import CANCELLED, STATUSES, parse_probe_output
+from rstfleet.results import Status, STATUSES, parse_probe_output
 
 ANSIBLE_DIR = ROOT / "ansible"
 ROLE = ANSIBLE_DIR / "roles" / "rstfleet_probe"
@@ -129,7 +129,7 @@ def plugin():
 
 def test_envelope_schema_and_statuses_are_rstfleets(plugin):
     assert plugin.ENVELOPE_SCHEMA == f"{ENVELOPE_FAMILY}/{ENVELOPE_VERSION}"
-    assert set(plugin.STATUSES) == set(STATUSES) - {CANCELLED}
+    assert set(plugin.STATUSES) == set(STATUSES) - {Status.CANCELLED}
 
 
 @pytest.mark.parametrize("result, status, reason", [

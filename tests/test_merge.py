@@ -14,7 +14,7 @@ import pytest
 
 from conftest import hosts_by_name, run_cli
 from rstfleet.saved import load_merged, load_results, merge_warnings
-from rstfleet.results import PROBE_ERROR
+from rstfleet.results import Status
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "merge"
 SHARD1 = str(FIX / "shard1-report.json")
@@ -127,7 +127,7 @@ def test_foreign_or_broken_files_are_refused_with_their_name(tmp_path):
 def test_unsupported_probe_schema_inside_an_envelope_makes_that_host_probe_error():
     results, _ = load_results([SHARD1, str(FIX / "probe-schema-2.json")])
     h07 = by_host(results)["h07"]
-    assert h07.status == PROBE_ERROR and h07.probe is None
+    assert h07.status == Status.PROBE_ERROR and h07.probe is None
     assert "probe schema 2" in h07.reason and "supported 1" in h07.reason
     assert by_host(results)["h01"].status == "ok"  # the others are untouched
 
@@ -145,7 +145,7 @@ def test_envelope_probes_are_validated_like_live_probe_output(tmp_path, mutate, 
     path = tmp_path / "h04.json"
     path.write_text(json.dumps(envelope))
     (result,), _ = load_results([str(path)])
-    assert result.status == PROBE_ERROR and reason in result.reason and result.probe is None
+    assert result.status == Status.PROBE_ERROR and reason in result.reason and result.probe is None
 
 
 def test_report_hosts_are_validated_too(tmp_path):
@@ -154,7 +154,7 @@ def test_report_hosts_are_validated_too(tmp_path):
     path = tmp_path / "edited.json"
     path.write_text(json.dumps(document))
     results, _ = load_results([str(path)])
-    assert by_host(results)["h01"].status == PROBE_ERROR and "probe schema 3" in by_host(results)["h01"].reason
+    assert by_host(results)["h01"].status == Status.PROBE_ERROR and "probe schema 3" in by_host(results)["h01"].reason
 
 
 def test_ok_without_probe_and_unknown_status_become_probe_error(tmp_path):
@@ -162,8 +162,8 @@ def test_ok_without_probe_and_unknown_status_become_probe_error(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(dict(base, host="a1", status="ok", reason="")))
     (tmp_path / "b.json").write_text(json.dumps(dict(base, host="b1", status="exploded", reason="it blew up")))
     hosts = by_host(load_results([str(tmp_path)])[0])
-    assert hosts["a1"].status == PROBE_ERROR and "no probe document" in hosts["a1"].reason
-    assert hosts["b1"].status == PROBE_ERROR
+    assert hosts["a1"].status == Status.PROBE_ERROR and "no probe document" in hosts["a1"].reason
+    assert hosts["b1"].status == Status.PROBE_ERROR
     assert "unknown status 'exploded'" in hosts["b1"].reason and "it blew up" in hosts["b1"].reason
 
 

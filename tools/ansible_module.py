@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from rstfleet.probe import probe_script
+from rstfleet.probe.host.limits import MAX_WINDOW_S, SELF_BOUND_MARGIN_S, WINDOW_S
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODULE_PATH = REPO_ROOT / "ansible" / "roles" / "rstfleet_probe" / "library" / "rstfleet_probe.py"
@@ -55,12 +56,12 @@ description:
   - The probe is embedded in this file, so nothing else is copied to the host. With pipelining the
     module reaches the host's Python on stdin; the role forces pipelining on its task.
   - Read-only; supports check mode (the probe only reads counters).
-  - The probe bounds its own life (window + 30 s, SIGALRM).
+  - The probe bounds its own life (window + %(self_bound)g s, SIGALRM).
 options:
   window:
     description: Seconds between the two counter snapshots (the alert's own window is 10).
     type: float
-    default: 10.0
+    default: %(window)r
   trace:
     description: Also record each reset through the kernel's tcp_send_reset tracepoint (needs root
       and tracefs), summarized as flows in C(probe.trace).
@@ -135,14 +136,14 @@ def run_probe(argv):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            window=dict(type="float", default=10.0),
+            window=dict(type="float", default=%(window)r),
             trace=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     window = module.params["window"]
-    if not 0 <= window <= 3600:
-        module.fail_json(msg="window must be between 0 and 3600 seconds, got %%r" %% (window,),
+    if not 0 <= window <= %(max_window)r:
+        module.fail_json(msg="window must be between 0 and %(max_window)g seconds, got %%r" %% (window,),
                          probe_sha256=PROBE_SHA256, elapsed_s=0.0)
     argv = ["--window", repr(float(window))]
     if module.params["trace"]:
@@ -185,8 +186,9 @@ def render() -> str:
     lines = "".join(f"    {piece!r}\n" for line in script.splitlines(keepends=True)
                     for piece in _pieces(line))
     params = {"regenerate": REGENERATE, "schema": SCHEMA,
-              "sha256": hashlib.sha256(probe_script()).hexdigest()}
-    return _HEADER % params + lines + _FOOTER % {}
+              "sha256": hashlib.sha256(probe_script()).hexdigest(), "window": WINDOW_S,
+              "max_window": MAX_WINDOW_S, "self_bound": SELF_BOUND_MARGIN_S}
+    return _HEADER % params + lines + _FOOTER % params
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,3 +73,13 @@ def read_stored_pcap(capture: dict) -> bytes | None:
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_STORED_PCAP:
             return None
         return handle.read(MAX_STORED_PCAP)
+
+
+def store_captures(results: list[HostResult], base: str | os.PathLike, stamp: str) -> Path | None:
+    """Save every host's capture under base/stamp (made only when some host captured)."""
+    if not any((r.probe or {}).get("capture", {}).get("pcap_b64") for r in results):
+        return None
+    run_dir = make_run_dir(base, stamp)
+    for result in results:
+        save_capture(result, run_dir)
+    return run_dir

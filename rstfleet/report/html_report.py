@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from ..analysis import Assessment, Thresholds
+from ..analysis import Assessment, Thresholds, Verdict
 from . import view
 from .chart import stacked_bars
 from .escape import html_text as h
@@ -54,7 +54,7 @@ def _cards(assessments: list[Assessment], total: float, meta: dict) -> str:
     counts = [(str(len(assessments)), "hosts"), (str(len(view.checked(assessments))), "checked"),
               (str(len(view.not_checked(assessments))), "not checked"),
               (f"{total:.1f}", "resets/s sent in total"),
-              (str(sum(a.verdict in ("warn", "crit") for a in assessments)), "warn or crit"),
+              (str(sum(a.verdict in (Verdict.WARN, Verdict.CRIT) for a in assessments)), "warn or crit"),
               (h(meta.get("exit_code")), "exit code")]
     return '<div class="cards">' + "".join(f'<div class="card"><b>{value}</b><span>{label}</span></div>'
                                            for value, label in counts) + "</div>"

@@ -16,7 +16,7 @@ import dataclasses
 import json
 import time
 
-from ..analysis import Assessment, Thresholds
+from ..analysis import Assessment, Thresholds, Verdict
 from ..fleet import summarize_fleet
 
 REPORT_SCHEMA = "rstfleet.report/1"
@@ -61,8 +61,8 @@ def report_document(assessments: list[Assessment], thresholds: Thresholds, meta:
             "hosts": len(assessments),
             "checked": len(checked),
             "not_checked": len(assessments) - len(checked),
-            "warn": sum(a.verdict == "warn" for a in assessments),
-            "crit": sum(a.verdict == "crit" for a in assessments),
+            "warn": sum(a.verdict == Verdict.WARN for a in assessments),
+            "crit": sum(a.verdict == Verdict.CRIT for a in assessments),
             "resets_sent_per_s_total": sum(a.resets_sent_per_s or 0.0 for a in checked),
             "wall_s": meta.get("wall_s"),
         },

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 import xml.etree.ElementTree as ET
 
-from ..analysis import Assessment, Thresholds
+from ..analysis import Assessment, Thresholds, Verdict
 from . import view
 from .escape import xml_block, xml_text
 
@@ -34,7 +34,7 @@ def _detail(a: Assessment) -> str:
 
 
 def _failure_message(a: Assessment, thresholds: Thresholds) -> str:
-    limit = thresholds.crit if a.verdict == "crit" else thresholds.warn
+    limit = thresholds.crit if a.verdict == Verdict.CRIT else thresholds.warn
     why = f"{a.verdict} ≥ {limit:g}/s"
     if a.spike:
         why += f"; spike over {thresholds.spike_factor:g}× baseline {view.rate_text(a.baseline_per_s)}/s"
@@ -50,7 +50,7 @@ def _testcase(suite: ET.Element, a: Assessment, thresholds: Thresholds) -> str:
             xml_text(a.result.reason, 1000)
         return "error"
     outcome = "passed"
-    if a.verdict in ("warn", "crit"):
+    if a.verdict in (Verdict.WARN, Verdict.CRIT):
         message = _failure_message(a, thresholds)
         commands = "\n".join(f"next: {c}" for c in view.next_commands(a))
         ET.SubElement(case, "failure", type=a.verdict, message=xml_text(message, 400)).text = \

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 
-from ..analysis import Assessment, Thresholds
+from ..analysis import Assessment, Thresholds, Verdict
 from . import view
 from .escape import markdown as md
 from .escape import markdown_code
 
-VERDICT_MARK = {"crit": "🔴 crit", "warn": "🟠 warn", "ok": "🟢 ok", "unknown": "⚪ unknown"}
+VERDICT_MARK = {Verdict.CRIT: "🔴 crit", Verdict.WARN: "🟠 warn", Verdict.OK: "🟢 ok", Verdict.UNKNOWN: "⚪ unknown"}
 
 
 def _row(cells: list[str]) -> str:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from ..analysis import Assessment, Thresholds
+from ..analysis import Assessment, Thresholds, Verdict
 from . import view
 from .escape import terminal
 
-COLOURS = {"crit": "\x1b[1;31m", "warn": "\x1b[33m", "ok": "\x1b[32m", "unknown": "\x1b[2m"}
+COLOURS = {Verdict.CRIT: "\x1b[1;31m", Verdict.WARN: "\x1b[33m", Verdict.OK: "\x1b[32m", Verdict.UNKNOWN: "\x1b[2m"}
 RESET = "\x1b[0m"
 
 

@@ -17,14 +17,13 @@ from typing import Callable
 
 from ..inventory import Host
 from ..probe import probe_argv, probe_script_for
-from ..results import (BECOME_FAILED, CANCELLED, NO_PYTHON, OK, PROBE_ERROR, TIMEOUT, UNREACHABLE, HostResult,
-                      ProbeOutputError, parse_probe_output)
+from ..probe.host.limits import CONNECT_TIMEOUT_S, FORKS, PROBE_MARGIN_S, WINDOW_S
+from ..results import Status, HostResult, ProbeOutputError, parse_probe_output
 from ..textsafe import last_line, printable
 from ..transport import DEFAULT_MAX_OUTPUT, RunResult, Transport, TransportError
 
 log = logging.getLogger("rstfleet.orchestrator")
 
-DEFAULT_FORKS = 200
 STUCK_THREAD_GRACE_S = 5.0
 FDS_PER_HOST = 3          # an SSH socket plus transient key/known_hosts reads; local: 3 pipes
 FDS_RESERVED = 64         # stdio, logging, imports, the report file
@@ -53,10 +52,10 @@ def forks_within_fd_limit(forks: int) -> int:
 
 @dataclass
 class SweepSettings:
-    window_s: float = 10.0
-    forks: int = DEFAULT_FORKS
-    connect_timeout_s: float = 10.0
-    margin_s: float = 15.0          # time allowed beyond the window for python start-up and reply
+    window_s: float = WINDOW_S
+    forks: int = FORKS
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    margin_s: float = PROBE_MARGIN_S         # time allowed beyond the window for python start-up and reply
     max_output: int = DEFAULT_MAX_OUTPUT
     probe_options: tuple[str, ...] = ()   # e.g. ("--trace",), ("--capture", "60", "--owners", "auto")
 
@@ -70,32 +69,32 @@ def classify(run: RunResult, settings: SweepSettings) -> tuple[str, str, dict | 
     """Turn a finished command into (status, reason, probe document)."""
     stderr = run.stderr.decode("utf-8", "replace")
     if run.timed_out:
-        return TIMEOUT, (f"probe did not finish within its deadline "
+        return Status.TIMEOUT, (f"probe did not finish within its deadline "
                          f"({settings.host_budget_s:.0f} s); the host may be overloaded or hung"), None
     if run.truncated:
-        return PROBE_ERROR, (f"probe output exceeded {settings.max_output} bytes and was cut; "
+        return Status.PROBE_ERROR, (f"probe output exceeded {settings.max_output} bytes and was cut; "
                              f"raise --max-output if this host is trusted"), None
     if "sudo:" in stderr and run.exit_code not in (0, None):
         if "password is required" in stderr or "a terminal is required" in stderr:
-            return BECOME_FAILED, "sudo needs a password on this host: rerun with -K", None
+            return Status.BECOME_FAILED, "sudo needs a password on this host: rerun with -K", None
         if "incorrect password" in stderr:
-            return BECOME_FAILED, "sudo rejected the become password given with -K", None
-        return BECOME_FAILED, f"sudo failed: {last_line(run.stderr)}", None
+            return Status.BECOME_FAILED, "sudo rejected the become password given with -K", None
+        return Status.BECOME_FAILED, f"sudo failed: {last_line(run.stderr)}", None
     if run.exit_code is None:
-        return UNREACHABLE, ("connection lost before the probe finished (the host went down or its "
+        return Status.UNREACHABLE, ("connection lost before the probe finished (the host went down or its "
                              "sshd was killed); check the host, then rerun"), None
     if run.exit_code == -1 and not stderr.strip():
-        return PROBE_ERROR, ("the probe was killed on the host before it finished (exit signal, "
+        return Status.PROBE_ERROR, ("the probe was killed on the host before it finished (exit signal, "
                              "no exit status); check the host's OOM killer: dmesg | tail"), None
     if run.exit_code == 127 or ("python3" in stderr and "not found" in stderr):
-        return NO_PYTHON, ("python3 is not installed or not on PATH on this host "
+        return Status.NO_PYTHON, ("python3 is not installed or not on PATH on this host "
                            "(Debian/Ubuntu: apt-get install python3-minimal)"), None
     if run.exit_code != 0:
-        return PROBE_ERROR, f"probe exited with {run.exit_code}: {last_line(run.stderr)}", None
+        return Status.PROBE_ERROR, f"probe exited with {run.exit_code}: {last_line(run.stderr)}", None
     try:
-        return OK, "", parse_probe_output(run.stdout)
+        return Status.OK, "", parse_probe_output(run.stdout)
     except ProbeOutputError as exc:
-        return PROBE_ERROR, printable(str(exc)), None
+        return Status.PROBE_ERROR, printable(str(exc)), None
 
 
 def probe_host(host: Host, transport: Transport, settings: SweepSettings) -> HostResult:
@@ -110,7 +109,7 @@ def probe_host(host: Host, transport: Transport, settings: SweepSettings) -> Hos
         status, reason, probe = exc.status, printable(exc.reason, 400), None
     except Exception as exc:  # a bug or an unforeseen library error must not sink the sweep
         log.exception("unexpected error on %s", host.name)
-        status, reason, probe = PROBE_ERROR, printable(f"internal error: {type(exc).__name__}: {exc}"), None
+        status, reason, probe = Status.PROBE_ERROR, printable(f"internal error: {type(exc).__name__}: {exc}"), None
     finally:
         try:
             transport.close()
@@ -132,9 +131,9 @@ def sweep(hosts: list[Host], transport_for: Callable[[Host], Transport], setting
     stopping = threading.Event()
 
     def record(result: HostResult) -> None:
-        if stopping.is_set() and result.status != OK:
+        if stopping.is_set() and result.status != Status.OK:
             # The session was closed by our own Ctrl-C handling, not by the host.
-            result = HostResult(result.host, result.address, CANCELLED,
+            result = HostResult(result.host, result.address, Status.CANCELLED,
                                 "run interrupted (Ctrl-C) before this host finished", None,
                                 result.elapsed_s, result.groups)
         with cond:
@@ -177,7 +176,7 @@ def sweep(hosts: list[Host], transport_for: Callable[[Host], Transport], setting
                          if name not in results and now - t > overdue_after]
                 for name in stuck:
                     host = next(h for h in hosts if h.name == name)
-                    results[name] = HostResult(name, host.address, TIMEOUT,
+                    results[name] = HostResult(name, host.address, Status.TIMEOUT,
                                                f"no result within {overdue_after:.0f} s; abandoned",
                                                None, now - started[name], host.groups)
                 waits = [started[n] + overdue_after - now for n in started if n not in results]
@@ -188,7 +187,7 @@ def sweep(hosts: list[Host], transport_for: Callable[[Host], Transport], setting
             sessions = list(active.values())
             for host in hosts:
                 results.setdefault(host.name, HostResult(
-                    host.name, host.address, CANCELLED,
+                    host.name, host.address, Status.CANCELLED,
                     "run interrupted (Ctrl-C) before this host finished", None, 0.0, host.groups))
         for transport in sessions:
             try:

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from ..results import OK, HostResult
+from ..results import Status, HostResult
 
 
 class Progress:
@@ -34,7 +34,7 @@ class Progress:
     def on_result(self, result: HostResult) -> None:
         with self._lock:
             self.done += 1
-            self.failed += result.status != OK
+            self.failed += result.status != Status.OK
         self._draw()
 
     def _tick(self) -> None:

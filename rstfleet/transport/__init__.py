@@ -7,9 +7,9 @@ authenticate raise TransportError carrying a result status and a reason a person
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
-DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
+from ..probe.host.limits import MAX_OUTPUT as DEFAULT_MAX_OUTPUT
 
 
 @dataclass
@@ -35,3 +35,24 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release the connection; safe to call twice."""
+
+
+def transport_factory(ssh, become_password: str | None = None) -> Callable[..., Transport]:
+    """One transport per host: local for ansible_connection=local, SSH otherwise.
+
+    ``ssh`` is a Plan's SSHOptions; the SSH stack is imported only when a host needs it."""
+    from .local import LocalTransport
+    from .ssh import SharedCredentials, SSHSettings, SSHTransport, load_ssh_config
+
+    settings = SSHSettings(user=ssh.user, key_file=ssh.private_key, known_hosts_files=ssh.known_hosts,
+                           accept_new_host_keys=ssh.accept_new_host_keys,
+                           connect_timeout=ssh.connect_timeout_s, ssh_config_path=ssh.ssh_config,
+                           become=ssh.become, become_password=become_password)
+    config = load_ssh_config(ssh.ssh_config)
+    shared = SharedCredentials()
+
+    def transport_for(host) -> Transport:
+        if host.connection == "local":
+            return LocalTransport(become=settings.become or host.become)
+        return SSHTransport(host, settings, config, shared)
+    return transport_for

@@ -9,7 +9,7 @@ import sys
 import time
 
 from . import DEFAULT_MAX_OUTPUT, RunResult, TransportError
-from ..results import NO_PYTHON
+from ..results import Status
 
 
 class LocalTransport:
@@ -33,7 +33,7 @@ class LocalTransport:
                 self._resolve(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, start_new_session=True)
         except FileNotFoundError as exc:
-            raise TransportError(NO_PYTHON, f"cannot start {exc.filename}: not installed") from None
+            raise TransportError(Status.NO_PYTHON, f"cannot start {exc.filename}: not installed") from None
         try:
             out, err = self._process.communicate(stdin, timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 import paramiko
 
 from . import DEFAULT_MAX_OUTPUT, RunResult, TransportError
+from ..probe.host.limits import CONNECT_TIMEOUT_S
 from ..inventory import Host
-from ..results import AUTH_FAILED, HOST_KEY_REJECTED, TIMEOUT, UNREACHABLE
+from ..results import Status
 
 READ_CHUNK = 65536
 IDLE_TICK_S = 2.0
@@ -47,7 +48,7 @@ class SSHSettings:
     key_file: str | None = None
     known_hosts_files: tuple[str, ...] = ()
     accept_new_host_keys: bool = False
-    connect_timeout: float = 10.0
+    connect_timeout: float = CONNECT_TIMEOUT_S
     ssh_config_path: str | None = "~/.ssh/config"
     become: bool = False
     become_password: str | None = field(default=None, repr=False)
@@ -201,38 +202,38 @@ class SSHTransport:
             client.get_transport().sock.settimeout(IDLE_TICK_S)
         except UnknownHostKey as exc:
             client.close()
-            raise TransportError(HOST_KEY_REJECTED,
+            raise TransportError(Status.HOST_KEY_REJECTED,
                                  f"host key of {exc.hostname} ({exc.key.get_name()} "
                                  f"{exc.key.fingerprint}) is not in known_hosts; to trust it: "
                                  f"{_trust_command(target)}") from None
         except paramiko.BadHostKeyException as exc:
             client.close()
-            raise TransportError(HOST_KEY_REJECTED,
+            raise TransportError(Status.HOST_KEY_REJECTED,
                                  f"host key of {target.hostname} CHANGED: it presented "
                                  f"{exc.key.get_name()} {exc.key.fingerprint}, known_hosts expects "
                                  f"{exc.expected_key.fingerprint}; possible impersonation — verify "
                                  f"the host, then update the known_hosts entry") from None
         except paramiko.AuthenticationException as exc:
             client.close()
-            raise TransportError(AUTH_FAILED, f"{where} refused authentication ({exc}); check -u, "
+            raise TransportError(Status.AUTH_FAILED, f"{where} refused authentication ({exc}); check -u, "
                                               f"--private-key or the host's authorized_keys") from None
         except (socket.timeout, TimeoutError):
             client.close()
-            raise TransportError(UNREACHABLE, f"no answer from {target.hostname}:{target.port} "
+            raise TransportError(Status.UNREACHABLE, f"no answer from {target.hostname}:{target.port} "
                                               f"within {timeout:.0f} s (host down or filtered)") from None
         except paramiko.SSHException as exc:
             client.close()
             if "banner" in str(exc).lower() or "no existing session" in str(exc).lower():
-                raise TransportError(TIMEOUT, f"{target.hostname}:{target.port} accepted TCP but sent "
+                raise TransportError(Status.TIMEOUT, f"{target.hostname}:{target.port} accepted TCP but sent "
                                               f"no SSH banner within {timeout:.0f} s (tarpit or "
                                               f"overloaded sshd)") from None
-            raise TransportError(UNREACHABLE, f"SSH negotiation with {where} failed: {exc}") from None
+            raise TransportError(Status.UNREACHABLE, f"SSH negotiation with {where} failed: {exc}") from None
         except OSError as exc:
             client.close()
             reason = exc.strerror or str(exc)
             if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
                 reason = "; ".join(sorted({e.strerror or str(e) for e in exc.errors.values()}))
-            raise TransportError(UNREACHABLE, f"cannot connect to {target.hostname}:{target.port}: "
+            raise TransportError(Status.UNREACHABLE, f"cannot connect to {target.hostname}:{target.port}: "
                                               f"{reason}") from None
         return client
 
@@ -259,9 +260,9 @@ class SSHTransport:
             channel.sendall(payload)
             channel.shutdown_write()
         except (socket.timeout, TimeoutError):
-            raise TransportError(TIMEOUT, "the host did not accept the command before the deadline") from None
+            raise TransportError(Status.TIMEOUT, "the host did not accept the command before the deadline") from None
         except (paramiko.SSHException, OSError) as exc:
-            raise TransportError(UNREACHABLE, f"SSH session failed: {exc}") from None
+            raise TransportError(Status.UNREACHABLE, f"SSH session failed: {exc}") from None
         return _collect(channel, deadline, max_output)
 
     def close(self) -> None:

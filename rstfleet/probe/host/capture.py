@@ -41,15 +41,16 @@ import subprocess
 import time
 
 from .facts import find_tool
+from .limits import CAPTURE_BYTES, CAPTURE_PACKETS, CAPTURE_S, MAX_CAPTURE_BYTES, MAX_CAPTURE_S
 
 FILTER = "tcp[tcpflags] & (tcp-rst) == (tcp-rst)"
 INTERFACE = "any"
 SNAPLEN = 256
-DEFAULT_DURATION_S = 60.0
-MAX_DURATION_S = 300.0
-DEFAULT_MAX_PACKETS = 10000
-DEFAULT_MAX_BYTES = 4 * 1024 * 1024
-MAX_BYTES_LIMIT = 8 * 1024 * 1024     # base64 of it stays well under the transport's 16 MiB
+DEFAULT_DURATION_S = CAPTURE_S
+MAX_DURATION_S = MAX_CAPTURE_S
+DEFAULT_MAX_PACKETS = CAPTURE_PACKETS
+DEFAULT_MAX_BYTES = CAPTURE_BYTES
+MAX_BYTES_LIMIT = MAX_CAPTURE_BYTES
 HARD_BOUND_MARGIN_S = 5               # timeout(1) ends tcpdump this long after the duration
 KILL_AFTER_S = 2                      # timeout(1) escalates to SIGKILL after this
 STOP_GRACE_S = 3.0                    # our own SIGINT -> SIGKILL grace (> KILL_AFTER_S)

@@ -15,8 +15,9 @@ import time
 from . import PROBE_VERSION, SCHEMA
 from .counters import TCP_KEYS, counter_deltas, read_snapshot
 from .facts import host_facts, read_sysctls, read_uptime
+from .limits import (CAPTURE_BYTES, CAPTURE_PACKETS, MAX_WINDOW_S, SELF_BOUND_MARGIN_S, WINDOW_S,
+                     measured_window)
 
-SELF_BOUND_MARGIN_S = 30.0
 MAX_FLOWS = 2000
 
 
@@ -30,12 +31,12 @@ class Stop(Exception):
 
 # name -> (type, default); argparse would cost the probe ~5 ms of imports on every host.
 OPTIONS = {
-    "window": (float, 10.0),
+    "window": (float, WINDOW_S),
     "max-runtime": (float, None),
     "trace": (bool, False),
     "capture": (float, 0.0),
-    "capture-packets": (int, 10000),
-    "capture-bytes": (int, 8 * 1024 * 1024),
+    "capture-packets": (int, CAPTURE_PACKETS),
+    "capture-bytes": (int, CAPTURE_BYTES),
     "force-long-capture": (bool, False),
     "owners": (str, ""),
 }
@@ -204,7 +205,7 @@ def _owners(args, document, tools):
 
 
 def run(args):
-    window = args["capture"] or args["window"]
+    window = measured_window(args["window"], args["capture"])
     extra = {}
     trace = _start_trace(extra) if args["trace"] else None
     try:
@@ -240,9 +241,9 @@ def main(argv=None):
     except UsageError as exc:
         sys.stderr.write("rstprobe: %s\n" % exc)
         return 2
-    window = args["capture"] or args["window"]
-    if not 0 <= args["window"] <= 3600 or args["capture"] < 0:
-        sys.stderr.write("rstprobe: --window must be between 0 and 3600 seconds\n")
+    window = measured_window(args["window"], args["capture"])
+    if not 0 <= args["window"] <= MAX_WINDOW_S or args["capture"] < 0:
+        sys.stderr.write("rstprobe: --window must be between 0 and %g seconds\n" % MAX_WINDOW_S)
         return 2
     bound = args["max-runtime"] or window + SELF_BOUND_MARGIN_S
     for signum in (signal.SIGALRM, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):

@@ -69,7 +69,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 PROBE_SCHEMA = 1
-PROBE_SHA256 = '677752bef9b6c5d950b5e62899cab52172b1043cca1070ee5d55ab2257638f4f'
+PROBE_SHA256 = '0308cfd1a6e64221501937004ccbd692a43b82ccdc1a1568c5a306370582e5bf'
 # rstfleet.probe.probe_script(), verbatim: the bytes `rstfleet sweep` pipes to `python3 -I -B -`.
 PROBE_SCRIPT = (
     'import sys\n'
@@ -125,15 +125,16 @@ PROBE_SCRIPT = (
     'import time\\n'
     '\\n'
     'from .facts import find_tool\\n'
+    'from .limits import CAPTURE_BYTES, CAPTURE_PACKETS, CAPTURE_S, MAX_CAPTURE_BYTES, MAX_CAPTURE_S\\n'
     '\\n'
     'FILTER = "tcp[tcpflags] & (tcp-rst) == (tcp-rst)"\\n'
     'INTERFACE = "any"\\n'
     'SNAPLEN = 256\\n'
-    'DEFAULT_DURATION_S = 60.0\\n'
-    'MAX_DURATION_S = 300.0\\n'
-    'DEFAULT_MAX_PACKETS = 10000\\n'
-    'DEFAULT_MAX_BYTES = 4 * 1024 * 1024\\n'
-    "MAX_BYTES_LIMIT = 8 * 1024 * 1024     # base64 of it stays well under the transport\\'s 16 MiB\\n"
+    'DEFAULT_DURATION_S = CAPTURE_S\\n'
+    'MAX_DURATION_S = MAX_CAPTURE_S\\n'
+    'DEFAULT_MAX_PACKETS = CAPTURE_PACKETS\\n'
+    'DEFAULT_MAX_BYTES = CAPTURE_BYTES\\n'
+    'MAX_BYTES_LIMIT = MAX_CAPTURE_BYTES\\n'
     'HARD_BOUND_MARGIN_S = 5               # timeout(1) ends tcpdump this long after the duration\\n'
     'KILL_AFTER_S = 2                      # timeout(1) escalates to SIGKILL after this\\n'
     'STOP_GRACE_S = 3.0                    # our own SIGINT -> SIGKILL grace (> KILL_AFTER_S)\\n'
@@ -521,6 +522,41 @@ PROBE_SCRIPT = (
     '        "has_tcpdump": tcpdump is not None,\\n'
     '        "has_lsof": lsof is not None,\\n'
     '    }\\n'
+    '\', \'limits\': \'"""The one home of rstfleet\\\'s defaults and bounds (stdlib only: it also ships to every host).\\n'
+    '\\n'
+    'The command line, playbooks, the Plan, the probe and the Ansible module generator import these\\n'
+    'names instead of restating a number, so a default or a bound changes in one place.\\n'
+    '"""\\n'
+    '\\n'
+    "WINDOW_S = 10.0            # the alert\\'s own window: Netdata\\'s 10s_ipv4_tcp_resets_sent\\n"
+    'MAX_WINDOW_S = 3600.0      # the probe refuses longer windows\\n'
+    "CAPTURE_S = 60.0           # triage\\'s phase 2 capture: the guide\\'s 60 s minimum\\n"
+    "MAX_CAPTURE_S = 300.0      # the guide\\'s 5 minutes; longer needs force\\n"
+    'CAPTURE_PACKETS = 10000\\n'
+    'MAX_CAPTURE_PACKETS = 2 ** 31 - 1          # tcpdump -c takes a C int\\n'
+    "CAPTURE_BYTES = 8 * 1024 * 1024            # default and cap of one host\\'s pcap\\n"
+    'MIN_CAPTURE_BYTES = 1024\\n'
+    'MAX_CAPTURE_BYTES = 8 * 1024 * 1024        # base64 of it stays well under MAX_OUTPUT\\n'
+    'PHASE2_TOP = 5             # triage digs into this many worst hosts\\n'
+    '\\n'
+    'FORKS = 200                # hosts probed at once\\n'
+    'CONNECT_TIMEOUT_S = 10.0\\n'
+    'MAX_OUTPUT = 16 * 1024 * 1024              # bytes read from one host\\n'
+    "PROBE_MARGIN_S = 15.0      # a host\\'s deadline beyond connect + window: python start-up, reply\\n"
+    'SELF_BOUND_MARGIN_S = 30.0  # the probe stops itself this long after its window, whatever happens\\n'
+    '\\n'
+    'WARN = 10.0                # resets sent/s\\n'
+    'CRIT = 100.0\\n'
+    'SPIKE_FACTOR = 10.0        # window rate over this multiple of the lifetime baseline is a spike\\n'
+    'SPIKE_FLOOR = 5.0          # ... with the baseline floored at this many resets/s\\n'
+    'FAIL_ON = ("warn", "crit", "never")\\n'
+    'FAIL_ON_DEFAULT = "warn"\\n'
+    '\\n'
+    '\\n'
+    'def measured_window(window_s, capture_s):\\n'
+    '    """A capture replaces the window: the counters are sampled around it (one rule, used by the\\n'
+    '    probe and by the controller\\\'s deadlines)."""\\n'
+    '    return capture_s or window_s\\n'
     '\', \'main\': \'"""Probe entry point: sample the counters over the window and print one JSON document.\\n'
     '\\n'
     'Runs as `python3 -I -B - --window 10` with this package on stdin. It bounds itself (SIGALRM at the\\n'
@@ -538,8 +574,9 @@ PROBE_SCRIPT = (
     'from . import PROBE_VERSION, SCHEMA\\n'
     'from .counters import TCP_KEYS, counter_deltas, read_snapshot\\n'
     'from .facts import host_facts, read_sysctls, read_uptime\\n'
+    'from .limits import (CAPTURE_BYTES, CAPTURE_PACKETS, MAX_WINDOW_S, SELF_BOUND_MARGIN_S, WINDOW_S,\\n'
+    '                     measured_window)\\n'
     '\\n'
-    'SELF_BOUND_MARGIN_S = 30.0\\n'
     'MAX_FLOWS = 2000\\n'
     '\\n'
     '\\n'
@@ -553,12 +590,12 @@ PROBE_SCRIPT = (
     '\\n'
     '# name -> (type, default); argparse would cost the probe ~5 ms of imports on every host.\\n'
     'OPTIONS = {\\n'
-    '    "window": (float, 10.0),\\n'
+    '    "window": (float, WINDOW_S),\\n'
     '    "max-runtime": (float, None),\\n'
     '    "trace": (bool, False),\\n'
     '    "capture": (float, 0.0),\\n'
-    '    "capture-packets": (int, 10000),\\n'
-    '    "capture-bytes": (int, 8 * 1024 * 1024),\\n'
+    '    "capture-packets": (int, CAPTURE_PACKETS),\\n'
+    '    "capture-bytes": (int, CAPTURE_BYTES),\\n'
     '    "force-long-capture": (bool, False),\\n'
     '    "owners": (str, ""),\\n'
     '}\\n'
@@ -728,7 +765,7 @@ PROBE_SCRIPT = (
     '\\n'
     '\\n'
     'def run(args):\\n'
-    '    window = args["capture"] or args["window"]\\n'
+    '    window = measured_window(args["window"], args["capture"])\\n'
     '    extra = {}\\n'
     '    trace = _start_trace(extra) if args["trace"] else None\\n'
     '    try:\\n'
@@ -765,10 +802,10 @@ PROBE_SCRIPT = (
     '        sys.stderr.write("rstprobe: %s\\\\n'
     '" % exc)\\n'
     '        return 2\\n'
-    '    window = args["capture"] or args["window"]\\n'
-    '    if not 0 <= args["window"] <= 3600 or args["capture"] < 0:\\n'
-    '        sys.stderr.write("rstprobe: --window must be between 0 and 3600 seconds\\\\n'
-    '")\\n'
+    '    window = measured_window(args["window"], args["capture"])\\n'
+    '    if not 0 <= args["window"] <= MAX_WINDOW_S or args["capture"] < 0:\\n'
+    '        sys.stderr.write("rstprobe: --window must be between 0 and %g seconds\\\\n'
+    '" % MAX_WINDOW_S)\\n'
     '        return 2\\n'
     '    bound = args["max-runtime"] or window + SELF_BOUND_MARGIN_S\\n'
     '    for signum in (signal.SIGALRM, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):\\n'
@@ -1446,7 +1483,7 @@ def main():
         supports_check_mode=True,
     )
     window = module.params["window"]
-    if not 0 <= window <= 3600:
+    if not 0 <= window <= 3600.0:
         module.fail_json(msg="window must be between 0 and 3600 seconds, got %r" % (window,),
                          probe_sha256=PROBE_SHA256, elapsed_s=0.0)
     argv = ["--window", repr(float(window))]

@@ -1,0 +1,35 @@
+"""The one home of rstfleet's defaults and bounds (stdlib only: it also ships to every host).
+
+The command line, playbooks, the Plan, the probe and the Ansible module generator import these
+names instead of restating a number, so a default or a bound changes in one place.
+"""
+
+WINDOW_S = 10.0            # the alert's own window: Netdata's 10s_ipv4_tcp_resets_sent
+MAX_WINDOW_S = 3600.0      # the probe refuses longer windows
+CAPTURE_S = 60.0           # triage's phase 2 capture: the guide's 60 s minimum
+MAX_CAPTURE_S = 300.0      # the guide's 5 minutes; longer needs force
+CAPTURE_PACKETS = 10000
+MAX_CAPTURE_PACKETS = 2 ** 31 - 1          # tcpdump -c takes a C int
+CAPTURE_BYTES = 8 * 1024 * 1024            # default and cap of one host's pcap
+MIN_CAPTURE_BYTES = 1024
+MAX_CAPTURE_BYTES = 8 * 1024 * 1024        # base64 of it stays well under MAX_OUTPUT
+PHASE2_TOP = 5             # triage digs into this many worst hosts
+
+FORKS = 200                # hosts probed at once
+CONNECT_TIMEOUT_S = 10.0
+MAX_OUTPUT = 16 * 1024 * 1024              # bytes read from one host
+PROBE_MARGIN_S = 15.0      # a host's deadline beyond connect + window: python start-up, reply
+SELF_BOUND_MARGIN_S = 30.0  # the probe stops itself this long after its window, whatever happens
+
+WARN = 10.0                # resets sent/s
+CRIT = 100.0
+SPIKE_FACTOR = 10.0        # window rate over this multiple of the lifetime baseline is a spike
+SPIKE_FLOOR = 5.0          # ... with the baseline floored at this many resets/s
+FAIL_ON = ("warn", "crit", "never")
+FAIL_ON_DEFAULT = "warn"
+
+
+def measured_window(window_s, capture_s):
+    """A capture replaces the window: the counters are sampled around it (one rule, used by the
+    probe and by the controller's deadlines)."""
+    return capture_s or window_s
