@@ -18,7 +18,8 @@ from enum import Enum
 from .probe.host.limits import CRIT, FAIL_ON_DEFAULT, SPIKE_FACTOR, SPIKE_FLOOR, WARN
 from .evidence.causes import HostEvidence, severity
 from .evidence.host import host_evidence
-from .results import Status, HostResult
+from .probe.document import ProbeDocument
+from .results import HostResult, Status
 
 
 
@@ -68,10 +69,9 @@ class Assessment:
         return self.result.host
 
 
-def resets_rate(probe: dict) -> tuple[float | None, float | None]:
+def resets_rate(document: ProbeDocument) -> tuple[float | None, float | None]:
     """(OutRsts per second over the window, measured window in seconds)."""
-    window = probe["window"]["measured_s"]
-    delta = probe["tcp"]["delta"].get("OutRsts")
+    window, delta = document.measured_s, document.out_rsts
     if delta is None or window <= 0:
         return None, window
     return delta / window, window
@@ -109,8 +109,8 @@ def assess(results: list[HostResult], thresholds: Thresholds = Thresholds()) -> 
         if result.status != Status.OK or result.probe is None:
             missed.append(Assessment(result, None, None, None, Verdict.UNKNOWN, False, None))
             continue
-        rate, window = resets_rate(result.probe)
-        baseline = (result.probe.get("baseline") or {}).get("OutRsts_per_s_lifetime")
+        rate, window = resets_rate(result.document)
+        baseline = result.document.baseline_per_s
         verdict, spike = verdict_for(rate, baseline, thresholds)
         evidence = host_evidence(result)
         score, explained = score_for(rate, spike, evidence)

@@ -211,10 +211,12 @@ def cmd_probe(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from .evidence.captures import attach_stored_captures
     from .plan import Outputs
     merged = load_merged(args.files)
     for warning in merged.warnings:
         print(f"rstfleet: warning: {printable(warning, 300)}", file=sys.stderr)
+    attach_stored_captures(merged.results)
     thresholds = Thresholds(args.warn, args.crit, args.spike_factor, args.spike_floor)
     assessments = assess(merged.results, thresholds)
     code = exit_code(assessments, args.fail_on)

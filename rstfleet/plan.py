@@ -22,7 +22,6 @@ from .analysis import Thresholds
 from .inventory import Host, Inventory, load_inventory, localhost_inventory
 from .probe.host.limits import (CAPTURE_BYTES, CONNECT_TIMEOUT_S, FAIL_ON, FAIL_ON_DEFAULT, FORKS,
                                 MAX_CAPTURE_BYTES, MAX_CAPTURE_PACKETS, MAX_CAPTURE_S, MAX_WINDOW_S, MIN_CAPTURE_BYTES, PHASE2_TOP, PROBE_MARGIN_S, SPIKE_FLOOR,
-                                WINDOW_S,
                                 measured_window)
 from .sweep.pool import SweepSettings
 

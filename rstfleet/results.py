@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .probe.document import ProbeDocument
 from .probe.schema import ShapeError, check_document
 
 class Status(str, Enum):
@@ -56,10 +57,25 @@ class HostResult:
     probe: dict | None = None
     elapsed_s: float = 0.0
     groups: tuple[str, ...] = field(default_factory=tuple)
+    # The capture's bytes, when the controller has them (evidence/captures.py loads or saves them:
+    # analysis reads no files); capture_note says why a capture named in the document is missing.
+    pcap: bytes | None = field(default=None, repr=False, compare=False)
+    capture_note: str = field(default="", compare=False)
 
     @property
     def checked(self) -> bool:
         return self.status == Status.OK
+
+    @property
+    def document(self) -> ProbeDocument | None:
+        """The probe document as typed records (built from the validated JSON on first use)."""
+        if self.probe is None:
+            return None
+        cached = self.__dict__.get("_document")
+        if cached is None or cached[0] is not self.probe:
+            cached = (self.probe, ProbeDocument.from_checked(self.probe))
+            self.__dict__["_document"] = cached
+        return cached[1]
 
 
 def _depth(value, limit: int, level: int = 0) -> int:

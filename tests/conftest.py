@@ -1,73 +1,27 @@
-"""Shared helpers: run the real CLI as a subprocess, and a lab fleet that is always torn down."""
+"""Fixtures shared by tests/unit and tests/e2e; helpers live in tests/helpers.py."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import require_root_lab
 
 
-def run_cli(*args: str, timeout: float = 120, input: bytes | None = None) -> subprocess.CompletedProcess:
-    """`python -m rstfleet ARGS` exactly as a user would run it (fresh process, real stdout/exit code)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "rstfleet", *args], capture_output=True,
-                          timeout=timeout, env=env, input=input, cwd=str(ROOT))
-
-
-def json_report(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def hosts_by_name(report: dict) -> dict:
-    return {h["host"]: h for h in report["hosts"]}
-
-
-def require_root_lab() -> None:
-    """The lab is the real path: its absence is a failure, not a skip."""
-    if os.geteuid() != 0:
-        pytest.fail("lab tests need root (network namespaces); run scripts/test.sh as root")
-    if not Path("/usr/sbin/sshd").exists():
-        pytest.fail("lab tests need /usr/sbin/sshd: apt-get install openssh-server (scripts/test.sh does)")
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/e2e needs root and the real lab tools: marked, so `-m "not e2e"`
+    runs the fast unit tests alone."""
+    for item in items:
+        if f"{os.sep}e2e{os.sep}" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="module")
 def lab5():
     """Five lab hosts for one test module, removed afterwards whatever happens."""
     require_root_lab()
-    from rstfleet_lab import fleet as labmod
+    from rstfleet_lab import lab_context
     name = "e" + str(os.getpid() % 10000)
-    with labmod.lab_context(5, name) as lab:
+    with lab_context(5, name) as lab:
         yield lab
-
-
-def lab_leftovers(lab) -> list[str]:
-    """rstfleet processes still running inside the lab's hosts (probe, tcpdump, timeout)."""
-    from rstfleet_lab import namespace_pids
-    left = []
-    for ns, pids in namespace_pids([h.namespace for h in lab.hosts]).items():
-        for pid in pids:
-            try:
-                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"sshd" in argv[0]:
-                continue
-            left.append(f"{ns}:{pid}:{b' '.join(argv).decode(errors='replace')[:80]}")
-    return left
-
-
-def wait_until_clean(lab, bound_s: float) -> list[str]:
-    """Poll until no rstfleet process is left in the lab (or the bound passes); return leftovers."""
-    import time
-    deadline = time.monotonic() + bound_s
-    while True:
-        left = lab_leftovers(lab)
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.1)

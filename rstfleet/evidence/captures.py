@@ -52,27 +52,38 @@ def save_capture(result: HostResult, run_dir: Path | None) -> bytes | None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         capture["path"] = str(path)
+    result.pcap = data
     return data
 
 
 MAX_STORED_PCAP = 64 * 1024 * 1024
 
 
-def read_stored_pcap(capture: dict) -> bytes | None:
-    """The capture the controller saved (the path is ours: host-sent paths are dropped on
-    validation); a regular file of bounded size, never a device or a file descriptor."""
+def read_stored_pcap(capture: dict) -> tuple[bytes | None, str]:
+    """(the capture the controller saved, or None and why not). The path is ours: host-sent
+    paths are dropped on validation; a regular file of bounded size, never a device or a fd."""
     path = capture.get("path")
     if not isinstance(path, str) or not path:
-        return None
+        return None, ""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except (OSError, ValueError):
-        return None
+    except (OSError, ValueError) as exc:
+        problem = getattr(exc, "strerror", None) or str(exc)
+        return None, (f"capture {path} is unavailable ({problem}): its ports, peers and scan "
+                      f"evidence are missing from this report; keep the run folder with the JSON")
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_STORED_PCAP:
-            return None
-        return handle.read(MAX_STORED_PCAP)
+            return None, f"capture {path} is not a regular file of at most {MAX_STORED_PCAP} bytes; ignored"
+        return handle.read(MAX_STORED_PCAP), ""
+
+
+def attach_stored_captures(results: list[HostResult]) -> None:
+    """Give saved results (``rstfleet report``) their capture bytes back, or a note saying why not."""
+    for result in results:
+        capture = (result.probe or {}).get("capture")
+        if isinstance(capture, dict) and result.pcap is None:
+            result.pcap, result.capture_note = read_stored_pcap(capture)
 
 
 def store_captures(results: list[HostResult], base: str | os.PathLike, stamp: str) -> Path | None:

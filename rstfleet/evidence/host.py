@@ -1,4 +1,7 @@
-"""Turn a probe document's evidence (tracepoint flows, capture, owners) into HostEvidence."""
+"""Turn a probe document's evidence (tracepoint flows, capture, owners) into HostEvidence.
+
+Pure: the capture's bytes come on the HostResult (evidence/captures.py reads and writes files).
+"""
 
 from __future__ import annotations
 
@@ -7,24 +10,24 @@ from collections import Counter
 from .capture_summary import bare_rst_share, summarize
 from .causes import WILDCARD_PEERS, HostEvidence, PortInfo, combine, from_counters
 from ..results import HostResult
-from .captures import read_stored_pcap
 from .pcap import PcapError, read_resets
 
 
 def host_evidence(result: HostResult) -> HostEvidence | None:
     """Everything known about why this host sent its resets, from its (validated) probe document."""
-    probe = result.probe
-    if not probe:
+    document = result.document
+    if document is None:
         return None
     used, notes = ["counters"], []
-    out_rsts = probe["tcp"]["delta"].get("OutRsts") or 0
-    trace = probe.get("trace") or {}
-    capture = probe.get("capture") or {}
+    out_rsts = document.out_rsts or 0
+    trace, capture = document.trace, document.capture
     ports: Counter = Counter()
     peers: Counter = Counter()
     scan_suspects: list[dict] = []
     bare_share: dict = {}
-    pcap = read_stored_pcap(capture) if capture else None
+    pcap = result.pcap
+    if result.capture_note:
+        notes.append(result.capture_note)
     if trace and not trace.get("available"):
         notes.append(f"no per-reset attribution: {trace.get('reason')}")
     if capture and capture.get("available") is False:
@@ -32,7 +35,7 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
     if pcap is not None:
         try:
             packets = read_resets(pcap)
-            local = set(probe.get("facts", {}).get("addresses") or [])
+            local = set(document.addresses)
             summary = summarize(packets, local)
             used.append("capture")
             ports.update(dict(summary.top_local_ports))
@@ -43,8 +46,7 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
             notes.append(f"capture unreadable: {exc}")
     if trace.get("available"):
         used.insert(0, "tracepoint")
-        causes = combine(trace, out_rsts, probe.get("tcpext_delta") or {},
-                         probe.get("sysctls") or {}, bare_share)
+        causes = combine(trace, out_rsts, document.tcpext_delta, document.sysctls, bare_share)
         tier = "tracepoint"
         ports, peers = Counter(), Counter()
         for port, peer, _, count in trace.get("flows", []):
@@ -52,11 +54,11 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
             if peer not in WILDCARD_PEERS:
                 peers[peer] += count
     else:
-        causes = from_counters(out_rsts, probe.get("tcpext_delta") or {}, probe.get("sysctls") or {})
+        causes = from_counters(out_rsts, document.tcpext_delta, document.sysctls)
         tier = "counters" if out_rsts else "none"
-    owners = (probe.get("owners") or {}).get("ports") or {}
+    owners = document.owners.get("ports") or {}
     if owners:
-        used.append((probe.get("owners") or {}).get("method", "owners"))
+        used.append(document.owners.get("method", "owners"))
     top_ports = []
     for port, count in ports.most_common(10):
         info = owners.get(str(port)) or {}

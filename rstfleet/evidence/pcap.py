@@ -29,8 +29,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-__all__ = ["PcapError", "ResetPacket", "ResetList", "read_resets",
-           "CaptureSummary", "summarize", "MAX_CAPLEN"]
+__all__ = ["PcapError", "ResetPacket", "ResetList", "read_resets", "MAX_CAPLEN"]
 
 MAX_CAPLEN = 256 * 1024          # libpcap's MAXIMUM_SNAPLEN; nothing larger is plausible
 _MAX_TAIL_BLOCK = MAX_CAPLEN + 65536  # a final block running past EOF longer than this is a lie

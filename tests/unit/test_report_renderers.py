@@ -14,7 +14,7 @@ import pytest
 from rstfleet.report import FORMATS, render
 from rstfleet.report.chart import nice_max
 
-from test_report_fixture import (fixture_assessments, load_fixture, parse_html, parse_markdown,
+from report_parsers import (fixture_assessments, load_fixture, parse_html, parse_markdown,
                                  parse_prometheus, parse_table, validate_schema)
 
 RANKED = ["h02", "h04", "h01"]

@@ -11,20 +11,27 @@ import time
 
 import pytest
 
-from conftest import ROOT, wait_until_clean
+from helpers import ROOT, wait_until_clean
 
 pytestmark = pytest.mark.lab
+
+
+def _sigint_as_in_a_terminal() -> None:
+    """A test run started as a background job inherits SIGINT ignored (POSIX shells do that), and
+    so would the CLI; a person's terminal delivers it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _start_sweep(lab, out, *extra):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "rstfleet", "sweep", "-i", str(lab.inventory_path),
                              "--format", "json", "-o", str(out), "-q", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(ROOT))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(ROOT),
+                            preexec_fn=_sigint_as_in_a_terminal)
 
 
 def _wait_for_probes(lab, n, bound=10.0):
-    from conftest import lab_leftovers
+    from helpers import lab_leftovers
     deadline = time.monotonic() + bound
     while time.monotonic() < deadline:
         if len([p for p in lab_leftovers(lab) if "--window" in p]) >= n:
@@ -79,7 +86,7 @@ def _rstfleet_trace_instances() -> list[str]:
 def test_sigkilled_orchestrator_mid_capture_leaves_no_tcpdump_probe_or_trace_instance(lab5, tmp_path):
     """The host side must not trust the orchestrator: within a stated bound (3 s: the capture
     watchdog polls every second) the probe stops tcpdump, removes its tracefs instance and exits."""
-    from conftest import lab_leftovers
+    from helpers import lab_leftovers
     before = set(_rstfleet_trace_instances())
     proc = _start_sweep(lab5, tmp_path / "never.json", "--capture", "30", "--run-dir", str(tmp_path / "runs"))
     try:

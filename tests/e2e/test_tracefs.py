@@ -30,7 +30,7 @@ import pytest
 from rstfleet_lab import scenarios as lab_scenarios
 from rstfleet.probe.host import tracefs
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tracefs"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tracefs"
 TRACEFS_PY = Path(tracefs.__file__).resolve()
 
 

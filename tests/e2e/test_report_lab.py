@@ -18,8 +18,8 @@ import pytest
 
 from rstfleet_lab import inject_closed_port
 
-from conftest import require_root_lab, run_cli
-from test_report_fixture import (FIXTURE, parse_html, parse_markdown, parse_prometheus, parse_table,
+from helpers import require_root_lab, run_cli
+from report_parsers import (FIXTURE, parse_html, parse_markdown, parse_prometheus, parse_table,
                                  validate_schema)
 
 pytestmark = pytest.mark.lab

@@ -50,7 +50,7 @@ def test_every_fuzzer_regression_is_refused_or_harmless():
     """Replays fuzz/regressions: each minimal input that once crashed the controller."""
     import subprocess, sys
     from pathlib import Path
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     cases = sorted(str(p) for p in (root / "fuzz" / "regressions").glob("*.json"))
     assert cases
     proc = subprocess.run([sys.executable, str(root / "fuzz" / "reproduce.py"), "-q", *cases],

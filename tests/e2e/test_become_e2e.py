@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import json_report, run_cli
+from helpers import json_report, run_cli
 
 pytestmark = pytest.mark.lab
 

@@ -1,10 +1,5 @@
-"""The saved lab sweep that the fast report tests render, and how each format is read back.
-
-tests/fixtures/reports/lab-sweep.json is the JSON of a REAL sweep of the lab (4 hosts, 60 and
-20 resets/s injected on h02 and h04, h03's sshd stopped), written by test_report_lab.py with
-RSTFLEET_WRITE_REPORT_FIXTURE=1. The helpers below rebuild the exact assessments that sweep
-rendered (its saved evidence included), and parse every format back into rows.
-"""
+"""Report fixtures and parsers shared by the report tests: a real lab sweep's JSON turned back into
+Assessments, and readers for each rendered format (table, Markdown, HTML, Prometheus)."""
 
 from __future__ import annotations
 
@@ -18,10 +13,10 @@ import pytest
 
 from rstfleet.analysis import Assessment, Thresholds
 from rstfleet.evidence.causes import Cause, HostEvidence, PortInfo
-from rstfleet.report import render
+from rstfleet.report.escape import clean
 from rstfleet.results import HostResult
 
-FIXTURE = Path(__file__).parent / "fixtures" / "reports" / "lab-sweep.json"
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "reports" / "lab-sweep.json"
 SCHEMA = Path(__file__).resolve().parent.parent / "docs" / "report-schema.json"
 
 
@@ -160,25 +155,25 @@ def validate_schema(document: dict) -> None:
 
 # ---- the fixture itself -------------------------------------------------------------------
 
-def test_fixture_is_a_real_lab_sweep_with_a_down_host_and_two_injected_hosts():
-    report = load_fixture()
-    assert [h["host"] for h in report["hosts"]][:2] == ["h02", "h04"]
-    by_name = {h["host"]: h for h in report["hosts"]}
-    assert by_name["h03"]["status"] == "unreachable" and by_name["h03"]["rank"] is None
-    for name in ("h01", "h02", "h04"):
-        probe = by_name[name]["probe"]
-        assert probe["kind"] == "rstfleet-probe" and probe["tcp"]["delta"]["OutRsts"] >= 0
-        assert probe["facts"], "a real probe document carries the host's facts"
-    assert abs(by_name["h02"]["resets_sent_per_s"] - 60) <= 12
-    assert abs(by_name["h04"]["resets_sent_per_s"] - 20) <= 4
+
+# --- a hostile host: its text must stay data in every format ---------------------------------
+
+PAYLOAD = "\x1b]0;pwn\x07<script>alert(1)</script>|*_\x00\ufffe\""
+# What a person sees: the same text with its control characters as visible escapes.
+SHOWN = clean(PAYLOAD)
+RAW_DANGER = ("\x1b", "\x07", "\x00", "\ufffe")
 
 
-def test_fixture_validates_against_the_published_schema():
-    validate_schema(load_fixture())
-
-
-def test_fixture_assessments_render_back_to_the_same_hosts():
-    report = load_fixture()
-    rendered = json.loads(render("json", *fixture_assessments()))
-    assert rendered["hosts"] == report["hosts"]
-    assert rendered["fleet"] == report["fleet"]
+def hostile(extra_peer: bool = True):
+    """The real sweep, with the worst host renamed, the missed host's reason, h02's port owner,
+    h02's group and a peer of h04 all replaced by the payload."""
+    assessments, thresholds, meta = fixture_assessments()
+    worst, second, missed = assessments[0], assessments[1], assessments[3]
+    worst.result.host = PAYLOAD
+    worst.result.groups = (PAYLOAD,)
+    worst.evidence.top_ports[0].listening = True
+    worst.evidence.top_ports[0].owners = [{"pid": 4242, "command": PAYLOAD, "user": PAYLOAD}]
+    missed.result.reason = PAYLOAD
+    if extra_peer:
+        second.evidence.top_peers.insert(0, (PAYLOAD, 7))
+    return assessments, thresholds, meta

@@ -18,7 +18,7 @@ from rstfleet_lab import scenarios as scn
 from rstfleet_lab import lab_context
 from rstfleet_lab import inject_port_scan
 
-from conftest import ROOT, json_report, lab_leftovers, require_root_lab, wait_until_clean
+from helpers import ROOT, json_report, lab_leftovers, require_root_lab, wait_until_clean
 
 pytestmark = pytest.mark.lab
 

@@ -24,8 +24,8 @@ from rstfleet.probe.host import owners as ownmod
 from rstfleet.probe.host.owners import (OwnersUnavailable, normalize_ports, parse_lsof_fields,
                                         parse_proc_net_tcp, port_owners, split_endpoint)
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def require_tools(*tools):

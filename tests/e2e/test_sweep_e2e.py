@@ -11,7 +11,7 @@ import pytest
 
 from rstfleet_lab import inject_closed_port
 
-from conftest import hosts_by_name, json_report, run_cli
+from helpers import hosts_by_name, json_report, run_cli
 
 pytestmark = pytest.mark.lab
 
@@ -213,7 +213,7 @@ def test_probe_command_prints_this_hosts_json():
 
 def test_two_shards_merged_equal_one_full_sweep_and_a_double_count_is_refused(lab5, tmp_path):
     import subprocess, sys, os
-    from conftest import ROOT
+    from helpers import ROOT
     inv = str(lab5.inventory_path)
     with inject_closed_port(lab5.host("h03").address, 60.0, duration=WINDOW + 12):
         time.sleep(1.0)

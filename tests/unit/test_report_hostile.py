@@ -12,29 +12,10 @@ from html.parser import HTMLParser
 import pytest
 
 from rstfleet.report import FORMATS, render
-from rstfleet.report.escape import clean
 
-from test_report_fixture import fixture_assessments, parse_html, parse_markdown, parse_prometheus, parse_table
+from report_parsers import (PAYLOAD, RAW_DANGER, SHOWN, fixture_assessments, hostile, parse_html, parse_markdown,
+                            parse_prometheus, parse_table)
 
-PAYLOAD = "\x1b]0;pwn\x07<script>alert(1)</script>|*_\x00\ufffe\""
-# What a person sees: the same text with its control characters as visible escapes.
-SHOWN = clean(PAYLOAD)
-RAW_DANGER = ("\x1b", "\x07", "\x00", "\ufffe")
-
-
-def hostile(extra_peer: bool = True):
-    """The real sweep, with the worst host renamed, the missed host's reason, h02's port owner,
-    h02's group and a peer of h04 all replaced by the payload."""
-    assessments, thresholds, meta = fixture_assessments()
-    worst, second, missed = assessments[0], assessments[1], assessments[3]
-    worst.result.host = PAYLOAD
-    worst.result.groups = (PAYLOAD,)
-    worst.evidence.top_ports[0].listening = True
-    worst.evidence.top_ports[0].owners = [{"pid": 4242, "command": PAYLOAD, "user": PAYLOAD}]
-    missed.result.reason = PAYLOAD
-    if extra_peer:
-        second.evidence.top_peers.insert(0, (PAYLOAD, 7))
-    return assessments, thresholds, meta
 
 
 @pytest.fixture(params=FORMATS)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from rstfleet.playbook import CaptureStep, Play, PlaybookError, load_playbook
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "playbooks"
 
 # fixture -> (line the error must name, words the message must contain)

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 try:
     import rstfleet  # noqa: F401
 except ImportError:  # the checkout is not installed into the venv; import it from the tree
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from rstfleet.inventory import Host, Inventory, InventoryError, load_inventory, localhost_inventory
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "inventory"
 SHIPPED = ROOT / "inventories"
 

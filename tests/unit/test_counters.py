@@ -4,7 +4,7 @@ from pathlib import Path
 
 from rstfleet.probe.host.counters import counter_deltas, parse_proc_table, read_snapshot
 
-FIXTURES = Path(__file__).parent / "fixtures" / "proc"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "proc"
 
 
 def test_this_kernels_snmp_gives_out_rsts_by_name():

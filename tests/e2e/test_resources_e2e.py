@@ -15,7 +15,7 @@ from rstfleet_lab import lab_context
 from rstfleet.sweep.pool import SweepSettings, sweep
 from rstfleet.transport.ssh import SSHSettings, SSHTransport
 
-from conftest import json_report, require_root_lab, run_cli
+from helpers import json_report, require_root_lab, run_cli
 
 pytestmark = pytest.mark.lab
 
@@ -63,7 +63,7 @@ def test_a_200_host_sweep_under_ulimit_n_256_completes_with_every_host(tmp_path)
     with lab_context(200, "u" + str(os.getpid() % 10000)) as lab:
         out = tmp_path / "big.json"
         import subprocess, sys
-        from conftest import ROOT
+        from helpers import ROOT
         proc = subprocess.run(
             ["bash", "-c", f"ulimit -n 256 && exec {sys.executable} -m rstfleet sweep -i "
                            f"{lab.inventory_path} --window 1 --format json -o {out} -q"],

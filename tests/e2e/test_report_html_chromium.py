@@ -16,8 +16,7 @@ import pytest
 
 from rstfleet.report import render
 
-from test_report_fixture import fixture_assessments, parse_html
-from test_report_hostile import SHOWN, hostile
+from report_parsers import SHOWN, fixture_assessments, hostile, parse_html
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]

@@ -19,7 +19,7 @@ import pytest
 from rstfleet_lab import lab_context, namespace_pids
 from rstfleet_lab import inject_closed_port
 
-from conftest import ROOT, hosts_by_name, lab_leftovers, require_root_lab
+from helpers import ROOT, hosts_by_name, lab_leftovers, require_root_lab
 
 pytestmark = pytest.mark.lab
 

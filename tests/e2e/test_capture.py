@@ -27,7 +27,7 @@ from rstfleet.probe.host import capture as capmod
 from rstfleet.probe.host.capture import (FILTER, OWNER_ENV, CaptureUnavailable, build_command,
                                          capture, check_bounds, pcap_records)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def require_capture_tools():

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, hosts_by_name, require_root_lab, run_cli
+from helpers import ROOT, hosts_by_name, require_root_lab, run_cli
 from tools import ansible_module
 from rstfleet.saved import ENVELOPE_FAMILY, ENVELOPE_VERSION, load_results
 from rstfleet.probe import probe_script

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import hosts_by_name, run_cli
+from helpers import hosts_by_name, run_cli
 from rstfleet.saved import load_merged, load_results, merge_warnings
 from rstfleet.results import Status
 
-FIX = Path(__file__).resolve().parent / "fixtures" / "merge"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "merge"
 SHARD1 = str(FIX / "shard1-report.json")
 RUN_DIR = str(FIX / "ansible-run")
 

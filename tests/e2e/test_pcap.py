@@ -35,7 +35,7 @@ from rstfleet.evidence.pcap import (
     MAX_CAPLEN, PcapError, ResetList, ResetPacket, read_resets,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "pcap"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pcap"
 RST_FILTER = "tcp[tcpflags] & (tcp-rst) == (tcp-rst)"        # exactly what the fleet runs
 # The fleet filter is IPv4-only (libpcap's tcp[] indexing does not apply to IPv6), so the
 # IPv6 capture tests need an extra clause; ip6[53] is the TCP flags byte without ext headers.

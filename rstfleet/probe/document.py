@@ -1,0 +1,44 @@
+"""The probe's document as typed records, built once from a document schema.py has checked.
+
+Consumers (analysis, evidence) read these fields instead of indexing the JSON by key; the raw
+document stays on the HostResult for the JSON report (the schema is unchanged). The trace,
+capture and owners sections keep their checked JSON shape: the cause and capture code reads
+them as the probe wrote them (docs/report-schema.json describes each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ProbeDocument:
+    requested_s: float | None            # the window asked for
+    measured_s: float                    # the window actually measured (counter snapshots apart)
+    started_at: float | None             # epoch seconds of the first snapshot
+    tcp_delta: dict                      # Tcp: counter -> growth over the window (None: went backwards)
+    tcpext_delta: dict                   # TcpExt: counter -> growth
+    baseline_per_s: float | None         # lifetime OutRsts / uptime
+    sysctls: dict
+    addresses: tuple[str, ...]           # this host's own addresses (trace and capture runs)
+    notes: tuple[str, ...]
+    trace: dict = field(default_factory=dict)      # {} when the tracepoint was not asked for
+    capture: dict = field(default_factory=dict)
+    owners: dict = field(default_factory=dict)
+
+    @property
+    def out_rsts(self) -> int | None:
+        """The alert's own figure: resets sent during the window."""
+        return self.tcp_delta.get("OutRsts")
+
+    @classmethod
+    def from_checked(cls, document: dict) -> "ProbeDocument":
+        window = document["window"]
+        return cls(requested_s=window.get("requested_s"), measured_s=window["measured_s"],
+                   started_at=window.get("started_at"), tcp_delta=document["tcp"]["delta"],
+                   tcpext_delta=document.get("tcpext_delta") or {},
+                   baseline_per_s=(document.get("baseline") or {}).get("OutRsts_per_s_lifetime"),
+                   sysctls=document.get("sysctls") or {},
+                   addresses=tuple((document.get("facts") or {}).get("addresses") or ()),
+                   notes=tuple(document.get("notes") or ()), trace=document.get("trace") or {},
+                   capture=document.get("capture") or {}, owners=document.get("owners") or {})

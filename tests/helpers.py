@@ -1,0 +1,64 @@
+"""Shared test helpers: run the real CLI as a subprocess, read its reports, watch the lab for leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def run_cli(*args: str, timeout: float = 120, input: bytes | None = None) -> subprocess.CompletedProcess:
+    """`python -m rstfleet ARGS` exactly as a user would run it (fresh process, real stdout/exit code)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "rstfleet", *args], capture_output=True,
+                          timeout=timeout, env=env, input=input, cwd=str(ROOT))
+
+
+def json_report(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def hosts_by_name(report: dict) -> dict:
+    return {h["host"]: h for h in report["hosts"]}
+
+
+def require_root_lab() -> None:
+    """The lab is the real path: its absence is a failure, not a skip."""
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root (network namespaces); run scripts/test.sh as root")
+    if not Path("/usr/sbin/sshd").exists():
+        pytest.fail("lab tests need /usr/sbin/sshd: apt-get install openssh-server (scripts/test.sh does)")
+
+
+def lab_leftovers(lab) -> list[str]:
+    """rstfleet processes still running inside the lab's hosts (probe, tcpdump, timeout)."""
+    from rstfleet_lab import namespace_pids
+    left = []
+    for ns, pids in namespace_pids([h.namespace for h in lab.hosts]).items():
+        for pid in pids:
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"sshd" in argv[0]:
+                continue
+            left.append(f"{ns}:{pid}:{b' '.join(argv).decode(errors='replace')[:80]}")
+    return left
+
+
+def wait_until_clean(lab, bound_s: float) -> list[str]:
+    """Poll until no rstfleet process is left in the lab (or the bound passes); return leftovers."""
+    import time
+    deadline = time.monotonic() + bound_s
+    while True:
+        left = lab_leftovers(lab)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
