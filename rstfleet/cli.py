@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import os
 import sys
 
 from . import __version__
@@ -13,7 +12,7 @@ from .analysis import EXIT_USAGE, Thresholds, assess, exit_code
 from .inventory import InventoryError
 from .plan import Plan, PlanError, in_shard, load_fleet, parse_shard
 from .probe.host import limits
-from .report import FORMATS, render
+from .report import FORMATS, emit
 from .saved import load_merged
 from .textsafe import printable
 
@@ -117,12 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--capture", type=float, default=limits.CAPTURE_S, metavar="SECONDS",
                     help="phase 2 capture length (default %(default)s, the guide's minimum)")
 
-    pr = sub.add_parser("probe", help="run the probe on this machine and print its JSON")
-    pr.add_argument("--window", type=float, default=limits.WINDOW_S)
+    sub.add_parser("probe", help="run the probe on this machine and print its JSON").add_argument(
+        "--window", type=float, default=limits.WINDOW_S)
 
     run = sub.add_parser("run", help="run a playbook (playbooks/*.yml) against an inventory", epilog=EPILOG)
-    run.add_argument("playbook")
     _add_fleet(run, play=True)
+    run.add_argument("playbook")
 
     rp = sub.add_parser("report", help="re-render and merge saved JSON reports without touching hosts",
                         epilog=EPILOG)
@@ -131,19 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_thresholds(rp)
     _add_outputs(rp)
 
-    lab = sub.add_parser("lab", help="the network-namespace lab fleet (root): up N | down | status | inject")
-    lab.add_argument("lab_args", nargs=argparse.REMAINDER)
+    sub.add_parser("lab", help="the network-namespace lab fleet (root): up N | down | status | inject"
+                   ).add_argument("lab_args", nargs=argparse.REMAINDER)
     return parser
-
-
-def emit(outputs, assessments, thresholds, meta) -> None:
-    if outputs.path:
-        with open(outputs.path, "w", encoding="utf-8") as handle:
-            handle.write(render(outputs.format, assessments, thresholds, meta))
-    if not outputs.quiet:
-        fmt = "table" if outputs.path else outputs.format
-        color = fmt == "table" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-        sys.stdout.write(render(fmt, assessments, thresholds, dict(meta, color=color)))
 
 
 def become_password(plans: list[Plan]) -> str | None:
@@ -154,13 +143,11 @@ def become_password(plans: list[Plan]) -> str | None:
 def execute(plan: Plan, password: str | None) -> int:
     """Run one plan to its report; the exit code says over-threshold, missed hosts or interrupted."""
     from .sweep.run import run_plan
+    from .sweep.triage import triage_banner
     from .transport import transport_factory
 
     if plan.phase2 is not None and not plan.outputs.quiet:
-        bound = plan.sweep.host_budget_s + plan.phase2.host_budget_s + 10
-        print(f"triage: phase 1 sweeps {len(plan.hosts)} host(s) for {plan.sweep.window_s:g} s, phase 2 "
-              f"captures {plan.phase2.window_s:g} s on the worst {plan.phase2_top}; done within "
-              f"{bound:.0f} s", file=sys.stderr)
+        print(triage_banner(plan), file=sys.stderr)
     outcome = run_plan(plan, transport_factory(plan.ssh, password))
     assessments = assess(outcome.results, plan.thresholds)
     code = EXIT_INTERRUPTED if outcome.partial else exit_code(assessments, plan.fail_on)
@@ -244,8 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", 0) else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    if getattr(args, "verbose", 0) < 2:
-        # paramiko logs every failed handshake with a traceback; our result already says why.
+    if getattr(args, "verbose", 0) < 2:   # paramiko logs each failed handshake with a traceback
         logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     try:
         return COMMANDS[args.command](args)

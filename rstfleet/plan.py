@@ -20,10 +20,11 @@ from typing import Any, Mapping
 
 from .analysis import Thresholds
 from .inventory import Host, Inventory, load_inventory, localhost_inventory
-from .probe.host.limits import (CAPTURE_BYTES, CONNECT_TIMEOUT_S, FAIL_ON, FAIL_ON_DEFAULT, FORKS,
+from .probe.host.limits import (CAPTURE_BYTES, FAIL_ON, FAIL_ON_DEFAULT, FORKS,
                                 MAX_CAPTURE_BYTES, MAX_CAPTURE_PACKETS, MAX_CAPTURE_S, MAX_WINDOW_S, MIN_CAPTURE_BYTES, PHASE2_TOP, PROBE_MARGIN_S, SPIKE_FLOOR,
                                 measured_window)
 from .sweep.pool import SweepSettings
+from .transport import SSHSettings
 
 MIN_MAX_OUTPUT = 64 * 1024          # a probe document with trace flows needs tens of KiB
 CAPTURE_READ_S_PER_BYTE = 1 / 4e6   # extra deadline for reading a capture back (4 MB/s)
@@ -58,20 +59,6 @@ class ProbeOptions:
 
 
 @dataclass(frozen=True)
-class SSHOptions:
-    """How to reach hosts: the inputs of the transports (secrets are asked later, never stored)."""
-
-    user: str | None = None
-    private_key: str | None = None
-    known_hosts: tuple[str, ...] = ()
-    accept_new_host_keys: bool = False
-    connect_timeout_s: float = CONNECT_TIMEOUT_S
-    ssh_config: str | None = "~/.ssh/config"
-    become: bool = False
-    ask_become_pass: bool = False
-
-
-@dataclass(frozen=True)
 class Outputs:
     format: str = "table"
     path: str | None = None       # the --format report goes here; the table still to stdout
@@ -89,7 +76,7 @@ class Plan:
     phase2_top: int
     thresholds: Thresholds
     fail_on: str
-    ssh: SSHOptions
+    ssh: SSHSettings
     outputs: Outputs
     name: str = ""                       # the play's name, for `run`
 
@@ -222,9 +209,11 @@ def _checked(o: dict, hosts: list[Host] | None) -> Plan:
         sweep, phase2 = settings(replace(probe_capture, owners=bool(o.get("owners")))), None
     fmt = o.get("format") or "table"
     outputs = Outputs(fmt, o.get("output"), bool(o.get("quiet")), o.get("run_dir") or "rstfleet-runs")
-    ssh = SSHOptions(o.get("user"), o.get("private_key"), tuple(o.get("known_hosts") or ()),
-                     bool(o.get("accept_new_host_keys")), connect, o.get("ssh_config"),
-                     bool(o.get("become") or o.get("ask_become_pass")), bool(o.get("ask_become_pass")))
+    ssh = SSHSettings(user=o.get("user"), key_file=o.get("private_key"),
+                      known_hosts_files=tuple(o.get("known_hosts") or ()),
+                      accept_new_host_keys=bool(o.get("accept_new_host_keys")), connect_timeout=connect,
+                      ssh_config_path=o.get("ssh_config"), become=bool(o.get("become") or o.get("ask_become_pass")),
+                      ask_become_pass=bool(o.get("ask_become_pass")))
     if hosts is None:
         shard = o.get("shard")
         if isinstance(shard, str):

@@ -9,6 +9,8 @@ Host text is hostile: each module escapes it for its own sink with `escape.py`.
 
 from __future__ import annotations
 
+import os
+import sys
 from importlib import import_module
 
 from ..analysis import Assessment, Thresholds
@@ -30,3 +32,15 @@ def render(fmt: str, assessments: list[Assessment], thresholds: Thresholds, meta
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     module, function = RENDERERS[fmt]
     return getattr(import_module(f"{__name__}.{module}"), function)(assessments, thresholds, meta)
+
+
+def emit(outputs, assessments: list[Assessment], thresholds: Thresholds, meta: dict) -> None:
+    """The --format report to outputs.path (if any); stdout gets it too, or the table when a file
+    took the format, unless quiet. ``outputs`` is a Plan's Outputs."""
+    if outputs.path:
+        with open(outputs.path, "w", encoding="utf-8") as handle:
+            handle.write(render(outputs.format, assessments, thresholds, meta))
+    if not outputs.quiet:
+        fmt = "table" if outputs.path else outputs.format
+        color = fmt == "table" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        sys.stdout.write(render(fmt, assessments, thresholds, dict(meta, color=color)))

@@ -50,3 +50,10 @@ def triage(plan, run_phase: RunPhase) -> tuple[list[HostResult], list[str]]:
     by_name = {h.name: h for h in hosts}
     second = {r.host: r for r in run_phase([by_name[name] for name in worst], plan.phase2)}
     return [merge_phase2(r, second[r.host]) if r.host in second else r for r in results], worst
+
+
+def triage_banner(plan) -> str:
+    """What triage will do and its bound, said before phase 1 starts."""
+    bound = plan.sweep.host_budget_s + plan.phase2.host_budget_s + 10
+    return (f"triage: phase 1 sweeps {len(plan.hosts)} host(s) for {plan.sweep.window_s:g} s, phase 2 "
+            f"captures {plan.phase2.window_s:g} s on the worst {plan.phase2_top}; done within {bound:.0f} s")

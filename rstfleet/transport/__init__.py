@@ -6,9 +6,10 @@ authenticate raise TransportError carrying a result status and a reason a person
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
+from ..probe.host.limits import CONNECT_TIMEOUT_S
 from ..probe.host.limits import MAX_OUTPUT as DEFAULT_MAX_OUTPUT
 
 
@@ -19,6 +20,21 @@ class RunResult:
     stderr: bytes
     truncated: bool = False   # output went past max_output and was cut
     timed_out: bool = False
+
+
+@dataclass
+class SSHSettings:
+    """Connection settings from the command line; inventory variables win over them, as in Ansible."""
+    user: str | None = None
+    key_file: str | None = None
+    known_hosts_files: tuple[str, ...] = ()
+    accept_new_host_keys: bool = False
+    connect_timeout: float = CONNECT_TIMEOUT_S
+    ssh_config_path: str | None = "~/.ssh/config"
+    become: bool = False
+    ask_become_pass: bool = False         # -K: asked once per run, before any host (cli.py)
+    become_password: str | None = field(default=None, repr=False, compare=False)
+
 
 
 class TransportError(Exception):
@@ -37,18 +53,14 @@ class Transport(Protocol):
         """Release the connection; safe to call twice."""
 
 
-def transport_factory(ssh, become_password: str | None = None) -> Callable[..., Transport]:
-    """One transport per host: local for ansible_connection=local, SSH otherwise.
-
-    ``ssh`` is a Plan's SSHOptions; the SSH stack is imported only when a host needs it."""
+def transport_factory(ssh: SSHSettings, become_password: str | None = None) -> Callable[..., Transport]:
+    """One transport per host: local for ansible_connection=local, SSH otherwise (its stack, and
+    paramiko, imported only then). The -K password joins the settings here, never a Plan."""
     from .local import LocalTransport
-    from .ssh import SharedCredentials, SSHSettings, SSHTransport, load_ssh_config
+    from .ssh import SharedCredentials, SSHTransport, load_ssh_config
 
-    settings = SSHSettings(user=ssh.user, key_file=ssh.private_key, known_hosts_files=ssh.known_hosts,
-                           accept_new_host_keys=ssh.accept_new_host_keys,
-                           connect_timeout=ssh.connect_timeout_s, ssh_config_path=ssh.ssh_config,
-                           become=ssh.become, become_password=become_password)
-    config = load_ssh_config(ssh.ssh_config)
+    settings = replace(ssh, become_password=become_password)
+    config = load_ssh_config(settings.ssh_config_path)
     shared = SharedCredentials()
 
     def transport_for(host) -> Transport:

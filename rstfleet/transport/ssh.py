@@ -15,12 +15,11 @@ import shlex
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import paramiko
 
-from . import DEFAULT_MAX_OUTPUT, RunResult, TransportError
-from ..probe.host.limits import CONNECT_TIMEOUT_S
+from . import DEFAULT_MAX_OUTPUT, RunResult, SSHSettings, TransportError
 from ..inventory import Host
 from ..results import Status
 
@@ -39,19 +38,6 @@ def user_home() -> str:
 
 def expand_home(path: str) -> str:
     return user_home() + path[1:] if path.startswith("~") else path
-
-
-@dataclass
-class SSHSettings:
-    """Connection settings from the command line; inventory variables win over them, as in Ansible."""
-    user: str | None = None
-    key_file: str | None = None
-    known_hosts_files: tuple[str, ...] = ()
-    accept_new_host_keys: bool = False
-    connect_timeout: float = CONNECT_TIMEOUT_S
-    ssh_config_path: str | None = "~/.ssh/config"
-    become: bool = False
-    become_password: str | None = field(default=None, repr=False)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import paramiko
 import pytest
 import yaml
 
+from rstfleet_lab import cli as lab_cli
 from rstfleet_lab import fleet as labmod
 from rstfleet_lab import Lab, LabError, inject_closed_port, inject_port_scan, lab_context
 
@@ -145,7 +146,7 @@ def test_status_reports_every_host_up(lab, capsys):
     st = labmod.status(NAME)
     assert st["index"] == lab.index and st["bridge_exists"]
     assert all(h["namespace_exists"] and h["sshd_running"] and h["port22_open"] for h in st["hosts"])
-    assert labmod.main(["status", "--name", NAME]) == 0
+    assert lab_cli.main(["status", "--name", NAME]) == 0
     assert "h03" in capsys.readouterr().out
 
 

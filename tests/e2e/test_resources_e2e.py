@@ -13,7 +13,8 @@ import pytest
 from rstfleet.inventory import load_inventory
 from rstfleet_lab import lab_context
 from rstfleet.sweep.pool import SweepSettings, sweep
-from rstfleet.transport.ssh import SSHSettings, SSHTransport
+from rstfleet.transport import SSHSettings
+from rstfleet.transport.ssh import SSHTransport
 
 from helpers import json_report, require_root_lab, run_cli
 
