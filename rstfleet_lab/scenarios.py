@@ -29,10 +29,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import rstfleet.probe.host
 from rstfleet_lab.fleet import Lab, LabHost, lab_context
 from rstfleet_lab.traffic import check_target, inject_port_scan
 
-HOST_DIR = Path(__file__).resolve().parent / "probe" / "host"
+HOST_DIR = Path(rstfleet.probe.host.__file__).resolve().parent   # the probe as shipped
 CLONE_NEWNET = 0x40000000
 TCP_REPAIR = 19  # linux/tcp.h; needs CAP_NET_ADMIN
 TCP_STATES = "? ESTABLISHED SYN_SENT SYN_RECV FIN_WAIT1 FIN_WAIT2 TIME_WAIT CLOSE CLOSE_WAIT LAST_ACK LISTEN".split()
