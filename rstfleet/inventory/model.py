@@ -35,6 +35,9 @@ class Host:
     become: bool = False
     connection: str = "ssh"  # "ssh" or "local"
     known_hosts_file: str | None = None  # from -o UserKnownHostsFile in ansible_ssh_*_args
+    proxy_command: str | None = None  # -o ProxyCommand=… in ansible_ssh_*_args (wins over ssh_config)
+    proxy_jump: str | None = None  # -J / -o ProxyJump=… in ansible_ssh_*_args
+    python: str | None = None  # ansible_python_interpreter; None: python3 from PATH
     groups: tuple[str, ...] = ()  # all groups, through children too, sorted; never 'all'
     vars: dict = field(default_factory=dict, compare=False, hash=False)  # merged, Ansible precedence
 

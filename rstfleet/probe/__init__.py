@@ -74,6 +74,7 @@ def probe_script_for(options: tuple[str, ...] | list[str]) -> bytes:
     return probe_script(tuple(sorted(wanted)))
 
 
-def probe_argv(window_s: float, extra: list[str] | None = None) -> list[str]:
-    """The remote command line; every argument is ours, never text from a host or a secret."""
-    return PYTHON_ARGV + ["--window", repr(float(window_s))] + list(extra or [])
+def probe_argv(window_s: float, extra: list[str] | None = None, python: str | None = None) -> list[str]:
+    """The remote command line; every argument is ours or the inventory's interpreter path, never
+    text from a host or a secret (transports quote it for the remote shell)."""
+    return [python or PYTHON_ARGV[0]] + PYTHON_ARGV[1:] + ["--window", repr(float(window_s))] + list(extra or [])

@@ -102,7 +102,7 @@ def probe_host(host: Host, transport: Transport, settings: SweepSettings) -> Hos
     started = time.monotonic()
     deadline = started + settings.host_budget_s
     try:
-        run = transport.run(probe_argv(settings.window_s, list(settings.probe_options)),
+        run = transport.run(probe_argv(settings.window_s, list(settings.probe_options), host.python),
                             probe_script_for(settings.probe_options), deadline, settings.max_output)
         status, reason, probe = classify(run, settings)
     except TransportError as exc:
