@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
@@ -105,8 +106,8 @@ class Plan:
                           top=play.capture.top, phase2_owners=play.owners)
         output = options.get("output")
         if output and plays > 1:
-            stem, dot, ext = output.rpartition(".")
-            merged["output"] = f"{stem}-{index}.{ext}" if dot else f"{output}-{index}"
+            stem, ext = os.path.splitext(output)     # a dot in a folder name is not an extension
+            merged["output"] = f"{stem}-{index}{ext}"
         return _checked(merged, hosts)
 
 

@@ -183,7 +183,11 @@ def from_counters(out_rsts: int, tcpext: dict, sysctls: dict) -> list[Cause]:
     counts: Counter = Counter()
 
     def attribute(key: str, n: int, evidence: str) -> None:
+        """Counters can move for more than resets sent: never attribute more than OutRsts."""
         nonlocal explained
+        n = min(n, out_rsts - explained)
+        if n <= 0:
+            return
         by_key.setdefault(key, []).append(evidence)
         counts[key] += n
         explained += n
@@ -194,15 +198,17 @@ def from_counters(out_rsts: int, tcpext: dict, sysctls: dict) -> list[Cause]:
             attribute(key, n, f"TcpExt {counter} +{n}")
     overflow = tcpext.get("ListenOverflows") or 0
     # Measured: an overflow answered with RST also moves EmbryonicRsts; with the sysctl at 0 the
-    # kernel drops the ACK silently and sends nothing.
-    if overflow and (sysctls.get("net.ipv4.tcp_abort_on_overflow") == 1 or tcpext.get("EmbryonicRsts")):
+    # kernel drops the ACK silently and sends nothing, so only as many as EmbryonicRsts can be resets.
+    if sysctls.get("net.ipv4.tcp_abort_on_overflow") != 1:
+        overflow = min(overflow, tcpext.get("EmbryonicRsts") or 0)
+    if overflow:
         attribute("listen_queue_full", overflow,
                   f"TcpExt ListenOverflows +{overflow} (tcp_abort_on_overflow="
                   f"{sysctls.get('net.ipv4.tcp_abort_on_overflow')}, EmbryonicRsts "
                   f"+{tcpext.get('EmbryonicRsts') or 0})")
     for key, evidence in by_key.items():
-        causes.append(_cause(key, min(counts[key], out_rsts), out_rsts, evidence, Counter(), Counter()))
-    rest = out_rsts - min(explained, out_rsts)
+        causes.append(_cause(key, counts[key], out_rsts, evidence, Counter(), Counter()))
+    rest = out_rsts - explained
     if rest:
         causes.append(_cause("closed_port", rest, out_rsts,
                              [f"{rest} of {out_rsts} resets match no TcpExt abort counter: "
@@ -231,9 +237,13 @@ def combine(trace: dict, out_rsts: int, tcpext: dict, sysctls: dict,
         return traced
     left = dict(tcpext)
     for port, peer, reason, count in trace.get("flows", []):
-        counter = REASON_COUNTER.get(reason)
-        if counter and left.get(counter):
-            left[counter] = max(0, left[counter] - count)
+        # Kernels before the reason field (5.x) trace full-socket resets only, with no reason:
+        # those are the aborts, so they use up the abort counters.
+        for counter in [REASON_COUNTER[reason]] if reason in REASON_COUNTER else \
+                COUNTER_CAUSE if reason is None else []:
+            used = min(count, left.get(counter) or 0)
+            left[counter] = (left.get(counter) or 0) - used
+            count -= used
     untraced = from_counters(out_rsts - kept, left, sysctls)
     for cause in untraced:
         cause.evidence.append(f"{out_rsts - kept} of {out_rsts} resets were not kept by the "

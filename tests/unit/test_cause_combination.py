@@ -128,9 +128,6 @@ def test_no_resets_means_no_causes_and_neutral_severity():
     assert severity([]) == 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="from_counters caps each cause at OutRsts separately, and "
-                   "with tcp_abort_on_overflow=0 any EmbryonicRsts makes every ListenOverflows a "
-                   "reset: 10 OutRsts become 10 aborted + 10 listen_queue_full, shares summing to 2")
 def test_counter_causes_never_claim_more_resets_than_out_rsts():
     causes = from_counters(10, {"TCPAbortOnClose": 10, "ListenOverflows": 500, "EmbryonicRsts": 3},
                            {"net.ipv4.tcp_abort_on_overflow": 0})
@@ -138,9 +135,6 @@ def test_counter_causes_never_claim_more_resets_than_out_rsts():
     assert sum(c.share for c in causes) <= 1.0 + 1e-9
 
 
-@pytest.mark.xfail(strict=True, reason="on kernels before the reason field (reason None) the traced "
-                   "aborts do not use up their TcpExt counter (REASON_COUNTER has no None), so the "
-                   "untraced closed-port remainder is blamed on the same aborts a second time")
 def test_on_kernels_without_reasons_the_untraced_remainder_is_not_blamed_on_traced_aborts():
     # Linux 5.x traces only full-socket resets, without a reason: here the 5 aborts (TCPAbortOnClose
     # +5) were traced; the 5 closed-port resets (no socket, no counter) were not.

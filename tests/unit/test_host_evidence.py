@@ -9,7 +9,7 @@ import struct
 from rstfleet.evidence.host import host_evidence
 from rstfleet.results import HostResult, Status, parse_probe_output
 
-LOCAL, PEER = "10.0.0.1", "10.0.0.2"
+LOCAL, PEER = "192.0.2.1", "192.0.2.2"
 RST, RST_ACK = 0x04, 0x14
 
 
@@ -74,9 +74,9 @@ def test_a_host_that_sent_no_reset_and_has_no_trace_has_tier_none():
 
 def test_ports_and_peers_come_from_trace_flows_and_a_listeners_wildcard_is_no_peer():
     found = evidence(document(9, trace=traced([9, PEER, "NO_SOCKET", 5], [8083, "0.0.0.0", "INVALID_SYN", 3],
-                                              [9, "10.0.0.3", "NO_SOCKET", 1])))
+                                              [9, "192.0.2.3", "NO_SOCKET", 1])))
     assert [(p.port, p.resets) for p in found.top_ports] == [(9, 6), (8083, 3)]
-    assert found.top_peers == [(PEER, 5), ("10.0.0.3", 1)]
+    assert found.top_peers == [(PEER, 5), ("192.0.2.3", 1)]
 
 
 def test_the_controllers_capture_note_is_kept_in_the_notes():

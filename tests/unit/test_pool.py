@@ -57,7 +57,7 @@ def ok_answer(host):
 
 
 OK_STDOUT = probe_stdout()
-HOSTS = [Host(f"h{i}", f"10.0.0.{i}") for i in range(1, 9)]
+HOSTS = [Host(f"h{i}", f"192.0.2.{i}") for i in range(1, 9)]
 
 
 def test_every_host_gets_exactly_one_result_in_inventory_order():
@@ -73,7 +73,7 @@ def test_no_more_runs_are_in_flight_than_forks():
     def slow(host):
         time.sleep(0.02)
         return RunResult(0, OK_STDOUT, b"")
-    hosts = [Host(f"n{i}", f"10.0.1.{i}") for i in range(12)]
+    hosts = [Host(f"n{i}", f"198.51.100.{i}") for i in range(12)]
     results = sweep(hosts, lambda h: FakeTransport(h, slow), SweepSettings(
         window_s=1, forks=3, connect_timeout_s=1, margin_s=1))
     assert len(results) == 12
