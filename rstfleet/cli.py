@@ -84,6 +84,9 @@ def _add_fleet(parser: argparse.ArgumentParser, play: bool = False) -> None:
                              "tcp:tcp_send_reset tracepoint (root; on by default with --capture and in "
                              "triage's phase 2; costs the host ~15 ms CPU and ~80 ms wall)")
     parser.add_argument("--no-trace", action="store_true", help="never use the tracepoint")
+    parser.add_argument("--host-probe", choices=("auto", "shell", "python"), default="auto",
+                        help="counters-only sweeps: 'shell' runs a POSIX sh probe (no python3, less CPU); "
+                             "auto: python, the shell probe where python3 is missing")
     parser.add_argument("--capture-packets", type=int, default=limits.CAPTURE_PACKETS)
     parser.add_argument("--capture-bytes", type=int, default=limits.CAPTURE_BYTES)
     parser.add_argument("--force-long-capture", action="store_true",

@@ -27,6 +27,7 @@ from .probe.host.limits import (CAPTURE_BYTES, FAIL_ON, FAIL_ON_DEFAULT, FORKS,
 from .sweep.pool import SweepSettings
 from .transport import SSHSettings
 
+HOST_PROBES = ("auto", "shell", "python")   # auto: python, the shell probe where python3 is missing
 MIN_MAX_OUTPUT = 64 * 1024          # a probe document with trace flows needs tens of KiB
 CAPTURE_READ_S_PER_BYTE = 1 / 4e6   # extra deadline for reading a capture back (4 MB/s)
 
@@ -194,15 +195,25 @@ def _checked(o: dict, hosts: list[Host] | None) -> Plan:
     top = _number(o, "top", "--top", 1, None, integer=True) if triage else PHASE2_TOP
     no_trace = bool(o.get("no_trace"))
 
+    host_probe = o.get("host_probe") or "auto"
+    if host_probe not in HOST_PROBES:
+        raise PlanError(f"--host-probe: must be one of {', '.join(HOST_PROBES)}, not {host_probe!r}")
+
     def settings(probe: ProbeOptions) -> SweepSettings:
-        """The plain sweep reads counters only (the alert's figure, cheapest); evidence runs add
-        the tracepoint (measured: a tracefs instance costs ~80 ms wall per host)."""
+        """The plain sweep reads counters only (the alert's figure, cheapest; the shell probe where
+        python3 is missing, or everywhere with --host-probe shell); evidence runs add the tracepoint
+        (measured: a tracefs instance costs ~80 ms wall per host) and need the Python probe."""
         probe = replace(probe, trace=(bool(o.get("trace")) or bool(probe.capture_s)) and not no_trace)
+        if host_probe == "shell" and probe.argv():
+            raise PlanError("--host-probe shell reads counters only: --trace, --capture, --owners "
+                            "and triage's phase 2 need the Python probe")
+        engine = ("python" if probe.argv() or host_probe == "python" else
+                  "shell" if host_probe == "shell" else "python-or-shell")
         margin = PROBE_MARGIN_S + (probe.capture_bytes * CAPTURE_READ_S_PER_BYTE if probe.capture_s else 0.0)
         return SweepSettings(window_s=measured_window(window, probe.capture_s), forks=forks,
                              connect_timeout_s=connect, margin_s=margin,
                              max_output=max(max_output, 2 * probe.capture_bytes if probe.capture_s else 0),
-                             probe_options=probe.argv())
+                             probe_options=probe.argv(), host_probe=engine)
 
     if triage:
         sweep, phase2 = settings(ProbeOptions()), settings(replace(probe_capture, owners=bool(o.get("phase2_owners", True))))

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..inventory import Host
-from ..probe import probe_argv, probe_script_for
 from ..probe.host.limits import CONNECT_TIMEOUT_S, FORKS, PROBE_MARGIN_S, WINDOW_S
-from ..results import Status, HostResult, ProbeOutputError, parse_probe_output
-from ..textsafe import last_line, printable
-from ..transport import DEFAULT_MAX_OUTPUT, RunResult, Transport, TransportError
+from ..results import HostResult, Status
+from ..textsafe import printable
+from .probe_run import run_probe
+from ..transport import DEFAULT_MAX_OUTPUT, Transport, TransportError
 
 log = logging.getLogger("rstfleet.orchestrator")
 
@@ -58,6 +58,7 @@ class SweepSettings:
     margin_s: float = PROBE_MARGIN_S         # time allowed beyond the window for python start-up and reply
     max_output: int = DEFAULT_MAX_OUTPUT
     probe_options: tuple[str, ...] = ()   # e.g. ("--trace",), ("--capture", "60", "--owners", "auto")
+    host_probe: str = "python-or-shell"   # or "python", or "shell" (probe/shell.py: counters only)
 
     @property
     def host_budget_s(self) -> float:
@@ -65,46 +66,12 @@ class SweepSettings:
         return self.connect_timeout_s + self.window_s + self.margin_s
 
 
-def classify(run: RunResult, settings: SweepSettings) -> tuple[str, str, dict | None]:
-    """Turn a finished command into (status, reason, probe document)."""
-    stderr = run.stderr.decode("utf-8", "replace")
-    if run.timed_out:
-        return Status.TIMEOUT, (f"probe did not finish within its deadline "
-                         f"({settings.host_budget_s:.0f} s); the host may be overloaded or hung"), None
-    if run.truncated:
-        return Status.PROBE_ERROR, (f"probe output exceeded {settings.max_output} bytes and was cut; "
-                             f"raise --max-output if this host is trusted"), None
-    if "sudo:" in stderr and run.exit_code not in (0, None):
-        if "password is required" in stderr or "a terminal is required" in stderr:
-            return Status.BECOME_FAILED, "sudo needs a password on this host: rerun with -K", None
-        if "incorrect password" in stderr:
-            return Status.BECOME_FAILED, "sudo rejected the become password given with -K", None
-        return Status.BECOME_FAILED, f"sudo failed: {last_line(run.stderr)}", None
-    if run.exit_code is None:
-        return Status.UNREACHABLE, ("connection lost before the probe finished (the host went down or its "
-                             "sshd was killed); check the host, then rerun"), None
-    if run.exit_code == -1 and not stderr.strip():
-        return Status.PROBE_ERROR, ("the probe was killed on the host before it finished (exit signal, "
-                             "no exit status); check the host's OOM killer: dmesg | tail"), None
-    if run.exit_code == 127 or ("python3" in stderr and "not found" in stderr):
-        return Status.NO_PYTHON, ("python3 is not installed or not on PATH on this host "
-                           "(Debian/Ubuntu: apt-get install python3-minimal)"), None
-    if run.exit_code != 0:
-        return Status.PROBE_ERROR, f"probe exited with {run.exit_code}: {last_line(run.stderr)}", None
-    try:
-        return Status.OK, "", parse_probe_output(run.stdout)
-    except ProbeOutputError as exc:
-        return Status.PROBE_ERROR, printable(str(exc)), None
-
-
 def probe_host(host: Host, transport: Transport, settings: SweepSettings) -> HostResult:
     """Reach one host, run the probe, and say what happened; never raises."""
     started = time.monotonic()
     deadline = started + settings.host_budget_s
     try:
-        run = transport.run(probe_argv(settings.window_s, list(settings.probe_options), host.python),
-                            probe_script_for(settings.probe_options), deadline, settings.max_output)
-        status, reason, probe = classify(run, settings)
+        status, reason, probe = run_probe(host, transport, settings, deadline)
     except TransportError as exc:
         status, reason, probe = exc.status, printable(exc.reason, 400), None
     except Exception as exc:  # a bug or an unforeseen library error must not sink the sweep

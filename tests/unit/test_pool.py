@@ -16,7 +16,8 @@ from rstfleet.probe.host.facts import read_uptime
 from rstfleet.probe.host.main import build_document
 from rstfleet.results import Status
 from rstfleet.sweep import pool
-from rstfleet.sweep.pool import SweepSettings, classify, sweep
+from rstfleet.sweep.pool import SweepSettings, sweep
+from rstfleet.sweep.probe_run import classify
 from rstfleet.transport import RunResult, TransportError
 
 FAST = SweepSettings(window_s=0.05, forks=4, connect_timeout_s=0.05, margin_s=0.05)
