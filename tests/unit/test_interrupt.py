@@ -236,3 +236,44 @@ def test_ctrl_c_during_a_play_exits_130_and_runs_no_later_play(tmp_path):
     assert first["partial"] is True and first["exit_code"] == 130
     assert not (tmp_path / "play-2.json").exists()
     assert b"PLAY [second]" not in stderr
+
+
+# --- the probe's side: --run-id and --stop-run, real processes on this machine -------------------
+
+def _local_probe(*options: str) -> subprocess.Popen:
+    from rstfleet.probe import probe_argv, probe_script_for
+    argv = [sys.executable] + probe_argv(20, list(options))[1:]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(probe_script_for(tuple(options)))
+    proc.stdin.close()
+    proc.stdin = None
+    return proc
+
+
+def _stop_run(run_id: str) -> subprocess.CompletedProcess:
+    from rstfleet.probe import probe_script_for
+    return subprocess.run([sys.executable, "-I", "-B", "-", "--stop-run", run_id], input=probe_script_for(()),
+                          capture_output=True, timeout=10)
+
+
+def test_stop_run_makes_only_the_probes_of_its_run_finish_early_with_their_document():
+    mine, other = _local_probe("--run-id", "ab12"), _local_probe("--run-id", "cd34")
+    # The same argv pair in a process that is not this python (as `sudo … --run-id ab12` is):
+    # left alone (SIGUSR1 would end a shell).
+    decoy = subprocess.Popen(["sh", "-c", "sleep 20; :", "decoy", "--run-id", "ab12"])
+    try:
+        time.sleep(0.8)
+        started = time.monotonic()
+        asked = _stop_run("ab12")
+        out, _ = mine.communicate(timeout=5)
+        took = time.monotonic() - started
+        assert asked.returncode == 0 and b"asked 1 probe(s)" in asked.stderr, asked.stderr
+        assert mine.returncode == 0 and took < 1.5, took
+        document = json.loads(out)
+        assert document["window"]["stopped_early"] is True and document["window"]["measured_s"] < 5
+        assert other.poll() is None and decoy.poll() is None
+        assert _stop_run("ef56").returncode == 3        # nobody of that run here
+    finally:
+        for proc in (mine, other, decoy):
+            proc.kill()
+            proc.communicate()
