@@ -8,15 +8,14 @@ import logging
 import sys
 
 from . import __version__
-from .analysis import EXIT_USAGE, Thresholds, assess, exit_code
+from .analysis import EXIT_INTERRUPTED, EXIT_USAGE, Thresholds, assess, exit_code
 from .inventory import InventoryError
 from .plan import Plan, PlanError, in_shard, load_fleet, parse_shard
+from .preflight_inputs import check_local_inputs, check_report_file
 from .probe.host import limits
 from .report import FORMATS, emit
 from .saved import load_merged
 from .textsafe import printable
-
-EXIT_INTERRUPTED = 130
 
 EPILOG = """exit codes: 0 all hosts checked and none over threshold; 4 some host over the
 --fail-on threshold; 8 some hosts could not be checked; 12 both; 2 usage or input error;
@@ -144,27 +143,22 @@ def become_password(plans: list[Plan]) -> str | None:
 
 
 def execute(plan: Plan, password: str | None) -> int:
-    """Run one plan to its report; the exit code says over-threshold, missed hosts or interrupted."""
-    from .sweep.run import run_plan
+    """Run one plan to its report; the exit code says over-threshold, missed hosts or interrupted.
+    Ctrl-C is answered by the stages themselves while it runs (sweep/interrupt.py)."""
+    from .sweep.interrupt import ctrl_c
+    from .sweep.run import report_outcome, run_plan
     from .sweep.triage import triage_banner
     from .transport import transport_factory
 
     if plan.phase2 is not None and not plan.outputs.quiet:
         print(triage_banner(plan), file=sys.stderr)
-    outcome = run_plan(plan, transport_factory(plan.ssh, password))
-    assessments = assess(outcome.results, plan.thresholds)
-    code = EXIT_INTERRUPTED if outcome.partial else exit_code(assessments, plan.fail_on)
-    meta = {"window_s": plan.window_s, "wall_s": round(outcome.wall_s, 3), "exit_code": code,
-            "partial": outcome.partial}
-    if outcome.phase2_hosts is not None:
-        meta["phase2_hosts"] = outcome.phase2_hosts
-    emit(plan.outputs, assessments, plan.thresholds, meta)
-    return code
+    with ctrl_c() as interrupt:
+        return report_outcome(plan, run_plan(plan, transport_factory(plan.ssh, password), interrupt), interrupt)
 
 
 def cmd_hosts(args) -> int:
     """sweep and triage: one plan from the flags."""
-    plan = Plan.from_args(dict(vars(args), triage=args.command == "triage"))
+    plan = check_local_inputs(Plan.from_args(dict(vars(args), triage=args.command == "triage")))
     if not plan.hosts:
         print(f"rstfleet: shard {args.shard[0]}/{args.shard[1]} holds no host", file=sys.stderr)
     return execute(plan, become_password([plan]))
@@ -182,15 +176,15 @@ def cmd_run(args) -> int:
         hosts = in_shard(hosts, *args.shard) if args.shard else hosts
         if not hosts:
             raise PlanError(f"{book.path}:{play.line}: no hosts match {play.hosts!r}")
-        plans.append(Plan.from_play(play, hosts, vars(args), index, len(book.plays)))
+        plans.append(check_local_inputs(Plan.from_play(play, hosts, vars(args), index, len(book.plays))))
     password = become_password(plans)
     code = 0
     for plan in plans:
         if not args.quiet:
             print(f"PLAY [{printable(plan.name, 80)}] {len(plan.hosts)} host(s)", file=sys.stderr)
         result = execute(plan, password)
-        if result == EXIT_INTERRUPTED:
-            return EXIT_INTERRUPTED      # not OR-ed with earlier plays' 4 (that gave 134)
+        if result == EXIT_INTERRUPTED:   # later plays do not run; not OR-ed with 4 (that gave 134)
+            return EXIT_INTERRUPTED
         code |= result
     return code
 
@@ -203,6 +197,8 @@ def cmd_probe(args) -> int:
 def cmd_report(args) -> int:
     from .evidence.captures import attach_stored_captures
     from .plan import Outputs
+    if args.output:
+        check_report_file(args.output)
     merged = load_merged(args.files)
     for warning in merged.warnings:
         print(f"rstfleet: warning: {printable(warning, 300)}", file=sys.stderr)

@@ -26,6 +26,7 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
     scan_suspects: list[dict] = []
     bare_share: dict = {}
     pcap = result.pcap
+    notes.extend(document.notes)          # the controller's: phase 2 failed or was interrupted
     if result.capture_note:
         notes.append(result.capture_note)
     if trace and not trace.get("available"):

@@ -6,7 +6,8 @@ crash of the whole run (found by fuzzing: docs/fuzzing.md). Unknown extra keys a
 probes may add some) but never read.
 
 Fields the controller sets itself are removed from host output: `capture.path` names a file on
-the controller and must never come from a host.
+the controller and must never come from a host; `notes` are the controller's (a phase 2 that failed
+or was interrupted) and are shown as such.
 """
 
 from __future__ import annotations
@@ -171,6 +172,8 @@ def check_document(document: dict, trusted_paths: bool = False) -> dict:
     if mapping(document.get("cost"), "cost", optional=True):
         for name, value in document["cost"].items():
             number(value, f"cost.{name}")
+    if not trusted_paths:
+        document.pop("notes", None)
     notes = document.get("notes", [])
     if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
         _fail("notes", "a list of text", notes)

@@ -7,7 +7,8 @@ without python3, the shell probe on the same connection, so such a host is still
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Callable
 
 from ..inventory import Host
 from ..probe import probe_argv, probe_script_for
@@ -19,6 +20,8 @@ from ..transport import RunResult, Transport
 
 if TYPE_CHECKING:
     from .pool import SweepSettings
+
+log = logging.getLogger("rstfleet.orchestrator")
 
 SHELL_FALLBACK_NOTE = ("python3 is missing on this host: its counters were read by the shell probe "
                        "(no trace, capture or owners here)")
@@ -59,13 +62,15 @@ def classify(run: RunResult, settings: "SweepSettings", engine: str = "python") 
         return Status.PROBE_ERROR, printable(str(exc)), None
 
 
-def run_probe(host: Host, transport: Transport, settings: "SweepSettings",
-              deadline: float) -> tuple[Status, str, dict | None]:
-    """Run the probe the settings ask for; TransportError propagates (the pool maps it)."""
+def run_probe(host: Host, transport: Transport, settings: "SweepSettings", deadline: float,
+              run_id: str | None = None) -> tuple[Status, str, dict | None]:
+    """Run the probe the settings ask for; TransportError propagates (the pool maps it).
+    ``run_id`` tags a Python probe so a Ctrl-C can ask it to finish early (interrupt.py)."""
     if settings.host_probe == "shell":
         run = transport.run(shell_argv(settings.window_s), b"", deadline, settings.max_output)
         return classify(run, settings, "shell")
-    argv = probe_argv(settings.window_s, list(settings.probe_options), host.python)
+    options = list(settings.probe_options) + (["--run-id", run_id] if run_id else [])
+    argv = probe_argv(settings.window_s, options, host.python)
     run = transport.run(argv, probe_script_for(settings.probe_options), deadline, settings.max_output)
     status, reason, probe = classify(run, settings)
     if status != Status.NO_PYTHON or settings.host_probe != "python-or-shell" or settings.probe_options:
@@ -76,3 +81,18 @@ def run_probe(host: Host, transport: Transport, settings: "SweepSettings",
         return status, f"{reason}; the shell probe failed too: {why}", None
     probe["notes"].append(SHELL_FALLBACK_NOTE)
     return Status.OK, "", probe
+
+
+def ask_to_finish_early(host: Host, transport_for: Callable[[Host], Transport], run_id: str,
+                        settings: "SweepSettings", deadline: float) -> None:
+    """On a fresh session, ask this host's probes of ``run_id`` to finish early (main.py's
+    --stop-run); their documents then come back on their own sessions. Best effort."""
+    try:
+        transport = transport_for(host)
+        try:
+            transport.run(probe_argv(settings.window_s, ["--stop-run", run_id], host.python),
+                          probe_script_for(()), deadline, 64 * 1024)
+        finally:
+            transport.close()
+    except BaseException:  # noqa: B902 - a failed request leaves that host cancelled
+        log.debug("asking %s to finish early failed", host.name, exc_info=True)
