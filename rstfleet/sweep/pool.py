@@ -18,7 +18,7 @@ from typing import Callable
 from ..inventory import Host
 from ..probe import probe_argv, probe_script_for
 from ..probe.host.limits import CONNECT_TIMEOUT_S, FORKS, PROBE_MARGIN_S, WINDOW_S
-from ..results import Status, HostResult, ProbeOutputError, parse_probe_output
+from ..results import PROBE_KIND, Status, HostResult, ProbeOutputError, parse_probe_output
 from ..textsafe import last_line, printable
 from ..transport import DEFAULT_MAX_OUTPUT, RunResult, Transport, TransportError
 
@@ -58,6 +58,7 @@ class SweepSettings:
     margin_s: float = PROBE_MARGIN_S         # time allowed beyond the window for python start-up and reply
     max_output: int = DEFAULT_MAX_OUTPUT
     probe_options: tuple[str, ...] = ()   # e.g. ("--trace",), ("--capture", "60", "--owners", "auto")
+    document_kind: str = PROBE_KIND       # the document the probe must print ("rstfleet-check": --check)
 
     @property
     def host_budget_s(self) -> float:
@@ -92,7 +93,7 @@ def classify(run: RunResult, settings: SweepSettings) -> tuple[str, str, dict | 
     if run.exit_code != 0:
         return Status.PROBE_ERROR, f"probe exited with {run.exit_code}: {last_line(run.stderr)}", None
     try:
-        return Status.OK, "", parse_probe_output(run.stdout)
+        return Status.OK, "", parse_probe_output(run.stdout, kind=settings.document_kind)
     except ProbeOutputError as exc:
         return Status.PROBE_ERROR, printable(str(exc)), None
 

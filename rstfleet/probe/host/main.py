@@ -39,6 +39,7 @@ OPTIONS = {
     "capture-bytes": (int, CAPTURE_BYTES),
     "force-long-capture": (bool, False),
     "owners": (str, ""),
+    "check": (bool, False),      # `rstfleet check`: facts and tracefs only, no window (check.py)
 }
 
 
@@ -250,7 +251,11 @@ def main(argv=None):
         signal.signal(signum, _stop)
     signal.alarm(max(1, int(bound + 0.999)))
     try:
-        document = run(args)
+        if args["check"]:
+            from .check import readiness
+            document = readiness()
+        else:
+            document = run(args)
     except Stop as exc:
         sys.stderr.write("rstprobe: stopped early (%s); cleaned up\n" % exc)
         return 125
