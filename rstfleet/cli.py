@@ -12,6 +12,7 @@ from .analysis import EXIT_INTERRUPTED, EXIT_USAGE, Thresholds, assess, exit_cod
 from .inventory import InventoryError
 from .plan import Plan, PlanError, in_shard, load_fleet, parse_shard
 from .preflight_inputs import check_local_inputs, check_report_file
+from .preflight import FORMATS as CHECK_FORMATS, run_check
 from .probe.host import limits
 from .report import FORMATS, emit
 from .saved import load_merged
@@ -43,16 +44,16 @@ def _add_thresholds(parser: argparse.ArgumentParser) -> None:
                         help="verdict that sets exit code 4 (default %(default)s)")
 
 
-def _add_outputs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=FORMATS, default="table")
+def _add_outputs(parser: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) -> None:
+    parser.add_argument("--format", choices=formats, default="table")
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="write the --format report to FILE (the table still goes to stdout)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on stdout")
 
 
-def _add_fleet(parser: argparse.ArgumentParser, play: bool = False) -> None:
+def _add_fleet(parser: argparse.ArgumentParser, play: bool = False, check: bool = False) -> None:
     """Options of every command that reaches hosts; a playbook's play sets the window, the
-    thresholds and the capture itself."""
+    thresholds and the capture itself; `check` has no window, evidence options or thresholds."""
     parser.add_argument("-i", "--inventory", help="Ansible inventory (YAML/INI) or 'h1,h2,'; "
                                                   "default: the local host, without SSH")
     parser.add_argument("-l", "--limit", metavar="PATTERN", help="Ansible host pattern (web*:&prod:!db1)")
@@ -66,7 +67,7 @@ def _add_fleet(parser: argparse.ArgumentParser, play: bool = False) -> None:
     parser.add_argument("-b", "--become", action="store_true", help="run the probe with sudo")
     parser.add_argument("-K", "--ask-become-pass", action="store_true",
                         help="ask for the sudo password (sent on the session's stdin, never argv)")
-    if not play:
+    if not (play or check):
         parser.add_argument("--window", type=float, default=limits.WINDOW_S,
                             help="seconds (default %(default)s, the alert's own window)")
     parser.add_argument("--connect-timeout", type=float, default=limits.CONNECT_TIMEOUT_S)
@@ -78,6 +79,8 @@ def _add_fleet(parser: argparse.ArgumentParser, play: bool = False) -> None:
     parser.add_argument("--max-output", type=int, default=limits.MAX_OUTPUT, metavar="BYTES",
                         help="cap on what is read from one host (default %(default)s)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log SSH steps on stderr")
+    if check:
+        return _add_outputs(parser, CHECK_FORMATS)
     parser.add_argument("--trace", action="store_true",
                         help="attribute every reset to a port, peer and kernel reason with the "
                              "tcp:tcp_send_reset tracepoint (root; on by default with --capture and in "
@@ -118,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--capture", type=float, default=limits.CAPTURE_S, metavar="SECONDS",
                     help="phase 2 capture length (default %(default)s, the guide's minimum)")
 
+    _add_fleet(sub.add_parser("check", help="preflight: can every host give every evidence tier? "
+                                            "(reach, host key, auth, python, root, tools, tracefs)"), check=True)
     sub.add_parser("probe", help="run the probe on this machine and print its JSON").add_argument(
         "--window", type=float, default=limits.WINDOW_S)
 
@@ -223,7 +228,8 @@ def cmd_lab(lab_args: list[str]) -> int:
 
 
 COMMANDS = {"sweep": cmd_hosts, "triage": cmd_hosts, "run": cmd_run, "probe": cmd_probe, "report": cmd_report,
-            "lab": lambda args: cmd_lab(args.lab_args)}
+            "lab": lambda args: cmd_lab(args.lab_args),
+            "check": lambda args: run_check(dict(vars(args)), become_password)}
 
 
 def main(argv: list[str] | None = None) -> int:

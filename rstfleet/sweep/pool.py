@@ -27,7 +27,7 @@ from typing import Callable
 
 from ..inventory import Host
 from ..probe.host.limits import CONNECT_TIMEOUT_S, FORKS, PROBE_MARGIN_S, STOP_EARLY_WAIT_S, WINDOW_S
-from ..results import HostResult, Status
+from ..results import PROBE_KIND, HostResult, Status
 from ..textsafe import printable
 from ..transport import DEFAULT_MAX_OUTPUT, Transport, TransportError
 from .interrupt import Interrupt
@@ -72,6 +72,7 @@ class SweepSettings:
     max_output: int = DEFAULT_MAX_OUTPUT
     probe_options: tuple[str, ...] = ()   # e.g. ("--trace",), ("--capture", "60", "--owners", "auto")
     host_probe: str = "python-or-shell"   # or "python", or "shell" (probe/shell.py: counters only)
+    document_kind: str = PROBE_KIND       # the document the probe must print ("rstfleet-check": --check)
 
     @property
     def host_budget_s(self) -> float:

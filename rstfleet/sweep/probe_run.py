@@ -57,7 +57,7 @@ def classify(run: RunResult, settings: "SweepSettings", engine: str = "python") 
     try:
         if engine == "shell":
             return Status.OK, "", check_document(parse_shell_output(run.stdout, settings.window_s))
-        return Status.OK, "", parse_probe_output(run.stdout)
+        return Status.OK, "", parse_probe_output(run.stdout, kind=settings.document_kind)
     except (ProbeOutputError, ShellOutputError, ShapeError) as exc:
         return Status.PROBE_ERROR, printable(str(exc)), None
 

@@ -48,6 +48,7 @@ OPTIONS = {
     "owners": (str, ""),
     "run-id": (str, ""),       # names this probe for --stop-run (hex, from the orchestrator)
     "stop-run": (str, ""),     # ask this host's probes of that run id to finish early, then exit
+    "check": (bool, False),      # `rstfleet check`: facts and tracefs only, no window (check.py)
 }
 RUN_ID_CHARS = frozenset("0123456789abcdef")
 _stop_requested = []           # set by SIGUSR1: finish the window or capture early
@@ -319,7 +320,11 @@ def main(argv=None):
     signal.signal(signal.SIGUSR1, _finish_early)
     signal.alarm(max(1, int(bound + 0.999)))
     try:
-        document = run(args)
+        if args["check"]:
+            from .check import readiness
+            document = readiness()
+        else:
+            document = run(args)
     except Stop as exc:
         sys.stderr.write("rstprobe: stopped early (%s); cleaned up\n" % exc)
         return 125
