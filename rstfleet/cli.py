@@ -70,12 +70,14 @@ def _add_fleet(parser: argparse.ArgumentParser, play: bool = False, check: bool 
     if not (play or check):
         parser.add_argument("--window", type=float, default=limits.WINDOW_S,
                             help="seconds (default %(default)s, the alert's own window)")
-    parser.add_argument("--connect-timeout", type=float, default=limits.CONNECT_TIMEOUT_S)
+    parser.add_argument("--connect-timeout", type=float, metavar="SECONDS", help="default: ssh_config's "
+                        f"ConnectTimeout, else {limits.CONNECT_TIMEOUT_S:g}")
     parser.add_argument("--known-hosts", action="append", default=[], metavar="FILE",
                         help="known_hosts file(s) to verify host keys against")
     parser.add_argument("--accept-new-host-keys", action="store_true",
                         help="record unknown host keys (OpenSSH accept-new); changed keys stay refused")
-    parser.add_argument("--ssh-config", default="~/.ssh/config", help="OpenSSH client config to honour")
+    parser.add_argument("--ssh-config", metavar="FILE", help="OpenSSH client config, read as `ssh -F FILE` "
+                        "(only it; 'none': no file); default ~/.ssh/config then /etc/ssh/ssh_config")
     parser.add_argument("--max-output", type=int, default=limits.MAX_OUTPUT, metavar="BYTES",
                         help="cap on what is read from one host (default %(default)s)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log SSH steps on stderr")
@@ -143,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def become_password(plans: list[Plan]) -> str | None:
-    """Asked once per run, before any host is touched; it travels on stdin, never argv."""
+    """Said and asked once per run, before any host is touched: the plans' warnings, then the -K
+    password (it travels on stdin, never argv)."""
+    for warning in dict.fromkeys(w for plan in plans for w in plan.warnings):
+        print(f"rstfleet: warning: {printable(warning, 2000)}", file=sys.stderr)
     return getpass.getpass("BECOME password: ") if any(p.ssh.ask_become_pass for p in plans) else None
 
 

@@ -21,11 +21,12 @@ from typing import Any, Mapping
 
 from .analysis import Thresholds
 from .inventory import Host, Inventory, load_inventory, localhost_inventory
-from .probe.host.limits import (CAPTURE_BYTES, FAIL_ON, FAIL_ON_DEFAULT, FORKS,
+from .probe.host.limits import (CAPTURE_BYTES, CONNECT_TIMEOUT_S, FAIL_ON, FAIL_ON_DEFAULT, FORKS,
                                 MAX_CAPTURE_BYTES, MAX_CAPTURE_PACKETS, MAX_CAPTURE_S, MAX_WINDOW_S, MIN_CAPTURE_BYTES, PHASE2_TOP, PROBE_MARGIN_S, SPIKE_FLOOR,
                                 measured_window)
 from .sweep.pool import SweepSettings
 from .transport import SSHSettings
+from .transport.target import preflight
 
 HOST_PROBES = ("auto", "shell", "python")   # auto: python, the shell probe where python3 is missing
 MIN_MAX_OUTPUT = 64 * 1024          # a probe document with trace flows needs tens of KiB
@@ -81,6 +82,7 @@ class Plan:
     ssh: SSHSettings
     outputs: Outputs
     name: str = ""                       # the play's name, for `run`
+    warnings: tuple[str, ...] = ()       # said once per run before any host (ssh_config not followed)
 
     @property
     def window_s(self) -> float:
@@ -163,6 +165,9 @@ def _checked(o: dict, hosts: list[Host] | None) -> Plan:
     """Validate every number and combination, then build the Plan; PlanError names the flag."""
     window = _number(o, "window", "--window", 0.0, MAX_WINDOW_S, low_open=True)
     forks = _number(o, "forks", "--forks", 1, None, integer=True)
+    connect_given = o.get("connect_timeout") is not None
+    if not connect_given:            # ssh_config's ConnectTimeout applies, else this default
+        o["connect_timeout"] = CONNECT_TIMEOUT_S
     connect = _number(o, "connect_timeout", "--connect-timeout", 0.0, MAX_WINDOW_S, low_open=True)
     max_output = _number(o, "max_output", "--max-output", MIN_MAX_OUTPUT, None, integer=True)
     thresholds = Thresholds(_number(o, "warn", "--warn", 0.0, None, low_open=True),
@@ -224,6 +229,7 @@ def _checked(o: dict, hosts: list[Host] | None) -> Plan:
     ssh = SSHSettings(user=o.get("user"), key_file=o.get("private_key"),
                       known_hosts_files=tuple(o.get("known_hosts") or ()),
                       accept_new_host_keys=bool(o.get("accept_new_host_keys")), connect_timeout=connect,
+                      connect_timeout_given=connect_given,
                       ssh_config_path=o.get("ssh_config"), become=bool(o.get("become") or o.get("ask_become_pass")),
                       ask_become_pass=bool(o.get("ask_become_pass")))
     if hosts is None:
@@ -231,5 +237,6 @@ def _checked(o: dict, hosts: list[Host] | None) -> Plan:
         if isinstance(shard, str):
             shard = parse_shard(shard)
         hosts = select_hosts(load_fleet(o.get("inventory")), o.get("limit"), shard)
-    return Plan(tuple(hosts), sweep, phase2, top, thresholds, fail_on, ssh, outputs, o.get("name") or "")
+    return Plan(tuple(hosts), sweep, phase2, top, thresholds, fail_on, ssh, outputs, o.get("name") or "",
+                preflight(ssh, hosts))
 

@@ -10,69 +10,22 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import pwd
 import shlex
 import socket
 import threading
 import time
-from dataclasses import dataclass
 
 import paramiko
 
 from . import DEFAULT_MAX_OUTPUT, RunResult, SSHSettings, TransportError
 from ..inventory import Host
 from ..results import Status
+from .ssh_config import ClientConfig
+from .target import SSHTarget, resolve_target
 
 READ_CHUNK = 65536
 IDLE_TICK_S = 2.0
 log = logging.getLogger("rstfleet.ssh")
-
-
-def user_home() -> str:
-    """Home from the passwd entry, as OpenSSH does (paramiko would use $HOME)."""
-    try:
-        return pwd.getpwuid(os.getuid()).pw_dir
-    except KeyError:
-        return os.path.expanduser("~")
-
-
-def expand_home(path: str) -> str:
-    return user_home() + path[1:] if path.startswith("~") else path
-
-
-@dataclass
-class SSHTarget:
-    """Where and as whom to connect, after inventory, command line and ~/.ssh/config are merged."""
-    hostname: str
-    port: int
-    user: str
-    key_files: list[str]
-    known_hosts_files: list[str]
-    proxy_command: str | None = None
-
-
-def load_ssh_config(path: str | None) -> paramiko.SSHConfig | None:
-    if not path:
-        return None
-    path = expand_home(path)
-    return paramiko.SSHConfig.from_path(path) if os.path.exists(path) else None
-
-
-def resolve_target(host: Host, settings: SSHSettings, config: paramiko.SSHConfig | None) -> SSHTarget:
-    options = config.lookup(host.address) if config else {}
-    hostname = options.get("hostname", host.address)
-    port = host.port or int(options.get("port", 22))
-    user = host.user or settings.user or options.get("user") or pwd.getpwuid(os.getuid()).pw_name
-    keys = [k for k in (host.key_file, settings.key_file) if k] + list(options.get("identityfile", []))
-    known = [k for k in (host.known_hosts_file,) if k] + list(settings.known_hosts_files)
-    if not known:
-        known = options.get("userknownhostsfile", "~/.ssh/known_hosts").split()
-    proxy = options.get("proxycommand")
-    if not proxy and options.get("proxyjump", "none").lower() != "none":
-        # Delegated to the OpenSSH client, which already knows how to reach the jump host.
-        proxy = f"ssh -W {shlex.quote(hostname)}:{port} {shlex.quote(options['proxyjump'])}"
-    return SSHTarget(hostname, port, user, [expand_home(k) for k in keys],
-                     [expand_home(k) for k in known], proxy)
 
 
 class SharedCredentials:
@@ -137,14 +90,15 @@ class AcceptNew(paramiko.MissingHostKeyPolicy):
 
 def _trust_command(target: SSHTarget) -> str:
     port = f"-p {target.port} " if target.port != 22 else ""
-    return (f"ssh-keyscan {port}{target.hostname} >> {target.known_hosts_files[0]} "
+    known = target.known_hosts_files[0] if target.known_hosts_files else "~/.ssh/known_hosts"
+    return (f"ssh-keyscan {port}{target.hostname} >> {known} "
             f"(after checking the fingerprint), or rerun with --accept-new-host-keys")
 
 
 class SSHTransport:
     """One host over SSH. Construct, run() once or more, close()."""
 
-    def __init__(self, host: Host, settings: SSHSettings, config: paramiko.SSHConfig | None = None,
+    def __init__(self, host: Host, settings: SSHSettings, config: ClientConfig | None = None,
                  shared: SharedCredentials | None = None):
         self.host = host
         self.settings = settings
@@ -154,13 +108,15 @@ class SSHTransport:
 
     def _connect(self, deadline: float) -> paramiko.SSHClient:
         target = self.target
-        timeout = max(0.1, min(self.settings.connect_timeout, deadline - time.monotonic()))
+        timeout = max(0.1, min(target.connect_timeout or self.settings.connect_timeout,
+                               deadline - time.monotonic()))
         client = paramiko.SSHClient()
         # Looked up read-only (the "system" keys); first-seen keys accepted with
         # --accept-new-host-keys go to this client's own set and the file, never to the shared one.
         client._system_host_keys = self.shared.host_keys(target.known_hosts_files)
+        accept_new = self.settings.accept_new_host_keys or target.strict_host_key_checking == "accept-new"
         client.set_missing_host_key_policy(
-            AcceptNew(target.known_hosts_files[0]) if self.settings.accept_new_host_keys
+            AcceptNew(target.known_hosts_files[0]) if accept_new and target.known_hosts_files
             else RefuseUnknown())
         where = f"{target.user}@{target.hostname}:{target.port}"
         log.debug("%s: connecting to %s (known_hosts %s, keys %s%s)", self.host.name, where,
@@ -169,7 +125,9 @@ class SSHTransport:
         try:
             # The TCP connect is ours, so "no route" and "tarpit" are told apart cleanly; the
             # handshake gets one second more than the banner so the banner's error wins the race.
-            sock = (paramiko.ProxyCommand(target.proxy_command) if target.proxy_command
+            # As ssh runs a ProxyCommand: `exec COMMAND` in the user's shell.
+            shell = [os.environ.get("SHELL") or "/bin/sh", "-c", f"exec {target.proxy_command}"]
+            sock = (paramiko.ProxyCommand(shlex.join(shell)) if target.proxy_command
                     else socket.create_connection((target.hostname, target.port), timeout=timeout))
             if not target.proxy_command:
                 # Nagle + delayed ACK cost ~40 ms per authentication round trip.
@@ -178,7 +136,8 @@ class SSHTransport:
             client.connect(
                 target.hostname, port=target.port, username=target.user, pkey=pkey,
                 key_filename=None if pkey else (target.key_files or None),
-                look_for_keys=not target.key_files,
+                look_for_keys=False,     # OpenSSH's default keys are in key_files (passwd home)
+                allow_agent=not target.identities_only,
                 timeout=timeout + 1, banner_timeout=timeout, auth_timeout=timeout,
                 channel_timeout=timeout, sock=sock)
             log.debug("%s: host key verified, authenticated as %s", self.host.name, target.user)
