@@ -10,6 +10,7 @@ import sys
 from . import __version__
 from .analysis import EXIT_USAGE, Thresholds, assess, exit_code
 from .inventory import InventoryError
+from .inventory.listing import add_inventory_command, inventory_command, print_plans
 from .plan import Plan, PlanError, in_shard, load_fleet, parse_shard
 from .probe.host import limits
 from .report import FORMATS, emit
@@ -54,8 +55,9 @@ def _add_outputs(parser: argparse.ArgumentParser) -> None:
 def _add_fleet(parser: argparse.ArgumentParser, play: bool = False) -> None:
     """Options of every command that reaches hosts; a playbook's play sets the window, the
     thresholds and the capture itself."""
-    parser.add_argument("-i", "--inventory", help="Ansible inventory (YAML/INI) or 'h1,h2,'; "
+    parser.add_argument("-i", "--inventory", help="Ansible inventory (file, directory or script) or 'h1,h2,'; "
                                                   "default: the local host, without SSH")
+    parser.add_argument("--list-hosts", action="store_true", help="print each host's connection plan; connect to none")
     parser.add_argument("-l", "--limit", metavar="PATTERN", help="Ansible host pattern (web*:&prod:!db1)")
     parser.add_argument("--shard", metavar="K/N", type=_shard,
                         help="take the K-th of N stable slices of the selected hosts (by a hash of the "
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_thresholds(rp)
     _add_outputs(rp)
 
+    add_inventory_command(sub)
     sub.add_parser("lab", help="the network-namespace lab fleet (root): up N | down | status | inject"
                    ).add_argument("lab_args", nargs=argparse.REMAINDER)
     return parser
@@ -164,7 +167,7 @@ def cmd_hosts(args) -> int:
     plan = Plan.from_args(dict(vars(args), triage=args.command == "triage"))
     if not plan.hosts:
         print(f"rstfleet: shard {args.shard[0]}/{args.shard[1]} holds no host", file=sys.stderr)
-    return execute(plan, become_password([plan]))
+    return print_plans([plan]) if args.list_hosts else execute(plan, become_password([plan]))
 
 
 def cmd_run(args) -> int:
@@ -180,6 +183,8 @@ def cmd_run(args) -> int:
         if not hosts:
             raise PlanError(f"{book.path}:{play.line}: no hosts match {play.hosts!r}")
         plans.append(Plan.from_play(play, hosts, vars(args), index, len(book.plays)))
+    if args.list_hosts:
+        return print_plans(plans)
     password = become_password(plans)
     code = 0
     for plan in plans:
@@ -224,7 +229,7 @@ def cmd_lab(lab_args: list[str]) -> int:
 
 
 COMMANDS = {"sweep": cmd_hosts, "triage": cmd_hosts, "run": cmd_run, "probe": cmd_probe, "report": cmd_report,
-            "lab": lambda args: cmd_lab(args.lab_args)}
+            "lab": lambda args: cmd_lab(args.lab_args), "inventory": lambda args: inventory_command(vars(args))}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
@@ -24,6 +25,7 @@ from .probe.host.limits import (CAPTURE_BYTES, FAIL_ON, FAIL_ON_DEFAULT, FORKS,
                                 MAX_CAPTURE_BYTES, MAX_CAPTURE_PACKETS, MAX_CAPTURE_S, MAX_WINDOW_S, MIN_CAPTURE_BYTES, PHASE2_TOP, PROBE_MARGIN_S, SPIKE_FLOOR,
                                 measured_window)
 from .sweep.pool import SweepSettings
+from .textsafe import printable
 from .transport import SSHSettings
 
 MIN_MAX_OUTPUT = 64 * 1024          # a probe document with trace flows needs tens of KiB
@@ -130,7 +132,12 @@ def in_shard(hosts: list[Host], k: int, n: int) -> list[Host]:
 
 
 def load_fleet(inventory: str | None) -> Inventory:
-    return load_inventory(inventory) if inventory else localhost_inventory()
+    """The inventory, or the implicit localhost; what it asks for and rstfleet will not honour
+    is said once on stderr, before any host is touched."""
+    fleet = load_inventory(inventory) if inventory else localhost_inventory()
+    for warning in fleet.warnings:
+        print(f"rstfleet: warning: {printable(warning, 2000)}", file=sys.stderr)
+    return fleet
 
 
 def select_hosts(inventory: Inventory, limit: str | None, shard: tuple[int, int] | None = None) -> list[Host]:

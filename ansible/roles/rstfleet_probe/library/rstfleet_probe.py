@@ -69,7 +69,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 PROBE_SCHEMA = 1
-PROBE_SHA256 = '0308cfd1a6e64221501937004ccbd692a43b82ccdc1a1568c5a306370582e5bf'
+PROBE_SHA256 = '66b1e08b2993acb801e5b7c04aa91562df690b31d4fa2ddf9d43f27e7ad09819'
 # rstfleet.probe.probe_script(), verbatim: the bytes `rstfleet sweep` pipes to `python3 -I -B -`.
 PROBE_SCRIPT = (
     'import sys\n'
@@ -543,6 +543,8 @@ PROBE_SCRIPT = (
     'CONNECT_TIMEOUT_S = 10.0\\n'
     'MAX_OUTPUT = 16 * 1024 * 1024              # bytes read from one host\\n'
     "PROBE_MARGIN_S = 15.0      # a host\\'s deadline beyond connect + window: python start-up, reply\\n"
+    "INVENTORY_SCRIPT_S = 30.0  # an executable inventory\\'s whole run (--list, or every --host)\\n"
+    'INVENTORY_SCRIPT_OUTPUT = 64 * 1024 * 1024  # bytes read from an inventory script\\n'
     'SELF_BOUND_MARGIN_S = 30.0  # the probe stops itself this long after its window, whatever happens\\n'
     '\\n'
     'WARN = 10.0                # resets sent/s\\n'
