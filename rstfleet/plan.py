@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import sys
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
@@ -25,6 +26,7 @@ from .probe.host.limits import (CAPTURE_BYTES, CONNECT_TIMEOUT_S, FAIL_ON, FAIL_
                                 MAX_CAPTURE_BYTES, MAX_CAPTURE_PACKETS, MAX_CAPTURE_S, MAX_WINDOW_S, MIN_CAPTURE_BYTES, PHASE2_TOP, PROBE_MARGIN_S, SPIKE_FLOOR,
                                 measured_window)
 from .sweep.pool import SweepSettings
+from .textsafe import printable
 from .transport import SSHSettings
 from .transport.target import preflight
 
@@ -134,7 +136,12 @@ def in_shard(hosts: list[Host], k: int, n: int) -> list[Host]:
 
 
 def load_fleet(inventory: str | None) -> Inventory:
-    return load_inventory(inventory) if inventory else localhost_inventory()
+    """The inventory, or the implicit localhost; what it asks for and rstfleet will not honour
+    is said once on stderr, before any host is touched."""
+    fleet = load_inventory(inventory) if inventory else localhost_inventory()
+    for warning in fleet.warnings:
+        print(f"rstfleet: warning: {printable(warning, 2000)}", file=sys.stderr)
+    return fleet
 
 
 def select_hosts(inventory: Inventory, limit: str | None, shard: tuple[int, int] | None = None) -> list[Host]:

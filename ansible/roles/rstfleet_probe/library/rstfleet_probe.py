@@ -69,7 +69,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 PROBE_SCHEMA = 1
-PROBE_SHA256 = '7d619282c25311211a8206bae91f6e52239117af5c2b6e20a137c444c05ecf63'
+PROBE_SHA256 = '15e25912c3e39812a9517625587826163cacd43db3679bcc54261e6e1da07229'
 # rstfleet.probe.probe_script(), verbatim: the bytes `rstfleet sweep` pipes to `python3 -I -B -`.
 PROBE_SCRIPT = (
     'import sys\n'
@@ -598,6 +598,8 @@ PROBE_SCRIPT = (
     'CONNECT_TIMEOUT_S = 10.0\\n'
     'MAX_OUTPUT = 16 * 1024 * 1024              # bytes read from one host\\n'
     "PROBE_MARGIN_S = 15.0      # a host\\'s deadline beyond connect + window: python start-up, reply\\n"
+    "INVENTORY_SCRIPT_S = 30.0  # an executable inventory\\'s whole run (--list, or every --host)\\n"
+    'INVENTORY_SCRIPT_OUTPUT = 64 * 1024 * 1024  # bytes read from an inventory script\\n'
     'SELF_BOUND_MARGIN_S = 30.0  # the probe stops itself this long after its window, whatever happens\\n'
     'STOP_EARLY_WAIT_S = 3.0    # on Ctrl-C, capturing probes get this long to send the packets so far\\n'
     "CHECK_MARGIN_S = 10.0      # `rstfleet check`: a host\\'s deadline beyond connect (measured: ~0.15 s of work)\\n"
