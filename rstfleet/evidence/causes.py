@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .received import ReceivedResets
+
 # key -> (the guide's words, severity weight used in the score); each cause's next command is in
 # next_steps.py (built from validated ports and peers only: host text is hostile).
 CAUSES = {
@@ -99,6 +101,7 @@ class HostEvidence:
     scan_suspects: list[dict]
     capture_path: str | None = None
     notes: list[str] = field(default_factory=list)
+    received: ReceivedResets | None = None  # the other end: resets this host received (received.py)
 
 
 def _cause(key: str, resets: int, total: int, evidence: list[str], ports: Counter,

@@ -48,8 +48,9 @@ sys.exit(main(sys.argv[1:]))
 
 CORE_MODULES = ("__init__", "counters", "facts", "limits", "main")
 # probe option -> the extra modules it imports on the host
-OPTION_MODULES = {"--trace": ("tracefs",), "--capture": ("capture", "tracefs"), "--owners": ("owners",),
-                  "--check": ("check", "tracefs")}
+TRACE_MODULES = ("tracefs", "traceformat", "tally")
+OPTION_MODULES = {"--trace": TRACE_MODULES, "--capture": ("capture",) + TRACE_MODULES, "--owners": ("owners",),
+                  "--check": ("check",) + TRACE_MODULES}
 
 
 @functools.lru_cache(maxsize=None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from ..analysis import Assessment, Thresholds, Verdict
-from . import view
+from . import both_ends, view
 from .escape import markdown as md
 from .escape import markdown_code
 
@@ -58,6 +58,9 @@ def render_markdown(assessments: list[Assessment], thresholds: Thresholds, meta:
     if meta.get("phase2_hosts"):
         lines.append("- **phase 2:** capture and owners on "
                      + ", ".join(md(h, 80) for h in meta["phase2_hosts"]))
+    ends = both_ends.both_ends_lines(fleet.summary)
+    if ends:
+        lines += ["", "## Both ends of the resets", ""] + [f"- **{label}:** {md(text, 600)}" for label, text in ends]
     if checked:
         lines += ["", "## Ranked hosts", ""]
         lines += _table(["rank", "host", "resets sent/s", "baseline/s", "verdict", "score",
@@ -71,6 +74,13 @@ def render_markdown(assessments: list[Assessment], thresholds: Thresholds, meta:
         lines += ["", "## Hosts that sent resets", ""]
         for a in detailed:
             lines += _host_section(a)
+    receiving = both_ends.receiving_hosts(assessments)
+    if receiving:
+        names = both_ends.address_names(assessments)
+        lines += ([] if lines[-1] == "" else [""]) + ["## Resets received", ""]
+        for a in receiving:
+            lines += [f"### {md(a.host, 80)}", ""]
+            lines += [f"- **{label}:** {md(text, 300)}" for label, text in both_ends.received_lines(a, names)] + [""]
     if missed:
         lines += ([] if lines[-1] == "" else [""]) + ["## Not checked", ""]
         lines += _table(["host", "status", "reason"], ["---", "---", "---"],

@@ -18,7 +18,7 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from ..analysis import Assessment, Thresholds, Verdict
-from . import view
+from . import both_ends, view
 from .escape import terminal
 
 COLOURS = {Verdict.CRIT: "\x1b[1;31m", Verdict.WARN: "\x1b[33m", Verdict.OK: "\x1b[32m", Verdict.UNKNOWN: "\x1b[2m"}
@@ -54,6 +54,9 @@ def render_table(assessments: list[Assessment], thresholds: Thresholds, meta: di
     lines += ["", "Fleet"] + _labelled(fleet.lines, limit=600)
     if meta.get("phase2_hosts"):
         lines += _labelled([("phase 2", "capture and owners on " + ", ".join(meta["phase2_hosts"]))])
+    ends = both_ends.both_ends_lines(fleet.summary)
+    if ends:
+        lines += ["", "Both ends of the resets (received, paired with the sender's kernel)"] + _labelled(ends, limit=600)
     rows = ranked_rows(assessments, colour)
     if rows:
         lines += ["", tabulate(rows, headers=RANKED_HEADERS, disable_numparse=True)]
@@ -64,6 +67,12 @@ def render_table(assessments: list[Assessment], thresholds: Thresholds, meta: di
         lines.append(f"#{a.rank} {terminal(a.host, 60)} — "
                      + _paint(view.verdict_text(a), a.verdict, colour))
         lines += _labelled(view.host_detail(a))
+    receiving = both_ends.receiving_hosts(assessments)
+    if receiving:
+        names = both_ends.address_names(assessments)
+        lines += ["", "Resets received (hosts whose connections were reset, most first)"]
+        for a in receiving:
+            lines += [terminal(a.host, 60)] + _labelled(both_ends.received_lines(a, names))
     missed = view.not_checked(assessments)
     if missed:
         lines += ["", "Not checked:",

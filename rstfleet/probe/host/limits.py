@@ -14,6 +14,10 @@ CAPTURE_BYTES = 8 * 1024 * 1024            # default and cap of one host's pcap
 MIN_CAPTURE_BYTES = 1024
 MAX_CAPTURE_BYTES = 8 * 1024 * 1024        # base64 of it stays well under MAX_OUTPUT
 PHASE2_TOP = 5             # triage digs into this many worst hosts
+TRACE_KEYS = 2000          # the probe's reset counts: at most this many distinct keys (the rest counted)
+TRACE_SAMPLE = 1000        # ... and this many single resets with timestamps and 4-tuples, per direction
+TRACE_DRAIN_S = 0.25       # the trace buffer is read this often during the window (256 KB a CPU)
+EPHEMERAL_PORT_MIN = 32768  # Linux's default ip_local_port_range starts here: a client's side
 
 FORKS = 200                # hosts probed at once
 CONNECT_TIMEOUT_S = 10.0
