@@ -390,7 +390,9 @@ def summarize(measured: dict) -> dict:
     row = {"scenario": measured["result"]["scenario"], "result": measured["result"]}
     for side, seen in ((side, measured[side]) for side in ("host", "peer")):
         keys = Counter((e["reason"], e["state"], e["saddr"], e["sport"], e["daddr"]) for e in seen["events"])
-        row[side] = {"OutRsts": seen["OutRsts"], **seen["counters"], "events": [[*key, n] for key, n in keys.items()]}
+        got = Counter((e["saddr"], e["daddr"], e["dport"]) for e in seen.get("received", []))
+        row[side] = {"OutRsts": seen["OutRsts"], **seen["counters"], "events": [[*key, n] for key, n in keys.items()],
+                     "received": [[*key, n] for key, n in got.items()]}
     return row
 
 

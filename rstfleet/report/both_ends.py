@@ -80,9 +80,12 @@ def pair_sentence(pair: ResetPair) -> str:
         return (f"{_connections(pair)}: {pair.sent:,} of {pair.received:,} resets were sent by {pair.sender}'s "
                 f"kernel ({reset_why(pair)}), the other {pair.received - pair.sent:,} by {in_front}")
     if pair.verdict == PairVerdict.NOT_RECEIVED:
+        assassination = (": a time-wait assassination (the reset of a connecting socket killed a TIME_WAIT one, "
+                         "which fires no receive)" if next(iter(pair.reasons), None) == "TCP_INVALID_ACK_SEQUENCE"
+                         else " (its socket was gone or in TIME_WAIT, or they were dropped on the way)")
         return (f"{pair.sender}'s kernel sent {pair.sent:,} resets to {_end(pair.receiver, pair.receiver_port)} "
-                f"from port {pair.sender_port} ({reset_why(pair)}) that no socket of {pair.receiver} received as a "
-                f"reset")
+                f"from {_end(pair.sender, pair.sender_port)} ({reset_why(pair)}) that no socket of {pair.receiver} "
+                f"received as a reset{assassination}")
     return f"{_connections(pair)}: {pair.receiver} received {pair.received:,} resets from {pair.sender}, unconfirmed"
 
 

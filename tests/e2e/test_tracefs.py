@@ -286,6 +286,12 @@ def _events(seen: dict, src: str, dst: str) -> Counter:
                    if e["saddr"] in (src, "0.0.0.0") and (e["daddr"] == dst or (e["daddr"], e["dport"]) == listener))
 
 
+def _received(seen: dict, local: str, peer: str) -> int:
+    """Resets ``local`` received from ``peer`` on this run's ports (the peer's end is the port)."""
+    return sum(1 for e in seen["received"] if (e["saddr"], e["daddr"]) == (local, peer)
+               and (P <= e["dport"] < P + 40 or P <= e["sport"] < P + 40))
+
+
 @pytest.mark.lab
 @pytest.mark.parametrize("case", list(CASES))
 def test_scenario_resets_as_measured(lab, case):
@@ -301,6 +307,10 @@ def test_scenario_resets_as_measured(lab, case):
     assert seen_peer["OutRsts"] == sum(peer_events.values()), summary
     assert {k: seen_host["counters"]["TcpExt"].get(k) for k in host_ext} == host_ext, summary
     assert seen_host["stats"]["wildcard"] >= sum(n for key, n in host_events.items() if key[3])
+    # the other end (tcp:tcp_receive_reset): every RST the host sent hit a socket of the peer, which
+    # counted it; the assassination's RST kills a TIME_WAIT socket, which fires no receive at all
+    assert _received(seen_peer, peer.address, host.address) == seen_host["OutRsts"], summary
+    assert _received(seen_host, host.address, peer.address) == 0, summary
     for seen in (seen_host, seen_peer):
         assert seen["stats"]["errors"] == [] and seen["stats"]["unparsed"] == 0 and seen["stats"]["lost_in_kernel"] == 0
     assert _tracefs_mounts() == mounts, "a probe's tracefs mount leaked into the test process"

@@ -196,7 +196,17 @@ def test_a_listeners_reset_which_names_no_peer_can_pair():
 def test_resets_a_kernel_sent_that_no_socket_of_the_receiver_got():
     pair = only_pair(host("h1", H1, sent=[(8080, H2, None, "TCP_TIMEWAIT_SOCKET", 5)]), host("h2", H2))
     assert (pair.verdict, pair.received, pair.sent) == (PairVerdict.NOT_RECEIVED, 0, 5)
-    assert "that no socket of h2 received as a reset" in both_ends.pair_sentence(pair)
+    assert "that no socket of h2 received as a reset (its socket was gone" in both_ends.pair_sentence(pair)
+
+
+def test_a_time_wait_assassination_is_a_reset_sent_that_only_a_time_wait_socket_got():
+    """Measured (tests/e2e/test_tracefs.py): the peer's RST kills the host's TIME_WAIT socket,
+    which fires no tcp:tcp_receive_reset; the peer's reason is TCP_INVALID_ACK_SEQUENCE."""
+    pair = only_pair(host("peer", H2, sent=[(None, H1, 8086, "TCP_INVALID_ACK_SEQUENCE", 1)]), host("host", H1))
+    assert pair.verdict == PairVerdict.NOT_RECEIVED
+    assert both_ends.pair_sentence(pair).endswith("that no socket of host received as a reset: a time-wait "
+                                                  "assassination (the reset of a connecting socket killed a "
+                                                  "TIME_WAIT one, which fires no receive)")
 
 
 def test_addresses_outside_the_sweep_shared_or_loopback_are_never_paired():
