@@ -106,3 +106,13 @@ def test_the_clients_ephemeral_port_collapses_the_same_way_at_both_ends(local, p
     assert canonical_ports(local, peer) == expected
     if None not in (local, peer):
         assert canonical_ports(peer, local) == expected[::-1]
+
+
+def test_a_task_named_like_an_event_neither_hides_nor_fakes_a_reset():
+    """The task shown is whatever ran when the event fired: any local process, any name (15 chars)."""
+    server = reader({"198.18.4.2"})
+    line = ("  x: tcp_receive-77 [000] ..s1.  3934.781458: tcp_send_reset: skbaddr=1 skaddr=0 "
+            "src=198.18.4.2:9 dest=198.18.4.3:43570 state=UNKNOWN reason=NO_SOCKET\n")
+    server.feed(line + "  tcp_send_reset: x-1 [000] .....  1.0: sched_switch: prev=1\n")
+    assert server.tally.events == {"sent": 1, "received": 0} and server.stats["unparsed"] == 0
+    assert server.tally.flow_rows() == [[9, "198.18.4.3", "NO_SOCKET", 1]]

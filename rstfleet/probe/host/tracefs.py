@@ -216,11 +216,12 @@ class ResetTrace(object):
             self._line(line)
 
     def _line(self, line):
-        where = line.find(": tcp_")
-        end = line.find(": ", where + 2)
-        name = line[where + 2:end] if where >= 0 and end > 0 else None
-        if name not in self.formats or line.startswith("#"):
+        # the whole ": tcp_send_reset: " marker: a task name (15 characters at most) cannot hold it
+        where, name = next(((line.find(": %s: " % name), name) for name in self.formats
+                            if ": %s: " % name in line), (-1, None))
+        if name is None or line.startswith("#"):
             return
+        end = where + len(name) + 2
         stats = self.stats
         stats["seen"] += 1
         stamp = re.search(r"(\d+\.\d+)$", line[:where])

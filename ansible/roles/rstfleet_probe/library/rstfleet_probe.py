@@ -69,7 +69,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 PROBE_SCHEMA = 1
-PROBE_SHA256 = '4456c88d434892f7e79578741d7157c6b9bf2d47cb53ee89cee39c705c591e07'
+PROBE_SHA256 = '2095b20db9118eba1cbd3147fd154ca3680bbc6d6aa048977856a75c4ad7b4b3'
 # rstfleet.probe.probe_script(), verbatim: the bytes `rstfleet sweep` pipes to `python3 -I -B -`.
 PROBE_SCRIPT = (
     'import sys\n'
@@ -1661,11 +1661,12 @@ PROBE_SCRIPT = (
     '            self._line(line)\\n'
     '\\n'
     '    def _line(self, line):\\n'
-    '        where = line.find(": tcp_")\\n'
-    '        end = line.find(": ", where + 2)\\n'
-    '        name = line[where + 2:end] if where >= 0 and end > 0 else None\\n'
-    '        if name not in self.formats or line.startswith("#"):\\n'
+    '        # the whole ": tcp_send_reset: " marker: a task name (15 characters at most) cannot hold it\\n'
+    '        where, name = next(((line.find(": %s: " % name), name) for name in self.formats\\n'
+    '                            if ": %s: " % name in line), (-1, None))\\n'
+    '        if name is None or line.startswith("#"):\\n'
     '            return\\n'
+    '        end = where + len(name) + 2\\n'
     '        stats = self.stats\\n'
     '        stats["seen"] += 1\\n'
     '        stamp = re.search(r"(\\\\d+\\\\.\\\\d+)$", line[:where])\\n'
