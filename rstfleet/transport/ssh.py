@@ -83,7 +83,7 @@ class VerifyHostKey(paramiko.MissingHostKeyPolicy):
         check = self.store.known_hosts(self.paths).verify(target.hostname, target.port, public, alias)
         if check.verdict is HostKeyVerdict.UNKNOWN and self.accept_new:
             check = self.store.record(self.paths, target.hostname, target.port, key.get_name(),
-                                      key.asbytes(), alias, bool(getattr(target, "hash_known_hosts", False)))
+                                      key.asbytes(), alias)
         if check.verdict is not HostKeyVerdict.TRUSTED:
             raise HostKeyRefused(refusal(check, presented, target.hostname, target.port,
                                          self.hint_file, alias))

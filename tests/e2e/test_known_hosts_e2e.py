@@ -124,3 +124,29 @@ def test_the_global_file_is_read_by_default_like_openssh(lab5, tmp_path):
     refused = run_cli("sweep", "-i", str(inventory), "--known-hosts", str(empty), "--window", "0.5")
     assert refused.returncode == 8
     assert not openssh_accepts(lab5, lab5.hosts[0].address, empty)[0]
+
+
+def test_host_key_alias_is_the_name_looked_up_as_openssh_looks_it_up(lab5, tmp_path):
+    host = lab5.host("h02")
+    known = tmp_path / "known_hosts"
+    known.write_text(f"db-primary {host_key(lab5, 'h02')}\n{host.address} {host_key(lab5, 'h01')}\n")
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host second\n  HostName {host.address}\n  User root\n  IdentityFile {lab5.key_path}\n"
+                      f"  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n  GlobalKnownHostsFile /dev/null\n"
+                      f"  BatchMode yes\n  HostKeyAlias db-primary\n")
+    out = tmp_path / "alias.json"
+    proc = run_cli("sweep", "-i", "second,", "--ssh-config", str(config), "--window", "0.5",
+                   "--format", "json", "-o", str(out))
+    assert json_report(out)["hosts"][0]["status"] == "ok", proc.stderr.decode()
+    ssh = subprocess.run(["ssh", "-F", str(config), "second", "true"], capture_output=True, text=True,
+                         timeout=30, stdin=subprocess.DEVNULL)
+    assert ssh.returncode == 0, ssh.stderr
+    # without the alias both look up the address, whose line holds another key: changed
+    config.write_text(config.read_text().replace("  HostKeyAlias db-primary\n", ""))
+    proc = run_cli("sweep", "-i", "second,", "--ssh-config", str(config), "--window", "0.5",
+                   "--format", "json", "-o", str(out))
+    entry = json_report(out)["hosts"][0]
+    assert (entry["status"], "CHANGED" in entry["reason"]) == ("host_key_rejected", True), entry
+    ssh = subprocess.run(["ssh", "-F", str(config), "second", "true"], capture_output=True, text=True,
+                         timeout=30, stdin=subprocess.DEVNULL)
+    assert ssh.returncode != 0 and "REMOTE HOST IDENTIFICATION HAS CHANGED" in ssh.stderr, ssh.stderr
