@@ -183,12 +183,13 @@ def run_check(options: dict, ask_become_password) -> int:
     """`rstfleet check`: the plan from the flags (one rule set with sweep), the pool in check mode,
     rows, the report. ``ask_become_password([plan])`` asks for -K's password before any host."""
     from .plan import Plan
+    from .preflight_inputs import check_local_inputs
     from .sweep.pool import sweep
     from .sweep.progress import Progress
     from .transport import transport_factory
 
     defaults = dict(dataclasses.asdict(Thresholds()), window=WINDOW_S, capture=0.0)
-    plan = Plan.from_args({**defaults, **options})
+    plan = check_local_inputs(Plan.from_args({**defaults, **options}))
     settings = dataclasses.replace(plan.sweep, window_s=0.0, margin_s=CHECK_MARGIN_S,
                                    probe_options=("--check",), document_kind=CHECK_KIND)
     transport_for = transport_factory(plan.ssh, ask_become_password([plan]))

@@ -1,13 +1,13 @@
 """Reaching a host over SSH with paramiko: OpenSSH's config, known_hosts and key semantics.
 
-One connection, one exec channel per host. Host keys are verified against known_hosts by default;
-an unknown key is refused with the command that trusts it, unless the user asked for OpenSSH's
-`accept-new` behaviour; a changed key is always refused.
+One connection, one exec channel per host. Host keys are verified against known_hosts by default,
+with OpenSSH's semantics (known_hosts.py; paramiko never reads known_hosts): an unknown key is
+refused with the command that trusts it, unless the user asked for OpenSSH's `accept-new`
+behaviour; a changed or revoked key is always refused.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shlex
@@ -20,7 +20,10 @@ import paramiko
 from . import DEFAULT_MAX_OUTPUT, RunResult, SSHSettings, TransportError
 from ..inventory import Host
 from ..results import Status
-from .ssh_config import ClientConfig
+from .host_keys import KnownHostsStore, refusal
+from .keyblob import KeyBlobError, kind_of, parse_key
+from .known_hosts import HostKeyVerdict, KnownHosts, fingerprint
+from .ssh_config import ClientConfig, expand_home
 from .target import SSHTarget, resolve_target
 
 READ_CHUNK = 65536
@@ -35,19 +38,8 @@ class SharedCredentials:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._host_keys: dict[tuple[str, ...], paramiko.HostKeys] = {}
+        self.host_keys = KnownHostsStore()
         self._keys: dict[str, paramiko.PKey | None] = {}
-
-    def host_keys(self, files: list[str]) -> paramiko.HostKeys:
-        key = tuple(files)
-        with self._lock:
-            if key not in self._host_keys:
-                keys = paramiko.HostKeys()
-                for path in files:
-                    if os.path.exists(path):
-                        keys.load(path)
-                self._host_keys[key] = keys
-            return self._host_keys[key]
 
     def private_key(self, path: str) -> paramiko.PKey | None:
         """The loaded key, or None when it needs a passphrase or paramiko's own search."""
@@ -60,39 +52,55 @@ class SharedCredentials:
             return self._keys[path]
 
 
-class UnknownHostKey(Exception):
-    def __init__(self, hostname: str, key: paramiko.PKey):
-        super().__init__(hostname)
-        self.hostname = hostname
-        self.key = key
+def known_hosts_paths(target: SSHTarget) -> tuple[str, ...]:
+    """The user files (the first one takes accept-new's lines), then the global ones, as ssh
+    reads them (the target holds what ssh -G prints: UserKnownHostsFile, GlobalKnownHostsFile)."""
+    return tuple(target.known_hosts_files) + tuple(expand_home(p) for p in target.global_known_hosts_files)
 
 
-class RefuseUnknown(paramiko.MissingHostKeyPolicy):
+class HostKeyRefused(Exception):
+    """known_hosts refuses the presented key; the message says why and what to do."""
+
+
+class VerifyHostKey(paramiko.MissingHostKeyPolicy):
+    """Every presented key judged by known_hosts.py: the client holds no paramiko host keys, so
+    paramiko hands each key to this policy. Unknown keys are recorded only with accept-new."""
+
+    def __init__(self, store: KnownHostsStore, target: SSHTarget, accept_new: bool):
+        self.store, self.target = store, target
+        self.paths = known_hosts_paths(target)
+        # ssh writes nowhere without a user file (UserKnownHostsFile none): unknown stays refused.
+        self.accept_new = accept_new and bool(target.known_hosts_files)
+        self.hint_file = (self.paths or ("~/.ssh/known_hosts",))[0]
+
     def missing_host_key(self, client, hostname, key):
-        raise UnknownHostKey(hostname, key)
+        target, alias = self.target, self.target.host_key_alias
+        presented = f"{key.get_name()} {fingerprint(key.asbytes())}"
+        try:
+            public = parse_key(key.get_name(), key.asbytes())
+        except KeyBlobError as exc:
+            raise HostKeyRefused(f"host key of {hostname} ({presented}) refused: {exc}") from None
+        check = self.store.known_hosts(self.paths).verify(target.hostname, target.port, public, alias)
+        if check.verdict is HostKeyVerdict.UNKNOWN and self.accept_new:
+            check = self.store.record(self.paths, target.hostname, target.port, key.get_name(),
+                                      key.asbytes(), alias)
+        if check.verdict is not HostKeyVerdict.TRUSTED:
+            raise HostKeyRefused(refusal(check, presented, target.hostname, target.port,
+                                         self.hint_file, alias))
 
 
-class AcceptNew(paramiko.MissingHostKeyPolicy):
-    """OpenSSH's StrictHostKeyChecking=accept-new: record a first-seen key, under a file lock."""
+def _preferring(known: KnownHosts, target: SSHTarget):
+    """A paramiko Transport that offers first the host key types known_hosts holds for this host
+    (OpenSSH's order_hostkeyalgs), so a host with several keys presents the one known here."""
+    kinds = known.known_kinds(target.hostname, target.port, target.host_key_alias)
 
-    def __init__(self, known_hosts_file: str):
-        self.known_hosts_file = known_hosts_file
-
-    def missing_host_key(self, client, hostname, key):
-        os.makedirs(os.path.dirname(self.known_hosts_file) or ".", mode=0o700, exist_ok=True)
-        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
-        with open(self.known_hosts_file, "a", encoding="ascii") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.write(line)
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        client.get_host_keys().add(hostname, key.get_name(), key)
-
-
-def _trust_command(target: SSHTarget) -> str:
-    port = f"-p {target.port} " if target.port != 22 else ""
-    known = target.known_hosts_files[0] if target.known_hosts_files else "~/.ssh/known_hosts"
-    return (f"ssh-keyscan {port}{target.hostname} >> {known} "
-            f"(after checking the fingerprint), or rerun with --accept-new-host-keys")
+    def make(sock, **kwargs) -> paramiko.Transport:
+        transport = paramiko.Transport(sock, **kwargs)
+        options = transport.get_security_options()
+        first = [a for a in options.key_types if (kind_of(a) or (None, None))[:2] in kinds]
+        options.key_types = first + [a for a in options.key_types if a not in first]
+        return transport
+    return make
 
 
 class SSHTransport:
@@ -111,13 +119,10 @@ class SSHTransport:
         timeout = max(0.1, min(target.connect_timeout or self.settings.connect_timeout,
                                deadline - time.monotonic()))
         client = paramiko.SSHClient()
-        # Looked up read-only (the "system" keys); first-seen keys accepted with
-        # --accept-new-host-keys go to this client's own set and the file, never to the shared one.
-        client._system_host_keys = self.shared.host_keys(target.known_hosts_files)
         accept_new = self.settings.accept_new_host_keys or target.strict_host_key_checking == "accept-new"
-        client.set_missing_host_key_policy(
-            AcceptNew(target.known_hosts_files[0]) if accept_new and target.known_hosts_files
-            else RefuseUnknown())
+        policy = VerifyHostKey(self.shared.host_keys, target, accept_new)
+        client.set_missing_host_key_policy(policy)
+        known = self.shared.host_keys.known_hosts(policy.paths)
         where = f"{target.user}@{target.hostname}:{target.port}"
         log.debug("%s: connecting to %s (known_hosts %s, keys %s%s)", self.host.name, where,
                   ",".join(target.known_hosts_files), ",".join(target.key_files) or "default/agent",
@@ -139,25 +144,15 @@ class SSHTransport:
                 look_for_keys=False,     # OpenSSH's default keys are in key_files (passwd home)
                 allow_agent=not target.identities_only,
                 timeout=timeout + 1, banner_timeout=timeout, auth_timeout=timeout,
-                channel_timeout=timeout, sock=sock)
+                channel_timeout=timeout, sock=sock, transport_factory=_preferring(known, target))
             log.debug("%s: host key verified, authenticated as %s", self.host.name, target.user)
             # paramiko's reader thread wakes every 0.1 s to check for shutdown; across a 10 s
             # window and hundreds of hosts that is most of our idle CPU. close() does not wait
             # for it (it closes the socket), so a slower tick costs nothing.
             client.get_transport().sock.settimeout(IDLE_TICK_S)
-        except UnknownHostKey as exc:
+        except HostKeyRefused as exc:
             client.close()
-            raise TransportError(Status.HOST_KEY_REJECTED,
-                                 f"host key of {exc.hostname} ({exc.key.get_name()} "
-                                 f"{exc.key.fingerprint}) is not in known_hosts; to trust it: "
-                                 f"{_trust_command(target)}") from None
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            raise TransportError(Status.HOST_KEY_REJECTED,
-                                 f"host key of {target.hostname} CHANGED: it presented "
-                                 f"{exc.key.get_name()} {exc.key.fingerprint}, known_hosts expects "
-                                 f"{exc.expected_key.fingerprint}; possible impersonation — verify "
-                                 f"the host, then update the known_hosts entry") from None
+            raise TransportError(Status.HOST_KEY_REJECTED, str(exc)) from None
         except paramiko.AuthenticationException as exc:
             client.close()
             raise TransportError(Status.AUTH_FAILED, f"{where} refused authentication ({exc}); check -u, "

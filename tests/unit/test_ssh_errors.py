@@ -20,7 +20,8 @@ from rstfleet.inventory import Host
 from rstfleet.results import Status
 from rstfleet.transport import TransportError
 from rstfleet.transport import ssh
-from rstfleet.transport.ssh import AcceptNew, SharedCredentials, SSHSettings, SSHTransport
+from rstfleet.transport.host_keys import KnownHostsStore
+from rstfleet.transport.ssh import SharedCredentials, SSHSettings, SSHTarget, SSHTransport, VerifyHostKey
 
 HOST = Host("web1", "web1.example")
 SERVER_KEY = paramiko.ECDSAKey.generate()
@@ -205,13 +206,17 @@ def test_a_peer_that_resets_before_our_banner_is_a_transport_error(settings, mon
 
 def test_accept_new_appends_a_known_hosts_line_in_a_private_new_folder(tmp_path):
     path = tmp_path / "new" / "known_hosts"
-    client = paramiko.SSHClient()
-    AcceptNew(str(path)).missing_host_key(client, "web1.example", SERVER_KEY)
-    AcceptNew(str(path)).missing_host_key(client, "web2.example", OTHER_KEY)
+    store = KnownHostsStore()
+
+    def accept(name, key):
+        target = SSHTarget(name, 22, "u", [], [str(path)])
+        VerifyHostKey(store, target, accept_new=True).missing_host_key(None, name, key)
+    accept("web1.example", SERVER_KEY)
+    accept("web2.example", OTHER_KEY)
     assert (path.parent.stat().st_mode & 0o777) == 0o700
     assert paramiko.HostKeys(str(path)).lookup("web2.example")[OTHER_KEY.get_name()] == OTHER_KEY
+    accept("web1.example", SERVER_KEY)             # seen by the run's store: not written twice
     assert len(path.read_text().splitlines()) == 2
-    assert client.get_host_keys().lookup("web1.example")[SERVER_KEY.get_name()] == SERVER_KEY
 
 
 def test_a_key_needing_a_passphrase_or_missing_is_left_to_paramikos_own_search(tmp_path):
