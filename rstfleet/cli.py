@@ -9,6 +9,7 @@ import sys
 
 from . import __version__
 from .analysis import EXIT_USAGE, Thresholds, assess, exit_code
+from .analyze import run_analyze
 from .inventory import InventoryError
 from .plan import Plan, PlanError, in_shard, load_fleet, parse_shard
 from .probe.host import limits
@@ -123,12 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fleet(run, play=True)
     run.add_argument("playbook")
 
-    rp = sub.add_parser("report", help="re-render and merge saved JSON reports without touching hosts",
-                        epilog=EPILOG)
+    rp = sub.add_parser("report", help="re-render and merge saved JSON reports, touching no host", epilog=EPILOG)
     rp.add_argument("files", nargs="+", metavar="RESULTS.json|DIR",
                     help="saved reports, Ansible role results, or folders of them")
     _add_thresholds(rp)
     _add_outputs(rp)
+
+    an = sub.add_parser("analyze", help="rank who sent the TCP resets in pcap/pcapng files", epilog=EPILOG)
+    an.add_argument("files", nargs="+", metavar="FILE", help="captures: the guide's tcpdump, Wireshark")
+    an.add_argument("--local", action="append", default=[], metavar="ADDR", help="the capturing host's (repeatable)")
+    _add_thresholds(an)
+    _add_outputs(an)
 
     sub.add_parser("lab", help="the network-namespace lab fleet (root): up N | down | status | inject"
                    ).add_argument("lab_args", nargs=argparse.REMAINDER)
@@ -224,7 +230,7 @@ def cmd_lab(lab_args: list[str]) -> int:
 
 
 COMMANDS = {"sweep": cmd_hosts, "triage": cmd_hosts, "run": cmd_run, "probe": cmd_probe, "report": cmd_report,
-            "lab": lambda args: cmd_lab(args.lab_args)}
+            "analyze": lambda args: run_analyze(dict(vars(args))), "lab": lambda args: cmd_lab(args.lab_args)}
 
 
 def main(argv: list[str] | None = None) -> int:

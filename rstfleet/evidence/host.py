@@ -35,6 +35,7 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
     if pcap is not None:
         try:
             packets = read_resets(pcap)
+            notes.extend(f"capture: {note}" for note in packets.notes())
             local = set(document.addresses)
             summary = summarize(packets, local)
             used.append("capture")
