@@ -73,7 +73,8 @@ def assess_capture_host(host: CaptureHost, span_s: float, thresholds: Thresholds
     return Assessment(result, None, rate, None, verdict, False, span_s, host.evidence, score, explained)
 
 
-def analyze(captures: list[CaptureRead], local: list[str], thresholds: Thresholds) -> tuple[list[Assessment], dict]:
+def analyze(captures: list[CaptureRead], local: list[str],
+            thresholds: Thresholds) -> tuple[list[Assessment], dict]:
     """(ranked assessments, the report's meta: window_s = the captures' span, and a "captures"
     section for the JSON: each file's reading counts, the local addresses, resets per direction)."""
     span = capture_span(captures)
@@ -84,9 +85,10 @@ def analyze(captures: list[CaptureRead], local: list[str], thresholds: Threshold
               "undecodable": dict(c.packets.undecodable), "partial_tail": c.packets.partial_tail,
               "truncated": c.packets.truncated, "first_ts": c.packets.first_ts,
               "last_ts": c.packets.last_ts} for c in captures]
+    listed, total = pairs(captures)
     meta = {"window_s": round(span, 6),
             "captures": {"files": files, "span_s": round(span, 6), "local": local,
-                         "pairs": pairs(captures)}}
+                         "pairs": listed, "pairs_total": total}}
     return assessments, meta
 
 
@@ -94,7 +96,7 @@ def run_analyze(options: dict) -> int:
     """`rstfleet analyze` from its parsed options (cli.py's ``dict(vars(args))``): read, analyse,
     report; the exit code as `rstfleet report` gives it."""
     from .plan import Outputs
-    local = local_addresses(options["local"])
+    local = local_addresses(options["local"] or [])
     captures = read_captures(options["files"])
     thresholds = Thresholds(options["warn"], options["crit"], options["spike_factor"], options["spike_floor"])
     assessments, meta = analyze(captures, local, thresholds)

@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fleet(run, play=True)
     run.add_argument("playbook")
 
-    rp = sub.add_parser("report", help="re-render and merge saved JSON reports, touching no host", epilog=EPILOG)
+    rp = sub.add_parser("report", help="re-render and merge saved JSON reports offline", epilog=EPILOG)
     rp.add_argument("files", nargs="+", metavar="RESULTS.json|DIR",
                     help="saved reports, Ansible role results, or folders of them")
     _add_thresholds(rp)
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     an = sub.add_parser("analyze", help="rank who sent the TCP resets in pcap/pcapng files", epilog=EPILOG)
     an.add_argument("files", nargs="+", metavar="FILE", help="captures: the guide's tcpdump, Wireshark")
-    an.add_argument("--local", action="append", default=[], metavar="ADDR", help="the capturing host's (repeatable)")
+    an.add_argument("--local", action="append", metavar="ADDR", help="a capturing-host address (repeatable)")
     _add_thresholds(an)
     _add_outputs(an)
 

@@ -22,6 +22,7 @@ from .pcap import ResetList, ResetPacket
 
 MIN_SPAN_S = 1.0        # a capture with one reset (or all in one instant) still spans a second
 TOP_SENDERS = 5         # received resets: the senders named per host
+MAX_PAIRS = 10_000      # directions listed in the JSON (a SYN-reset attack has one per peer)
 
 
 @dataclass
@@ -133,8 +134,9 @@ def capture_hosts(captures: list[CaptureRead], local: Iterable[str] = ()) -> lis
     return hosts
 
 
-def pairs(captures: list[CaptureRead]) -> list[dict]:
-    """Resets per direction, most first: [{"sender", "receiver", "resets"}] (the tcpdump check)."""
+def pairs(captures: list[CaptureRead], limit: int = MAX_PAIRS) -> tuple[list[dict], int]:
+    """Resets per direction, most first: ([{"sender", "receiver", "resets"}] at most ``limit``,
+    how many pairs there are) — each checkable with tcpdump -r."""
     counts = Counter((p.src, p.dst) for c in captures for p in c.packets)
-    return [{"sender": s, "receiver": r, "resets": n}
-            for (s, r), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    return [{"sender": s, "receiver": r, "resets": n} for (s, r), n in ranked], len(counts)

@@ -19,7 +19,7 @@ from pcap_builders import (
     ACK, RST, SYN, eth, ipv4, ng_epb, ng_idb, ng_pb, ng_shb, pcap_file, pcap_to_pcapng, tcp, v4_rst,
 )
 from report_parsers import validate_schema
-from rstfleet.evidence.capture_hosts import CaptureRead, capture_hosts, capture_span
+from rstfleet.evidence.capture_hosts import CaptureRead, capture_hosts, capture_span, pairs
 from rstfleet.evidence.causes import SCAN_MIN_PORTS, SYN_ATTACK_MIN_PEERS, from_capture
 from rstfleet.evidence.pcap import MAX_CAPLEN, PcapError, ResetPacket, read_resets
 
@@ -193,6 +193,8 @@ def test_each_sender_is_a_host_with_what_it_sent_and_received():
     assert (client.sent, client.received) == (1, 3)
     local = capture_hosts([CaptureRead("f.pcap", packets)], local=[CLIENT])
     assert [(h.name, h.sent, h.received) for h in local] == [(CLIENT, 1, 3)]
+    assert pairs([CaptureRead("f.pcap", packets)], limit=1) == \
+        ([{"sender": SERVER, "receiver": CLIENT, "resets": 3}], 2)
 
 
 # --------------------------------------------------------------------------- the command
@@ -209,6 +211,7 @@ def test_analyze_ranks_senders_and_its_json_counts_every_direction(tmp_path):
     assert report["hosts"][0]["resets_sent_per_s"] == pytest.approx(90 / 179)
     assert report["captures"]["pairs"] == [{"sender": SERVER, "receiver": CLIENT, "resets": 90},
                                           {"sender": CLIENT, "receiver": SERVER, "resets": 30}]
+    assert report["captures"]["pairs_total"] == 2
     validate_schema(report)                                   # docs/report-schema.json, captures too
     assert b"198.18.0.2" in proc.stdout                       # the table went to stdout
 
