@@ -307,3 +307,17 @@ def test_a_saved_report_keeps_its_rules_and_report_expected_adds_more(tmp_path):
     assert by_host["web1"]["expected_resets_per_s"] == pytest.approx(40.0)
     assert by_host["db1"]["expected_resets_per_s"] == pytest.approx(3.0)
     assert [r["reason"] for r in by_host["db1"]["expected_rules"]] == ["migration"]
+
+
+def test_a_plays_rules_add_to_the_files_and_its_dig_command_says_it_does_not_carry_them(tmp_path):
+    source, rules_file, book = tmp_path / "inventory.yml", tmp_path / "expected.yml", tmp_path / "book.yml"
+    source.write_text(INVENTORY)
+    rules_file.write_text("- {port: 22, reason: bastion}\n")
+    book.write_text("- hosts: web\n  steps: [sweep, capture]\n  expected_resets:\n    - {port: 9, reason: probe}\n")
+    [play] = load_playbook(str(book)).plays
+    options = vars(build_parser().parse_args(["run", "-i", str(source), "--expected", str(rules_file), str(book)]))
+    hosts = load_inventory(str(source)).select("web")
+    plan = Plan.from_play(play, hosts, options)
+    assert [r.reason for r in plan.expected["web1"]] == ["probe", "bastion"]
+    assert plan.dig[:4] == ("rstfleet", "triage", "-i", str(source)) and "--expected" in plan.dig
+    assert plan.dig_note == "the play's expected_resets are not applied by this command"
