@@ -209,7 +209,7 @@ def rules_from_variable(host: Host) -> tuple[Expectation, ...]:
         return ()
     value = host.vars[INVENTORY_VAR]
     place = host.places.get(INVENTORY_VAR) or "inventory"
-    at = f"{place}: {INVENTORY_VAR} of host {host.name}"
+    at = f"{place}: host {host.name}: {INVENTORY_VAR}"
     if not isinstance(value, list):
         raise ExpectedError(f"{at}: must be a list of rules such as [{{port: 8080, reason: LB health "
                             f"check}}], not {_shown(value)}")

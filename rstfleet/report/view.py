@@ -216,7 +216,8 @@ def expected_detail(a: Assessment) -> list[tuple[str, str]]:
     rate = a.resets_sent_per_s or 0.0
     lines = []
     if expected.matches:
-        parts = [f"{m.described} {rate * m.share:.1f}/s ({m.resets} resets; {m.rule.get('source')})"
+        parts = [f"{m.described} {rate * m.share:.1f}/s ({m.resets} reset{'' if m.resets == 1 else 's'}; "
+                 f"{m.rule.get('source')})"
                  for m in expected.matches]
         lines.append(("expected", f"{a.expected_per_s:.1f} of {rate:.1f} resets/s expected, left out of "
                                   f"verdict, score and exit code: " + "; ".join(parts)))

@@ -197,7 +197,7 @@ def test_a_bad_inventory_rule_names_the_inventory_line_and_no_host_is_touched(tm
     args = build_parser().parse_args(["sweep", "-i", str(source)])
     with pytest.raises(ExpectedError) as raised:
         Plan.from_args(vars(args))
-    assert str(raised.value).startswith(f"{source}:6: rstfleet_expected_resets of host lb2[0].port: "
+    assert str(raised.value).startswith(f"{source}:6: host lb2: rstfleet_expected_resets[0].port: "
                                         f"port must be a whole number 1..65535, not 90000")
     with pytest.raises(ExpectedError, match="an inventory variable applies to its own host or group"):
         rule_from_mapping({"port": 1, "reason": "x", "hosts": "a"}, lambda key: "inv:1", "inv", allow_hosts=False)
