@@ -15,7 +15,8 @@ from .plan import Plan, PlanError, in_shard, load_fleet
 from .preflight_inputs import check_local_inputs, check_report_file
 from .preflight import run_check
 from .report import emit
-from .saved import load_merged
+from .playbook import load_expected
+from .saved import load_merged, saved_expected
 from .textsafe import printable
 
 def become_password(plans: list[Plan]) -> str | None:
@@ -60,7 +61,8 @@ def cmd_run(args) -> int:
         hosts = in_shard(hosts, *args.shard) if args.shard else hosts
         if not hosts:
             raise PlanError(f"{book.path}:{play.line}: no hosts match {play.hosts!r}")
-        plans.append(check_local_inputs(Plan.from_play(play, hosts, vars(args), index, len(book.plays))))
+        plans.append(check_local_inputs(Plan.from_play(play, hosts, vars(args), index, len(book.plays),
+                                                       frozenset(inventory.groups))))
     if args.list_hosts:
         return print_plans(plans)
     password = become_password(plans)
@@ -88,12 +90,13 @@ def cmd_report(args) -> int:
     merged = load_merged(args.files)
     for warning in merged.warnings:
         print(f"rstfleet: warning: {printable(warning, 300)}", file=sys.stderr)
+    expected = saved_expected(merged, load_expected(args.expected) if args.expected else ())
     attach_stored_captures(merged.results)
     thresholds = Thresholds(args.warn, args.crit, args.spike_factor, args.spike_floor)
-    assessments = assess(merged.results, thresholds)
+    assessments = assess(merged.results, thresholds, expected)
     code = exit_code(assessments, args.fail_on)
     emit(Outputs(args.format, args.output, args.quiet), assessments, thresholds,
-         {"window_s": merged.window_s or 0.0, "exit_code": code})
+         {"window_s": merged.window_s or 0.0, "exit_code": code, "expected_rules": expected})
     return code
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..expected import ExpectedResets
     from .pcap import ResetPacket
 
 # key -> (the guide's words, severity weight used in the score); each cause's next command is in
@@ -104,6 +105,7 @@ class HostEvidence:
     scan_suspects: list[dict]
     capture_path: str | None = None
     notes: list[str] = field(default_factory=list)
+    expected: "ExpectedResets | None" = None   # expected.py: what declared rules excuse (None: no rule)
 
 
 def _cause(key: str, resets: int, total: int, evidence: list[str], ports: Counter,
@@ -112,11 +114,12 @@ def _cause(key: str, resets: int, total: int, evidence: list[str], ports: Counte
                  [p for p, _ in ports.most_common(5)], [p for p, _ in peers.most_common(5)])
 
 
-def from_trace(trace: dict, bare_share: dict | None = None, tcpext: dict | None = None) -> list[Cause]:
-    """Causes from the tracepoint's per-reset flows: [[local port, peer, reason, count], …].
+def attributed_flows(trace: dict, bare_share: dict | None = None) -> list[tuple[str, object, object, str, int]]:
+    """Each traced flow with the cause it is attributed to: [(cause, port, peer, reason, count)].
 
-    bare_share maps (port, peer) to the fraction of that flow's RSTs a capture saw without ACK:
-    those answered a stray segment (half-open), the others a SYN (closed port).
+    flows are [[local port, peer, reason, count], …]; bare_share maps (port, peer) to the
+    fraction of that flow's RSTs a capture saw without ACK: those answered a stray segment
+    (half-open), the others a SYN (closed port). A flow split that way gives two rows.
     """
     flows = trace.get("flows", [])
     bare_share = bare_share or {}
@@ -126,18 +129,9 @@ def from_trace(trace: dict, bare_share: dict | None = None, tcpext: dict | None 
         if reason == "NO_SOCKET" and peer not in WILDCARD_PEERS:
             peer_ports.setdefault(peer, set()).add(port)
             port_peers.setdefault(port, set()).add(peer)
-    total = sum(row[3] for row in flows)
     scanners = {peer for peer, ports in peer_ports.items() if len(ports) >= SCAN_MIN_PORTS}
     attacked = {port for port, peers in port_peers.items() if len(peers) >= SYN_ATTACK_MIN_PEERS}
-    groups: dict[str, tuple[Counter, Counter, Counter]] = {}
-
-    def add(key: str, port, peer, reason: str, count: int) -> None:
-        ports, peers, reasons = groups.setdefault(key, (Counter(), Counter(), Counter()))
-        ports[port] += count
-        if peer not in WILDCARD_PEERS:
-            peers[peer] += count
-        reasons[reason] += count
-
+    rows = []
     for port, peer, reason, count in flows:
         reason = reason or "UNKNOWN"
         key = REASON_CAUSE.get(reason, "other")
@@ -147,16 +141,29 @@ def from_trace(trace: dict, bare_share: dict | None = None, tcpext: dict | None 
             key = "syn_reset_attack"
         elif reason == "NO_SOCKET" and bare_share.get((port, peer)):
             half = round(count * bare_share[(port, peer)])
-            add("half_open", port, peer, "NO_SOCKET (bare RST: answer to a non-SYN segment)", half)
+            rows.append(("half_open", port, peer, "NO_SOCKET (bare RST: answer to a non-SYN segment)", half))
             count -= half
-        if count:
-            add(key, port, peer, reason, count)
+        rows.append((key, port, peer, reason, count))
+    return [row for row in rows if row[4]]
+
+
+def from_trace(trace: dict, bare_share: dict | None = None, tcpext: dict | None = None) -> list[Cause]:
+    """Causes from the tracepoint's per-reset flows (attributed_flows says how each is attributed)."""
+    rows = attributed_flows(trace, bare_share)
+    total = sum(row[3] for row in trace.get("flows", []))
+    groups: dict[str, tuple[Counter, Counter, Counter]] = {}
+    for key, port, peer, reason, count in rows:
+        ports, peers, reasons = groups.setdefault(key, (Counter(), Counter(), Counter()))
+        ports[port] += count
+        if peer not in WILDCARD_PEERS:
+            peers[peer] += count
+        reasons[reason] += count
     causes = []
     for key, (ports, peers, reasons) in groups.items():
         evidence = [f"tracepoint: {n} × {r}" for r, n in reasons.most_common()]
         evidence += [REASON_NOTE[r] for r in reasons if r in REASON_NOTE]
         if key == "port_scan":
-            evidence.append(f"{len(scanners)} peer(s) hit ≥ {SCAN_MIN_PORTS} distinct closed ports")
+            evidence.append(f"{len(peers)} peer(s) hit ≥ {SCAN_MIN_PORTS} distinct closed ports")
         if key == "syn_reset_attack":
             evidence.append(f"≥ {SYN_ATTACK_MIN_PEERS} distinct peers on one closed port")
         if key == "listen_queue_full" and tcpext and tcpext.get("ListenOverflows"):

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .capture_summary import bare_rst_share, summarize
-from .causes import WILDCARD_PEERS, HostEvidence, PortInfo, combine, from_counters
+from .capture_summary import bare_rst_share, sent_flows, summarize
+from .causes import WILDCARD_PEERS, HostEvidence, PortInfo, attributed_flows, combine, from_counters
+from ..expected import Expectation, evidence_pieces, match_expected
 from .next_steps import cause_suggestion
 from ..results import HostResult
 from .pcap import PcapError, read_resets
 
 
-def host_evidence(result: HostResult) -> HostEvidence | None:
-    """Everything known about why this host sent its resets, from its (validated) probe document."""
+def host_evidence(result: HostResult, rules: tuple[Expectation, ...] = ()) -> HostEvidence | None:
+    """Everything known about why this host sent its resets, from its (validated) probe document;
+    with the host's expected-reset rules, how much of it they excuse."""
     document = result.document
     if document is None:
         return None
@@ -26,6 +28,7 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
     peers: Counter = Counter()
     scan_suspects: list[dict] = []
     bare_share: dict = {}
+    pieces: list = []                     # the finest evidence, for expected-reset rules
     pcap = result.pcap
     notes.extend(document.notes)          # the controller's: phase 2 failed or was interrupted
     if result.capture_note:
@@ -45,11 +48,13 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
             peers.update(dict(summary.top_peers))
             scan_suspects = summary.scan_suspects
             bare_share = bare_rst_share(packets, local)
+            pieces = [(None, port, peer, n) for (port, peer), n in sent_flows(packets, local).items()]
         except PcapError as exc:
             notes.append(f"capture unreadable: {exc}")
     if trace.get("available"):
         used.insert(0, "tracepoint")
         causes = combine(trace, out_rsts, document.tcpext_delta, document.sysctls, bare_share)
+        pieces = evidence_pieces(attributed_flows(trace, bare_share), causes)
         tier = "tracepoint"
         ports, peers = Counter(), Counter()
         for port, peer, _, count in trace.get("flows", []):
@@ -59,6 +64,7 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
     else:
         causes = from_counters(out_rsts, document.tcpext_delta, document.sysctls)
         tier = "counters" if out_rsts else "none"
+        pieces = pieces or [(c.key, None, None, c.resets) for c in causes]
     owners = document.owners.get("ports") or {}
     if owners:
         used.append(document.owners.get("method", "owners"))
@@ -69,4 +75,5 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
     top_peers = peers.most_common(10)
     for cause in causes:
         cause.next_step = cause_suggestion(result.host, cause, top_ports, top_peers).line
-    return HostEvidence(tier, used, causes, top_ports, top_peers, scan_suspects, capture.get("path"), notes)
+    return HostEvidence(tier, used, causes, top_ports, top_peers, scan_suspects, capture.get("path"), notes,
+                        match_expected(pieces, rules) if rules else None)

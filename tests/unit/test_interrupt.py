@@ -135,7 +135,9 @@ def test_ctrl_c_between_the_phases_starts_no_phase_2_and_names_no_host_as_dug_in
         return [HostResult(h.name, h.address, Status.OK, "", document(50)) for h in hosts]
     results, phase2 = triage(triage_plan(), run_phase, interrupt)
     assert phases == [["h1", "h2", "h3"]]
-    assert phase2 == Phase2()
+    assert phase2 == Phase2(left_out=phase2.left_out)         # nothing finished, stopped or cancelled
+    assert phase2.left_out["h1"] == phase2.left_out["h2"] == "Ctrl-C before phase 2 started"
+    assert "(--top 2)" in phase2.left_out["h3"]                # beyond the bound: said too
     assert [r.status for r in results] == [Status.OK] * 3
 
 
@@ -144,7 +146,7 @@ def test_ctrl_c_during_phase_2_says_per_host_what_finished_stopped_early_or_was_
 
     def run_phase(hosts, settings_):
         if settings_.window_s != 5.0 or "--capture" not in settings_.probe_options:
-            return [HostResult(h.name, h.address, Status.OK, "", document(50 - i)) for i, h in enumerate(hosts)]
+            return [HostResult(h.name, h.address, Status.OK, "", document(60 - i)) for i, h in enumerate(hosts)]
         interrupt.press()
         fates = {"h1": (Status.OK, document(3)), "h2": (Status.OK, document(2, stopped_early=True, measured_s=1.0)),
                  "h3": (Status.CANCELLED, None)}

@@ -13,7 +13,12 @@ MAX_CAPTURE_PACKETS = 2 ** 31 - 1          # tcpdump -c takes a C int
 CAPTURE_BYTES = 8 * 1024 * 1024            # default and cap of one host's pcap
 MIN_CAPTURE_BYTES = 1024
 MAX_CAPTURE_BYTES = 8 * 1024 * 1024        # base64 of it stays well under MAX_OUTPUT
-PHASE2_TOP = 5             # triage digs into this many worst hosts
+PHASE2_TOP = 20            # triage's phase 2 covers every host at or over warn, at most this many:
+                           # each capture may hold 8 MiB (16 MiB read), so 20 bound the controller's
+                           # memory near 320 MiB; 20 host sections are still read; a wider incident
+                           # shows in the fleet's shared ports and peers, and each host left out
+                           # gets its own dig command
+PHASE2_QUIET = 5           # no host at or over warn: phase 2 digs into this many worst that sent resets
 
 FORKS = 200                # hosts probed at once
 CONNECT_TIMEOUT_S = 10.0

@@ -69,7 +69,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 PROBE_SCHEMA = 1
-PROBE_SHA256 = '15e25912c3e39812a9517625587826163cacd43db3679bcc54261e6e1da07229'
+PROBE_SHA256 = '501f438eb42324cd8da01d71e3621a0de171fd0b56d9321177c9f70ba7b291f1'
 # rstfleet.probe.probe_script(), verbatim: the bytes `rstfleet sweep` pipes to `python3 -I -B -`.
 PROBE_SCRIPT = (
     'import sys\n'
@@ -592,7 +592,12 @@ PROBE_SCRIPT = (
     "CAPTURE_BYTES = 8 * 1024 * 1024            # default and cap of one host\\'s pcap\\n"
     'MIN_CAPTURE_BYTES = 1024\\n'
     'MAX_CAPTURE_BYTES = 8 * 1024 * 1024        # base64 of it stays well under MAX_OUTPUT\\n'
-    'PHASE2_TOP = 5             # triage digs into this many worst hosts\\n'
+    "PHASE2_TOP = 20            # triage\\'s phase 2 covers every host at or over warn, at most this many:\\n"
+    "                           # each capture may hold 8 MiB (16 MiB read), so 20 bound the controller\\'s\\n"
+    '                           # memory near 320 MiB; 20 host sections are still read; a wider incident\\n'
+    "                           # shows in the fleet\\'s shared ports and peers, and each host left out\\n"
+    '                           # gets its own dig command\\n'
+    'PHASE2_QUIET = 5           # no host at or over warn: phase 2 digs into this many worst that sent resets\\n'
     '\\n'
     'FORKS = 200                # hosts probed at once\\n'
     'CONNECT_TIMEOUT_S = 10.0\\n'
