@@ -148,7 +148,8 @@ def execute(plan: Plan, password: str | None) -> int:
 
     if plan.phase2 is not None and not plan.outputs.quiet:
         print(triage_banner(plan), file=sys.stderr)
-    outcome = run_plan(plan, transport_factory(plan.ssh, password))
+    with transport_factory(plan.ssh, password) as transports:   # jump connections end with the run
+        outcome = run_plan(plan, transports)
     assessments = assess(outcome.results, plan.thresholds)
     code = EXIT_INTERRUPTED if outcome.partial else exit_code(assessments, plan.fail_on)
     meta = {"window_s": plan.window_s, "wall_s": round(outcome.wall_s, 3), "exit_code": code,

@@ -2,7 +2,9 @@
 
 One connection, one exec channel per host. Host keys are verified against known_hosts by default;
 an unknown key is refused with the command that trusts it, unless the user asked for OpenSSH's
-`accept-new` behaviour; a changed key is always refused.
+`accept-new` behaviour; a changed key is always refused. The stream under SSH is a TCP connection,
+a ProxyCommand (proxycommand.py) or a channel of a jump host (jump.py); every jump host is itself
+reached by ssh_over(), so its key and login follow exactly these rules.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 import paramiko
 
 from . import DEFAULT_MAX_OUTPUT, RunResult, SSHSettings, TransportError
+from .jump import JumpPool, ReasonedTransport, expand_chain, parse_hop, split_chain
+from .proxycommand import CommandSocket, expand_tokens
 from ..inventory import Host
 from ..results import Status
 
@@ -49,6 +53,7 @@ class SSHTarget:
     key_files: list[str]
     known_hosts_files: list[str]
     proxy_command: str | None = None
+    proxy_jump: tuple[str, ...] = ()   # raw hops, "[user@]host[:port]", first hop first
 
 
 def load_ssh_config(path: str | None) -> paramiko.SSHConfig | None:
@@ -67,12 +72,16 @@ def resolve_target(host: Host, settings: SSHSettings, config: paramiko.SSHConfig
     known = [k for k in (host.known_hosts_file,) if k] + list(settings.known_hosts_files)
     if not known:
         known = options.get("userknownhostsfile", "~/.ssh/known_hosts").split()
-    proxy = options.get("proxycommand")
-    if not proxy and options.get("proxyjump", "none").lower() != "none":
-        # Delegated to the OpenSSH client, which already knows how to reach the jump host.
-        proxy = f"ssh -W {shlex.quote(hostname)}:{port} {shlex.quote(options['proxyjump'])}"
+    if host.proxy_jump is not None or host.proxy_command is not None:
+        # The inventory's ssh arguments come before ssh_config, and ssh keeps the first of the two.
+        jump, proxy = split_chain(host.proxy_jump), expand_tokens(host.proxy_command, hostname, port, user, host.address)
+    else:
+        jump = split_chain(options.get("proxyjump"))
+        proxy = None if jump else options.get("proxycommand")
+    if proxy and proxy.strip().lower() == "none":
+        proxy = None
     return SSHTarget(hostname, port, user, [expand_home(k) for k in keys],
-                     [expand_home(k) for k in known], proxy)
+                     [expand_home(k) for k in known], proxy, jump)
 
 
 class SharedCredentials:
@@ -137,91 +146,154 @@ class AcceptNew(paramiko.MissingHostKeyPolicy):
 
 def _trust_command(target: SSHTarget) -> str:
     port = f"-p {target.port} " if target.port != 22 else ""
-    return (f"ssh-keyscan {port}{target.hostname} >> {target.known_hosts_files[0]} "
+    # Behind a jump host only the last hop can reach the host: the scan runs there.
+    via = f"ssh {shlex.quote(target.proxy_jump[-1])} " if target.proxy_jump else ""
+    return (f"{via}ssh-keyscan {port}{shlex.quote(target.hostname)} >> {target.known_hosts_files[0]} "
             f"(after checking the fingerprint), or rerun with --accept-new-host-keys")
 
 
+def open_socket(target: SSHTarget, timeout: float) -> socket.socket | CommandSocket:
+    """The stream SSH runs over: our own TCP connect (so "no route" and "no answer" are told apart
+    cleanly), or the ProxyCommand's pipes."""
+    if target.proxy_command:
+        log.debug("running ProxyCommand %s", target.proxy_command)
+        return CommandSocket(target.proxy_command)
+    try:
+        sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
+    except (socket.timeout, TimeoutError):
+        raise TransportError(Status.UNREACHABLE, f"no answer from {target.hostname}:{target.port} "
+                                                 f"within {timeout:.0f} s (host down or filtered)") from None
+    except OSError as exc:
+        raise TransportError(Status.UNREACHABLE, f"cannot connect to {target.hostname}:{target.port}: "
+                                                 f"{exc.strerror or exc}") from None
+    # Nagle + delayed ACK cost ~40 ms per authentication round trip.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def ssh_over(sock, target: SSHTarget, settings: SSHSettings, shared: SharedCredentials,
+             timeout: float, name: str) -> paramiko.SSHClient:
+    """SSH to target over an open stream — a TCP socket, a jump host's channel or a ProxyCommand —
+    host key checked, then authentication: one code path for every host and every jump host."""
+    client = paramiko.SSHClient()
+    # Looked up read-only (the "system" keys); first-seen keys accepted with
+    # --accept-new-host-keys go to this client's own set and the file, never to the shared one.
+    client._system_host_keys = shared.host_keys(target.known_hosts_files)
+    client.set_missing_host_key_policy(
+        AcceptNew(target.known_hosts_files[0]) if settings.accept_new_host_keys
+        else RefuseUnknown())
+    log.debug("%s: connecting to %s@%s:%d (known_hosts %s, keys %s%s)", name, target.user,
+              target.hostname, target.port, ",".join(target.known_hosts_files),
+              ",".join(target.key_files) or "default/agent",
+              f", via {','.join(target.proxy_jump)}" if target.proxy_jump else "")
+    try:
+        pkey = shared.private_key(target.key_files[0]) if len(target.key_files) == 1 else None
+        # The handshake gets one second more than the banner so the banner's error wins the race.
+        client.connect(
+            target.hostname, port=target.port, username=target.user, pkey=pkey,
+            key_filename=None if pkey else (target.key_files or None),
+            look_for_keys=not target.key_files,
+            timeout=timeout + 1, banner_timeout=timeout, auth_timeout=timeout,
+            channel_timeout=timeout, sock=sock, transport_factory=ReasonedTransport)
+        log.debug("%s: host key verified, authenticated as %s", name, target.user)
+        # paramiko's reader thread wakes every 0.1 s to check for shutdown; across a 10 s
+        # window and hundreds of hosts that is most of our idle CPU. close() does not wait
+        # for it (it closes the socket), so a slower tick costs nothing.
+        client.get_transport().sock.settimeout(IDLE_TICK_S)
+        return client
+    except (UnknownHostKey, paramiko.SSHException, OSError) as exc:
+        client.close()
+        sock.close()
+        raise _failure(exc, sock, target, timeout) from None
+
+
+def _failure(exc: Exception, sock, target: SSHTarget, timeout: float) -> TransportError:
+    """Why SSH to target failed, as a status and a reason a person can act on."""
+    where = f"{target.user}@{target.hostname}:{target.port}"
+    verdicts = (UnknownHostKey, paramiko.BadHostKeyException, paramiko.AuthenticationException)
+    if isinstance(sock, CommandSocket) and not isinstance(exc, verdicts) and (ended := sock.failure()):
+        return ended
+    if isinstance(exc, UnknownHostKey):
+        return TransportError(Status.HOST_KEY_REJECTED,
+                              f"host key of {exc.hostname} ({exc.key.get_name()} {exc.key.fingerprint}) "
+                              f"is not in known_hosts; to trust it: {_trust_command(target)}")
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return TransportError(Status.HOST_KEY_REJECTED,
+                              f"host key of {target.hostname} CHANGED: it presented {exc.key.get_name()} "
+                              f"{exc.key.fingerprint}, known_hosts expects {exc.expected_key.fingerprint}; "
+                              f"possible impersonation — verify the host, then update the known_hosts entry")
+    if isinstance(exc, paramiko.AuthenticationException):
+        return TransportError(Status.AUTH_FAILED, f"{where} refused authentication ({exc}); check -u, "
+                                                  f"--private-key or the host's authorized_keys")
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return TransportError(Status.UNREACHABLE, f"no answer from {target.hostname}:{target.port} "
+                                                  f"within {timeout:.0f} s (host down or filtered)")
+    if isinstance(exc, paramiko.SSHException):
+        if "banner" in str(exc).lower() or "no existing session" in str(exc).lower():
+            return TransportError(Status.TIMEOUT, f"{target.hostname}:{target.port} accepted TCP but sent "
+                                                  f"no SSH banner within {timeout:.0f} s (tarpit or "
+                                                  f"overloaded sshd)")
+        return TransportError(Status.UNREACHABLE, f"SSH negotiation with {where} failed: {exc}")
+    return TransportError(Status.UNREACHABLE, f"cannot connect to {target.hostname}:{target.port}: "
+                                              f"{exc.strerror or exc}")
+
+
 class SSHTransport:
-    """One host over SSH. Construct, run() once or more, close()."""
+    """One host over SSH. Construct, run() once or more, close().
+
+    Hosts behind a ProxyJump share the jump connections of ``jumps`` (one pool a sweep); without
+    one, this transport keeps its own and closes it with itself.
+    """
 
     def __init__(self, host: Host, settings: SSHSettings, config: paramiko.SSHConfig | None = None,
-                 shared: SharedCredentials | None = None):
+                 shared: SharedCredentials | None = None, jumps: JumpPool | None = None):
         self.host = host
         self.settings = settings
+        self.config = config
         self.target = resolve_target(host, settings, config)
         self.shared = shared or SharedCredentials()
+        self.jumps = jumps or JumpPool()
+        self._own_jumps = jumps is None
         self.client: paramiko.SSHClient | None = None
 
     def _connect(self, deadline: float) -> paramiko.SSHClient:
         target = self.target
         timeout = max(0.1, min(self.settings.connect_timeout, deadline - time.monotonic()))
-        client = paramiko.SSHClient()
-        # Looked up read-only (the "system" keys); first-seen keys accepted with
-        # --accept-new-host-keys go to this client's own set and the file, never to the shared one.
-        client._system_host_keys = self.shared.host_keys(target.known_hosts_files)
-        client.set_missing_host_key_policy(
-            AcceptNew(target.known_hosts_files[0]) if self.settings.accept_new_host_keys
-            else RefuseUnknown())
-        where = f"{target.user}@{target.hostname}:{target.port}"
-        log.debug("%s: connecting to %s (known_hosts %s, keys %s%s)", self.host.name, where,
-                  ",".join(target.known_hosts_files), ",".join(target.key_files) or "default/agent",
-                  f", via {target.proxy_command}" if target.proxy_command else "")
+        if target.proxy_jump:
+            chain = expand_chain(target.proxy_jump, lambda hop: self._hop(hop).proxy_jump)
+            sock = self.jumps.channel(chain, lambda: self._jump_client(chain), target.hostname,
+                                      target.port, deadline, timeout)
+        else:
+            sock = open_socket(target, timeout)
+        return ssh_over(sock, target, self.settings, self.shared, timeout, self.host.name)
+
+    def _hop(self, hop: str) -> SSHTarget:
+        """A jump host's settings: the hop's own user and port, then ssh_config for its name and
+        the command line's, as `ssh -l USER -p PORT HOST` would resolve them."""
         try:
-            # The TCP connect is ours, so "no route" and "tarpit" are told apart cleanly; the
-            # handshake gets one second more than the banner so the banner's error wins the race.
-            sock = (paramiko.ProxyCommand(target.proxy_command) if target.proxy_command
-                    else socket.create_connection((target.hostname, target.port), timeout=timeout))
-            if not target.proxy_command:
-                # Nagle + delayed ACK cost ~40 ms per authentication round trip.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            pkey = self.shared.private_key(target.key_files[0]) if len(target.key_files) == 1 else None
-            client.connect(
-                target.hostname, port=target.port, username=target.user, pkey=pkey,
-                key_filename=None if pkey else (target.key_files or None),
-                look_for_keys=not target.key_files,
-                timeout=timeout + 1, banner_timeout=timeout, auth_timeout=timeout,
-                channel_timeout=timeout, sock=sock)
-            log.debug("%s: host key verified, authenticated as %s", self.host.name, target.user)
-            # paramiko's reader thread wakes every 0.1 s to check for shutdown; across a 10 s
-            # window and hundreds of hosts that is most of our idle CPU. close() does not wait
-            # for it (it closes the socket), so a slower tick costs nothing.
-            client.get_transport().sock.settimeout(IDLE_TICK_S)
-        except UnknownHostKey as exc:
-            client.close()
-            raise TransportError(Status.HOST_KEY_REJECTED,
-                                 f"host key of {exc.hostname} ({exc.key.get_name()} "
-                                 f"{exc.key.fingerprint}) is not in known_hosts; to trust it: "
-                                 f"{_trust_command(target)}") from None
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            raise TransportError(Status.HOST_KEY_REJECTED,
-                                 f"host key of {target.hostname} CHANGED: it presented "
-                                 f"{exc.key.get_name()} {exc.key.fingerprint}, known_hosts expects "
-                                 f"{exc.expected_key.fingerprint}; possible impersonation — verify "
-                                 f"the host, then update the known_hosts entry") from None
-        except paramiko.AuthenticationException as exc:
-            client.close()
-            raise TransportError(Status.AUTH_FAILED, f"{where} refused authentication ({exc}); check -u, "
-                                              f"--private-key or the host's authorized_keys") from None
-        except (socket.timeout, TimeoutError):
-            client.close()
-            raise TransportError(Status.UNREACHABLE, f"no answer from {target.hostname}:{target.port} "
-                                              f"within {timeout:.0f} s (host down or filtered)") from None
-        except paramiko.SSHException as exc:
-            client.close()
-            if "banner" in str(exc).lower() or "no existing session" in str(exc).lower():
-                raise TransportError(Status.TIMEOUT, f"{target.hostname}:{target.port} accepted TCP but sent "
-                                              f"no SSH banner within {timeout:.0f} s (tarpit or "
-                                              f"overloaded sshd)") from None
-            raise TransportError(Status.UNREACHABLE, f"SSH negotiation with {where} failed: {exc}") from None
-        except OSError as exc:
-            client.close()
-            reason = exc.strerror or str(exc)
-            if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
-                reason = "; ".join(sorted({e.strerror or str(e) for e in exc.errors.values()}))
-            raise TransportError(Status.UNREACHABLE, f"cannot connect to {target.hostname}:{target.port}: "
-                                              f"{reason}") from None
-        return client
+            parsed = parse_hop(hop)
+        except ValueError as exc:
+            raise TransportError(Status.UNREACHABLE, str(exc)) from None
+        return resolve_target(Host(name=parsed.host, address=parsed.host, port=parsed.port,
+                                   user=parsed.user), self.settings, self.config)
+
+    def _jump_client(self, chain: tuple[str, ...]) -> paramiko.SSHClient:
+        """A new SSH connection to the chain's last hop, through the hops before it. It serves the
+        whole sweep, so it gets a connect timeout of its own, not one host's leftover budget."""
+        target = self._hop(chain[-1])
+        timeout = self.settings.connect_timeout
+        where = f"jump host {chain[-1]} ({target.hostname}:{target.port})"
+        try:
+            if len(chain) > 1:
+                sock = self.jumps.channel(chain[:-1], lambda: self._jump_client(chain[:-1]), target.hostname,
+                                          target.port, time.monotonic() + timeout, timeout)
+            else:
+                sock = open_socket(target, timeout)
+            return ssh_over(sock, target, self.settings, self.shared, timeout, where)
+        except TransportError as exc:
+            if exc.reason.startswith("jump host "):
+                raise
+            raise TransportError(exc.status, f"{where}: {exc.reason}") from None
 
     def _command(self, argv: list[str], stdin: bytes) -> tuple[str, bytes]:
         if not (self.settings.become or self.host.become):
@@ -255,6 +327,8 @@ class SSHTransport:
         if self.client is not None:
             self.client.close()
             self.client = None
+        if self._own_jumps:
+            self.jumps.close()
 
 
 def _connection_lost(channel: paramiko.Channel, grace_s: float = 0.5) -> bool:

@@ -20,6 +20,9 @@ CONNECT_TIMEOUT_S = 10.0
 MAX_OUTPUT = 16 * 1024 * 1024              # bytes read from one host
 PROBE_MARGIN_S = 15.0      # a host's deadline beyond connect + window: python start-up, reply
 SELF_BOUND_MARGIN_S = 30.0  # the probe stops itself this long after its window, whatever happens
+JUMP_CHANNELS = 64         # hosts one jump-host connection carries at once; past it another opens
+MAX_JUMP_HOPS = 8          # a ProxyJump chain, the first hop's own ProxyJump included
+PROXY_STDERR_BYTES = 4096  # tail of a ProxyCommand's stderr kept for the host's reason
 
 WARN = 10.0                # resets sent/s
 CRIT = 100.0

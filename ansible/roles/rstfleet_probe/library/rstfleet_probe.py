@@ -69,7 +69,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 PROBE_SCHEMA = 1
-PROBE_SHA256 = '0308cfd1a6e64221501937004ccbd692a43b82ccdc1a1568c5a306370582e5bf'
+PROBE_SHA256 = 'afb68aa4006e38b74540236209a00849f3b6af392f672d52e44f11601756fa58'
 # rstfleet.probe.probe_script(), verbatim: the bytes `rstfleet sweep` pipes to `python3 -I -B -`.
 PROBE_SCRIPT = (
     'import sys\n'
@@ -544,6 +544,9 @@ PROBE_SCRIPT = (
     'MAX_OUTPUT = 16 * 1024 * 1024              # bytes read from one host\\n'
     "PROBE_MARGIN_S = 15.0      # a host\\'s deadline beyond connect + window: python start-up, reply\\n"
     'SELF_BOUND_MARGIN_S = 30.0  # the probe stops itself this long after its window, whatever happens\\n'
+    'JUMP_CHANNELS = 64         # hosts one jump-host connection carries at once; past it another opens\\n'
+    "MAX_JUMP_HOPS = 8          # a ProxyJump chain, the first hop\\'s own ProxyJump included\\n"
+    "PROXY_STDERR_BYTES = 4096  # tail of a ProxyCommand\\'s stderr kept for the host\\'s reason\\n"
     '\\n'
     'WARN = 10.0                # resets sent/s\\n'
     'CRIT = 100.0\\n'
