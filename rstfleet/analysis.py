@@ -41,6 +41,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_OVER_THRESHOLD = 4
 EXIT_HOSTS_MISSED = 8
+EXIT_INTERRUPTED = 130         # Ctrl-C: a partial report is still written
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,21 @@ def require_root_lab() -> None:
         pytest.fail("lab tests need /usr/sbin/sshd: apt-get install openssh-server (scripts/test.sh does)")
 
 
+def broken_access_lines(lab, tmp: Path, wrong_key: str, unknown_key: str) -> list[str]:
+    """INI lines for every lab host, one of them offering a key sshd does not accept (wrong_key)
+    and one verifying against an empty known_hosts (unknown_key)."""
+    other_key, empty_known = tmp / "other_key", tmp / "empty_known_hosts"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True)
+    empty_known.write_text("")
+    lines = []
+    for host in lab.hosts:
+        key = other_key if host.name == wrong_key else lab.key_path
+        known = empty_known if host.name == unknown_key else lab.known_hosts_path
+        lines.append(f"{host.name} ansible_host={host.address} ansible_ssh_private_key_file={key} "
+                     f"'ansible_ssh_common_args=-o UserKnownHostsFile={known}'")
+    return lines
+
+
 def lab_leftovers(lab) -> list[str]:
     """rstfleet processes still running inside the lab's hosts (probe, tcpdump, timeout)."""
     from rstfleet_lab import namespace_pids

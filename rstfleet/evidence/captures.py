@@ -36,7 +36,8 @@ def make_run_dir(base: str | os.PathLike, stamp: str) -> Path:
 
 
 def save_capture(result: HostResult, run_dir: Path | None) -> bytes | None:
-    """Decode the host's pcap, store it (0600) and replace it in the document by its path."""
+    """Decode the host's pcap, store it (0600) and replace it in the document by its path. The
+    bytes stay on the result even if the file cannot be written (a note says so)."""
     capture = (result.probe or {}).get("capture") or {}
     encoded = capture.pop("pcap_b64", None)
     if not encoded:
@@ -46,13 +47,18 @@ def save_capture(result: HostResult, run_dir: Path | None) -> bytes | None:
     except (binascii.Error, ValueError):
         capture["error"] = "capture was not valid base64"
         return None
+    result.pcap = data
     if run_dir is not None:
         path = run_dir / (safe_file_name(result.host) + ".pcap")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            result.capture_note = (f"capture not saved as {path} ({exc.strerror or exc}): its evidence "
+                                   f"is in this report, the pcap itself is not kept")
+            return data
         capture["path"] = str(path)
-    result.pcap = data
     return data
 
 
@@ -87,10 +93,18 @@ def attach_stored_captures(results: list[HostResult]) -> None:
 
 
 def store_captures(results: list[HostResult], base: str | os.PathLike, stamp: str) -> Path | None:
-    """Save every host's capture under base/stamp (made only when some host captured)."""
+    """Save every host's capture under base/stamp (made only when some host captured). Never
+    raises for the disk: the sweep already ran, so a capture that cannot be kept becomes a note."""
     if not any((r.probe or {}).get("capture", {}).get("pcap_b64") for r in results):
         return None
-    run_dir = make_run_dir(base, stamp)
-    for result in results:
-        save_capture(result, run_dir)
+    try:
+        run_dir = make_run_dir(base, stamp)
+    except OSError as exc:      # checked before the run (preflight_inputs.py); a full disk is not
+        run_dir, problem = None, f"capture not saved: the run folder {base}/{stamp} could not be made ({exc.strerror or exc})"
+        for result in results:
+            if save_capture(result, None) is not None:
+                result.capture_note = problem + ": its evidence is in this report, the pcap itself is not kept"
+    else:
+        for result in results:
+            save_capture(result, run_dir)
     return run_dir

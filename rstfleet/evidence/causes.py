@@ -17,26 +17,18 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-# key -> (the guide's words, severity weight used in the score, next step template)
+# key -> (the guide's words, severity weight used in the score); each cause's next command is in
+# next_steps.py (built from validated ports and peers only: host text is hostile).
 CAUSES = {
-    "closed_port": ("TCP packet received on a port that is not open", 1.0,
-                    "lsof -i:{port} -P -n   # should something listen on {port}? (crashed service)"),
-    "port_scan": ("Port scan: one peer probing many closed ports", 1.5,
-                  "tcpdump -i any -n host {peer}   # who is {peer}? block it if unexpected"),
-    "syn_reset_attack": ("SYN flood to a closed port from many peers (SYN-reset attack)", 2.0,
-                         "tcpdump -i any -n 'tcp[tcpflags] & tcp-syn != 0 and dst port {port}'"),
-    "aborted_connection": ("Aborting connection (closed with unread data, SO_LINGER 0, data after close)",
-                           1.2, "ss -tnp '( sport = :{port} )'   # which program aborts; does it read all input?"),
-    "half_open": ("Half-opened connection (segment for a connection the host does not know)", 1.2,
-                  "tcpdump -i any -n host {peer}   # a peer talking on a connection this host dropped"),
-    "time_wait_assassination": ("Time-wait assassination (segment hitting a TIME_WAIT socket)", 1.1,
-                                "ss -tan state time-wait '( sport = :{port} )'"),
-    "listen_queue_full": ("Listening endpoint queue is full (tcp_abort_on_overflow=1)", 1.5,
-                          "ss -ltn '( sport = :{port} )'   # Recv-Q at Send-Q: raise the backlog or speed up accept()"),
-    "buffer_overflow": ("TCP buffer overflow (aborted on memory pressure)", 1.5,
-                        "cat /proc/net/sockstat; sysctl net.ipv4.tcp_mem"),
-    "other": ("Resets the evidence could not attribute", 1.0,
-              "tcpdump -i any -n 'tcp[tcpflags] & (tcp-rst) == (tcp-rst)' -c 200"),
+    "closed_port": ("TCP packet received on a port that is not open", 1.0),
+    "port_scan": ("Port scan: one peer probing many closed ports", 1.5),
+    "syn_reset_attack": ("SYN flood to a closed port from many peers (SYN-reset attack)", 2.0),
+    "aborted_connection": ("Aborting connection (closed with unread data, SO_LINGER 0, data after close)", 1.2),
+    "half_open": ("Half-opened connection (segment for a connection the host does not know)", 1.2),
+    "time_wait_assassination": ("Time-wait assassination (segment hitting a TIME_WAIT socket)", 1.1),
+    "listen_queue_full": ("Listening endpoint queue is full (tcp_abort_on_overflow=1)", 1.5),
+    "buffer_overflow": ("TCP buffer overflow (aborted on memory pressure)", 1.5),
+    "other": ("Resets the evidence could not attribute", 1.0),
 }
 
 # tcp:tcp_send_reset reason -> cause, as measured on Linux 6.18 (docs/causes.md). Not one to one:
@@ -86,7 +78,7 @@ class Cause:
     evidence: list[str] = field(default_factory=list)
     ports: list[int] = field(default_factory=list)
     peers: list[str] = field(default_factory=list)
-    next_step: str = ""
+    next_step: str = ""          # set by evidence/host.py (next_steps.py), naming the host
 
 
 @dataclass
@@ -111,16 +103,8 @@ class HostEvidence:
 
 def _cause(key: str, resets: int, total: int, evidence: list[str], ports: Counter,
            peers: Counter) -> Cause:
-    title, _, step = CAUSES[key]
-    if ("{port}" in step and not ports) or ("{peer}" in step and not peers):
-        # Counters alone know no port or peer: the next step is to find them, as the guide does.
-        step = ("tcpdump -i any -n -c 200 'tcp[tcpflags] & (tcp-rst) == (tcp-rst)'   # find the "
-                "port and peer (or rerun with `rstfleet triage`), then lsof -i:PORT -P -n")
-    top_port = ports.most_common(1)[0][0] if ports else ""
-    top_peer = peers.most_common(1)[0][0] if peers else ""
-    return Cause(key, title, resets, resets / total if total else 0.0, evidence,
-                 [p for p, _ in ports.most_common(5)], [p for p, _ in peers.most_common(5)],
-                 step.format(port=top_port, peer=top_peer))
+    return Cause(key, CAUSES[key][0], resets, resets / total if total else 0.0, evidence,
+                 [p for p, _ in ports.most_common(5)], [p for p, _ in peers.most_common(5)])
 
 
 def from_trace(trace: dict, bare_share: dict | None = None, tcpext: dict | None = None) -> list[Cause]:
@@ -183,7 +167,11 @@ def from_counters(out_rsts: int, tcpext: dict, sysctls: dict) -> list[Cause]:
     counts: Counter = Counter()
 
     def attribute(key: str, n: int, evidence: str) -> None:
+        """Counters can move for more than resets sent: never attribute more than OutRsts."""
         nonlocal explained
+        n = min(n, out_rsts - explained)
+        if n <= 0:
+            return
         by_key.setdefault(key, []).append(evidence)
         counts[key] += n
         explained += n
@@ -194,15 +182,17 @@ def from_counters(out_rsts: int, tcpext: dict, sysctls: dict) -> list[Cause]:
             attribute(key, n, f"TcpExt {counter} +{n}")
     overflow = tcpext.get("ListenOverflows") or 0
     # Measured: an overflow answered with RST also moves EmbryonicRsts; with the sysctl at 0 the
-    # kernel drops the ACK silently and sends nothing.
-    if overflow and (sysctls.get("net.ipv4.tcp_abort_on_overflow") == 1 or tcpext.get("EmbryonicRsts")):
+    # kernel drops the ACK silently and sends nothing, so only as many as EmbryonicRsts can be resets.
+    if sysctls.get("net.ipv4.tcp_abort_on_overflow") != 1:
+        overflow = min(overflow, tcpext.get("EmbryonicRsts") or 0)
+    if overflow:
         attribute("listen_queue_full", overflow,
                   f"TcpExt ListenOverflows +{overflow} (tcp_abort_on_overflow="
                   f"{sysctls.get('net.ipv4.tcp_abort_on_overflow')}, EmbryonicRsts "
                   f"+{tcpext.get('EmbryonicRsts') or 0})")
     for key, evidence in by_key.items():
-        causes.append(_cause(key, min(counts[key], out_rsts), out_rsts, evidence, Counter(), Counter()))
-    rest = out_rsts - min(explained, out_rsts)
+        causes.append(_cause(key, counts[key], out_rsts, evidence, Counter(), Counter()))
+    rest = out_rsts - explained
     if rest:
         causes.append(_cause("closed_port", rest, out_rsts,
                              [f"{rest} of {out_rsts} resets match no TcpExt abort counter: "
@@ -231,9 +221,13 @@ def combine(trace: dict, out_rsts: int, tcpext: dict, sysctls: dict,
         return traced
     left = dict(tcpext)
     for port, peer, reason, count in trace.get("flows", []):
-        counter = REASON_COUNTER.get(reason)
-        if counter and left.get(counter):
-            left[counter] = max(0, left[counter] - count)
+        # Kernels before the reason field (5.x) trace full-socket resets only, with no reason:
+        # those are the aborts, so they use up the abort counters.
+        for counter in [REASON_COUNTER[reason]] if reason in REASON_COUNTER else \
+                COUNTER_CAUSE if reason is None else []:
+            used = min(count, left.get(counter) or 0)
+            left[counter] = (left.get(counter) or 0) - used
+            count -= used
     untraced = from_counters(out_rsts - kept, left, sysctls)
     for cause in untraced:
         cause.evidence.append(f"{out_rsts - kept} of {out_rsts} resets were not kept by the "

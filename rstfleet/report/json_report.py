@@ -18,6 +18,7 @@ import time
 
 from ..analysis import Assessment, Thresholds, Verdict
 from ..fleet import summarize_fleet
+from . import view
 
 REPORT_SCHEMA = "rstfleet.report/1"
 
@@ -39,6 +40,7 @@ def host_entry(a: Assessment) -> dict:
         "score": round(a.score, 3),
         "score_explained": a.score_explained,
         "evidence": dataclasses.asdict(a.evidence) if a.evidence else None,
+        "next_commands": [{"argv": list(s.argv), "line": s.line} for s in view.suggestions(a)],
         "probe": a.result.probe,
     }
 

@@ -30,7 +30,8 @@ class SSHSettings:
     known_hosts_files: tuple[str, ...] = ()
     accept_new_host_keys: bool = False
     connect_timeout: float = CONNECT_TIMEOUT_S
-    ssh_config_path: str | None = "~/.ssh/config"
+    connect_timeout_given: bool = False   # else ssh_config's ConnectTimeout applies (docs/ssh.md)
+    ssh_config_path: str | None = None    # None: ~/.ssh/config then /etc/ssh/ssh_config; a path: -F
     become: bool = False
     ask_become_pass: bool = False         # -K: asked once per run, before any host (cli.py)
     become_password: str | None = field(default=None, repr=False, compare=False)
@@ -59,11 +60,12 @@ class Transports:
     to jump hosts), released by ``close()`` when the sweep, or triage's two phases, are done."""
 
     def __init__(self, ssh: SSHSettings, become_password: str | None = None):
-        from .ssh import SharedCredentials, load_ssh_config   # paramiko only when SSH is used
-        from .jump import JumpPool
+        from .jump import JumpPool                  # the SSH stack, and paramiko, only when used
+        from .ssh import SharedCredentials
+        from .ssh_config import load_client_config
 
         self.settings = replace(ssh, become_password=become_password)
-        self.config = load_ssh_config(self.settings.ssh_config_path)
+        self.config = load_client_config(self.settings.ssh_config_path)
         self.shared = SharedCredentials()
         self.jumps = JumpPool()
 
@@ -86,5 +88,6 @@ class Transports:
 
 
 def transport_factory(ssh: SSHSettings, become_password: str | None = None) -> Transports:
-    """The -K password joins the settings here, never a Plan."""
+    """The -K password joins the settings here, never a Plan. Use it as a context manager: the
+    jump connections end with the run."""
     return Transports(ssh, become_password)

@@ -1,8 +1,9 @@
 """ProxyJump through SSH channels of the jump hosts, as OpenSSH's -J does, with no local ssh.
 
-A hop is ``[user@]host[:port]`` (an IPv6 address in brackets: ``admin@[2001:db8::7]:2222``); a
-chain ``a,b`` is reached hop by hop: ``a`` over TCP, ``b`` over a ``direct-tcpip`` channel of
-``a``, the target over a channel of ``b``. Each hop is an ordinary SSH connection, so its host key
+The hops come from the resolver (target.py: ``SSHTarget.proxy_jump``; each hop's own settings
+resolved for its name, as ``ssh -l USER -p PORT HOST`` would); a chain ``a,b`` is reached hop by
+hop: ``a`` over TCP, ``b`` over a ``direct-tcpip`` channel of ``a``, the target over a channel of
+``b``. Each hop is an ordinary SSH connection, so its host key
 and authentication follow the rules of any host (ssh.py builds it; this module only shares it).
 
 A sweep shares its jump connections (``JumpPool``): 500 hosts behind one bastion are 500 channels
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,46 +29,6 @@ from ..results import Status
 
 log = logging.getLogger("rstfleet.ssh")
 CLOSE_WAIT_S = 2.0   # longest a jump host's close waits for a send in flight (one idle tick)
-
-
-@dataclass(frozen=True)
-class Hop:
-    user: str | None
-    host: str
-    port: int | None
-
-
-def split_chain(value: str | None) -> tuple[str, ...]:
-    """``"a, b"`` -> ``("a", "b")``; ``none`` (OpenSSH's "no jump") and empty -> ``()``."""
-    if value is None or value.strip().lower() in ("", "none"):
-        return ()
-    return tuple(hop.strip() for hop in value.split(","))
-
-
-def parse_hop(text: str) -> Hop:
-    """``[user@]host[:port]`` with OpenSSH 9.2's rules (checked against ``ssh -J HOP -G``): the
-    user ends at the last ``@``; ``[…]`` brackets an IPv6 address; the port is 1..65535.
-
-    >>> parse_hop("ops@[2001:db8::7]:2222")
-    Hop(user='ops', host='2001:db8::7', port=2222)
-    """
-    rest, user = text, None
-    if "@" in rest:
-        user, rest = rest.rsplit("@", 1)
-        if not user:
-            raise ValueError(f"ProxyJump hop {text!r}: empty user before '@'")
-    if rest.startswith("["):
-        end = rest.find("]")
-        if end < 0 or rest[end + 1:end + 2] not in ("", ":"):
-            raise ValueError(f"ProxyJump hop {text!r}: expected [address] or [address]:port")
-        host, port_text = rest[1:end], rest[end + 2:]
-    else:
-        host, _, port_text = rest.partition(":")
-    if not host or "/" in host or any(c.isspace() for c in host):
-        raise ValueError(f"ProxyJump hop {text!r}: no host (an IPv6 address goes in brackets)")
-    if port_text and not (re.fullmatch(r"\+?[0-9]{1,5}", port_text) and 0 < int(port_text) < 65536):
-        raise ValueError(f"ProxyJump hop {text!r}: port must be 1..65535")
-    return Hop(user, host, int(port_text) if port_text else None)
 
 
 def expand_chain(hops: tuple[str, ...], own_jump: Callable[[str], tuple[str, ...]]) -> tuple[str, ...]:

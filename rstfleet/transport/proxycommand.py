@@ -1,6 +1,7 @@
 """ProxyCommand as OpenSSH runs it, except that it can never prompt and its error is kept.
 
-OpenSSH runs ``$SHELL -c "exec COMMAND"`` with the SSH stream on the command's stdin and stdout.
+OpenSSH runs ``$SHELL -c "exec COMMAND"`` (tokens expanded by the resolver, ssh_config.py) with
+the SSH stream on the command's stdin and stdout; so does this module.
 Here the command also runs in a new session (no controlling terminal, so nothing it starts can
 open /dev/tty to ask "Are you sure you want to continue connecting (yes/no)?"), a local ``ssh``
 gets ``-o BatchMode=yes`` (it fails instead of asking), and the tail of its stderr is kept so that
@@ -18,7 +19,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 
 from paramiko.ssh_exception import ProxyCommandFailure
 
@@ -37,13 +37,6 @@ def never_prompting(command: str) -> str:
     return _LOCAL_SSH.sub(r"\1 -o BatchMode=yes", command, count=1)
 
 
-def expand_tokens(command: str | None, hostname: str, port: int, user: str, alias: str) -> str | None:
-    """%h %p %r %n %% in a ProxyCommand given on the inventory (ssh_config's are expanded by its
-    reader), as ssh expands them: "nc %h %p" -> "nc 198.18.0.5 22"."""
-    values = {"h": hostname, "p": str(port), "r": user, "n": alias, "%": "%"}
-    return command and re.sub(r"%([hprn%])", lambda m: values[m.group(1)], command)
-
-
 class CommandSocket:
     """A running ProxyCommand seen as a socket; ``failure()`` says why it ended, in its own words."""
 
@@ -52,7 +45,7 @@ class CommandSocket:
         self.timeout: float | None = None
         self._stderr = bytearray()
         self.process = subprocess.Popen(
-            ["/bin/sh", "-c", "exec " + never_prompting(command)], stdin=subprocess.PIPE,
+            [os.environ.get("SHELL") or "/bin/sh", "-c", "exec " + never_prompting(command)], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, start_new_session=True)
         self._reader = threading.Thread(target=self._read_stderr, name="rstfleet-proxycommand", daemon=True)
         self._reader.start()

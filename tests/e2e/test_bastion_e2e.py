@@ -20,7 +20,8 @@ from rstfleet.inventory import load_inventory
 from rstfleet.sweep.pool import SweepSettings, sweep
 from rstfleet.transport import SSHSettings
 from rstfleet.transport.jump import JumpPool
-from rstfleet.transport.ssh import SSHTransport, load_ssh_config
+from rstfleet.transport.ssh import SSHTransport
+from rstfleet.transport.ssh_config import load_client_config
 from rstfleet_lab import inject_closed_port, lab_context, load
 from rstfleet_lab.bastion import inner_gateway, inner_subnet
 
@@ -288,7 +289,7 @@ def test_one_jump_connection_carries_at_most_its_bound_of_channels(lab):
     bastion = lab.hosts[0]
     hosts = load_inventory(str(lab.inventory_path)).select("inner")
     ssh = SSHSettings(ssh_config_path=str(lab.ssh_config_path))
-    config, jumps = load_ssh_config(ssh.ssh_config_path), JumpPool(channels_per_connection=8)
+    config, jumps = load_client_config(ssh.ssh_config_path), JumpPool(channels_per_connection=8)
     opens = tcp_counter(lab, bastion, "PassiveOpens")
     try:
         results = sweep(hosts, lambda h: SSHTransport(h, ssh, config, jumps=jumps),
@@ -308,8 +309,7 @@ def test_inventory_proxyjump_in_ansible_ssh_common_args_is_honoured(lab, tmp_pat
         + f"  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: {lab.key_path}\n"
         f"    ansible_ssh_common_args: -o UserKnownHostsFile={lab.known_hosts_path} "
         f"-o ProxyJump=root@{lab.hosts[0].address}\n")
-    if load_inventory(str(inventory)).hosts["i01"].proxy_jump is None:
-        pytest.skip("this tree's inventory reader does not fill Host.proxy_jump from ansible_ssh_common_args")
+    assert load_inventory(str(inventory)).hosts["i01"].proxy_jump == f"root@{lab.hosts[0].address}"
     out = tmp_path / "inventory.json"
     # The jump host's key and login come from the command line (ssh passes no -o to the jump).
     proc = run_cli("sweep", "-i", str(inventory), "--ssh-config", "/dev/null", "--known-hosts",

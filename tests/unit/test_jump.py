@@ -1,5 +1,6 @@
 """ProxyJump hops and chains, ProxyCommand that never prompts: parsing checked against OpenSSH itself
-(`ssh -J HOP -G`), chains and tokens by example, the command socket against real local commands."""
+(`ssh -J HOP -G`), a jump host's settings against `ssh -G -l USER -p PORT HOST`, chains and
+tokens by example, the command socket against real local commands."""
 
 from __future__ import annotations
 
@@ -14,15 +15,19 @@ import pytest
 from rstfleet.inventory import Host
 from rstfleet.results import Status
 from rstfleet.transport import SSHSettings, TransportError
-from rstfleet.transport.jump import ChannelStream, Hop, JumpPool, expand_chain, parse_hop, split_chain
-from rstfleet.transport.proxycommand import CommandSocket, expand_tokens, never_prompting
-from rstfleet.transport.ssh import resolve_target
+from rstfleet.transport.jump import ChannelStream, JumpPool, expand_chain
+from rstfleet.transport.proxycommand import CommandSocket, never_prompting
+from rstfleet.transport.ssh_config import load_client_config
+from rstfleet.transport.ssh_config_file import parse_hop
+from rstfleet.transport.target import hop_host, resolve_target
 
 # Whitespace and "[]" left out: ssh keeps the first word of "h 1" and accepts an empty "[]" host
 # (then fails to resolve it); rstfleet refuses both at once.
 HOPS = ["bastion", "ops@bastion", "ops@bastion:2222", "[2001:db8::7]:2222", "ops@[2001:db8::7]",
         "[h]", "h:", "a@b@c:22", "h:+22", "h:022", "h:65535", "h:1", "h/22", "h:0", "h:65536", "h:x",
-        "@h", "u@", "::1", "u@::1", "[::1", "[::1]x", "h:22:33", "", "[::1]/22"]
+        "@h", "u@", "::1", "u@::1", "[::1", "[::1]x", "h:22:33", "", "[::1]/22", "h:ssh",
+        "ssh://ops@h:2222", "ssh://h/", "ssh://h/x", "a, b", "ssh://[::1]", "ssh://[h]:22", "ssh://h:/",
+        "ssh://[2001:db8::7]:22"]
 
 
 def _openssh_accepts(hop: str) -> bool:
@@ -46,18 +51,15 @@ def test_hop_syntax_accepted_exactly_where_openssh_accepts_it():
 
 
 def test_hops_split_into_user_host_and_port_as_ssh_does():
-    assert parse_hop("bastion") == Hop(None, "bastion", None)
-    assert parse_hop("ops@bastion:2222") == Hop("ops", "bastion", 2222)
-    assert parse_hop("ops@[2001:db8::7]:2222") == Hop("ops", "2001:db8::7", 2222)
-    assert parse_hop("a@b@c:22") == Hop("a@b", "c", 22)      # the user ends at the last @
-    assert parse_hop("[h]") == Hop(None, "h", None)
+    assert parse_hop("bastion") == (None, "bastion", None)
+    assert parse_hop("ops@bastion:2222") == ("ops", "bastion", 2222)
+    assert parse_hop("ops@[2001:db8::7]:2222") == ("ops", "2001:db8::7", 2222)
+    assert parse_hop("a@b@c:22") == ("a@b", "c", 22)      # the user ends at the last @
+    assert parse_hop("[h]") == (None, "h", None)
     with pytest.raises(ValueError, match="IPv6 address goes in brackets"):
         parse_hop("::1")
-
-
-def test_chains_split_on_commas_and_none_means_no_jump():
-    assert split_chain("a, ops@b:2222,[::1]") == ("a", "ops@b:2222", "[::1]")
-    assert split_chain("none") == split_chain("NONE") == split_chain(None) == split_chain("") == ()
+    with pytest.raises(ValueError, match="bad jump host"):
+        parse_hop("h 1")
 
 
 def test_first_hops_own_proxyjump_goes_first_and_a_loop_is_refused():
@@ -71,16 +73,17 @@ def test_first_hops_own_proxyjump_goes_first_and_a_loop_is_refused():
 
 
 def _target(tmp_path: Path, config_text: str, **host):
-    import paramiko
-    config = paramiko.SSHConfig.from_text(config_text)
+    path = tmp_path / "ssh_config"
+    path.write_text(config_text)
     return resolve_target(Host(name="web", address=host.pop("address", "web"), **host),
-                          SSHSettings(user="root", known_hosts_files=(str(tmp_path / "kh"),)), config)
+                          SSHSettings(user="root", known_hosts_files=(str(tmp_path / "kh"),)),
+                          load_client_config(str(path)))
 
 
 def test_proxyjump_from_ssh_config_and_the_inventory_which_wins(tmp_path):
     config = "Host web\n  ProxyJump ops@bastion:2222,inner\n"
     assert _target(tmp_path, config).proxy_jump == ("ops@bastion:2222", "inner")
-    assert _target(tmp_path, config).proxy_command is None
+    assert _target(tmp_path, config).proxy_command is None      # carried by jump.py, no local ssh
     assert _target(tmp_path, config, proxy_jump="other").proxy_jump == ("other",)
     # -o ProxyJump=none on the inventory comes first, so ssh_config's jump is not used either.
     assert _target(tmp_path, config, proxy_jump="none").proxy_jump == ()
@@ -90,10 +93,32 @@ def test_proxyjump_from_ssh_config_and_the_inventory_which_wins(tmp_path):
     assert _target(tmp_path, "Host web\n  ProxyCommand nc %h %p\n").proxy_command == "nc web 22"
 
 
-def test_inventory_proxycommand_tokens_expand_like_ssh():
-    assert expand_tokens("ssh -W %h:%p %r@jump # %n 100%%", "198.18.0.5", 22, "ops", "web") == \
-        "ssh -W 198.18.0.5:22 ops@jump # web 100%"
-    assert expand_tokens(None, "h", 22, "u", "n") is None
+def test_inventory_proxycommand_tokens_expand_like_ssh(tmp_path):
+    command = "ssh -W %h:%p %r@jump # %n 100%%"
+    target = _target(tmp_path, "Host web\n  HostName 198.18.0.5\n", proxy_command=command, user="ops")
+    assert target.proxy_command == "ssh -W 198.18.0.5:22 ops@jump # web 100%"
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="the OpenSSH client is the oracle")
+def test_a_jump_hosts_settings_are_what_ssh_resolves_for_it_with_the_hops_user_and_port(tmp_path):
+    """ssh reaches hop `u@h:p` by running `ssh -l u -p p h` (ssh.c); rstfleet resolves the same."""
+    config = tmp_path / "ssh_config"
+    config.write_text("Host edge\n  HostName 198.18.0.9\n  User cfg\n  Port 2022\n  HostKeyAlias edge-key\n"
+                      f"  UserKnownHostsFile {tmp_path}/kh_%h\n  ProxyJump outer\n"
+                      "Host web\n  ProxyJump ops@edge:2200,edge,ssh://ann@198.18.0.7:2201\n")
+    loaded = load_client_config(str(config))
+    target = resolve_target(Host("web", "web"), SSHSettings(), loaded)
+    assert target.proxy_jump == ("ops@edge:2200", "edge", "ssh://ann@198.18.0.7:2201")
+    for hop in target.proxy_jump:
+        mine = resolve_target(hop_host(hop), SSHSettings(), loaded)
+        user, name, port = parse_hop(hop)
+        argv = ["ssh", "-G", "-F", str(config)] + (["-l", user] if user else []) + (["-p", str(port)] if port else [])
+        printed = dict(line.split(" ", 1) for line in subprocess.run(
+            argv + [name], capture_output=True, text=True, check=True, timeout=10).stdout.splitlines())
+        assert (mine.hostname, str(mine.port), mine.user, mine.host_key_alias or "none",
+                " ".join(mine.known_hosts_files), ",".join(mine.proxy_jump) or "none") == \
+            (printed["hostname"], printed["port"], printed["user"], printed.get("hostkeyalias", "none"),
+             printed["userknownhostsfile"], printed.get("proxyjump", "none")), hop
 
 
 def test_a_local_ssh_in_proxycommand_gets_batchmode_first_and_nothing_else_does():
@@ -209,3 +234,12 @@ def test_a_jump_channel_never_closes_in_the_middle_of_a_send():
     assert events == ["send starts", "send ends", "close"]
     with pytest.raises(OSError):
         stream.send(b"late")
+
+
+def test_a_proxycommand_with_no_shell_to_run_it_is_the_hosts_reason(tmp_path, monkeypatch):
+    from rstfleet.transport.ssh import open_socket
+    monkeypatch.setenv("SHELL", str(tmp_path / "no-such-shell"))
+    target = _target(tmp_path, "Host web\n  ProxyCommand nc %h %p\n")
+    with pytest.raises(TransportError) as exc:
+        open_socket(target, 1.0)
+    assert exc.value.status == Status.UNREACHABLE and "cannot run the ProxyCommand" in exc.value.reason

@@ -35,5 +35,9 @@ def test_fixture_validates_against_the_published_schema():
 def test_fixture_assessments_render_back_to_the_same_hosts():
     report = load_fixture()
     rendered = json.loads(render("json", *fixture_assessments()))
+    # next_commands are rebuilt from the evidence by every render (the fixture predates them)
+    commands = {h["host"]: h.pop("next_commands") for h in rendered["hosts"]}
+    assert commands["h02"] == [{"argv": ["lsof", "-i:9", "-P", "-n"], "line": "lsof -i:9 -P -n   # on h02: "
+                                "is something meant to listen on port 9, a crashed service"}]
     assert rendered["hosts"] == report["hosts"]
     assert rendered["fleet"] == report["fleet"]
