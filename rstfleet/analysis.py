@@ -117,11 +117,16 @@ def assess(results: list[HostResult], thresholds: Thresholds = Thresholds()) -> 
         score, explained = score_for(rate, spike, evidence)
         checked.append(Assessment(result, None, rate, baseline, verdict, spike, window, evidence,
                                   score, explained))
+    missed.sort(key=lambda a: a.host)
+    return rank_checked(checked) + missed
+
+
+def rank_checked(checked: list[Assessment]) -> list[Assessment]:
+    """Worst first (score, then rate, then name), ranks from 1."""
     checked.sort(key=lambda a: (-a.score, -(a.resets_sent_per_s or 0.0), a.host))
     for rank, assessment in enumerate(checked, start=1):
         assessment.rank = rank
-    missed.sort(key=lambda a: a.host)
-    return checked + missed
+    return checked
 
 
 def exit_code(assessments: list[Assessment], fail_on: str = FAIL_ON_DEFAULT) -> int:

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from .analysis import EXIT_INTERRUPTED, EXIT_USAGE, Thresholds, assess, exit_code
+from .analyze import run_analyze
 from .inventory import InventoryError
 from .cli_options import build_parser
 from .inventory.listing import inventory_command, print_plans
@@ -110,7 +111,7 @@ def cmd_lab(lab_args: list[str]) -> int:
 
 
 COMMANDS = {"sweep": cmd_hosts, "triage": cmd_hosts, "run": cmd_run, "probe": cmd_probe, "report": cmd_report,
-            "lab": lambda args: cmd_lab(args.lab_args), "inventory": lambda args: inventory_command(vars(args)),
+            "analyze": lambda args: run_analyze(dict(vars(args))), "lab": lambda args: cmd_lab(args.lab_args), "inventory": lambda args: inventory_command(vars(args)),
             "check": lambda args: run_check(dict(vars(args)), become_password)}
 
 

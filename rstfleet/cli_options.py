@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_outputs(rp)
 
     add_inventory_command(sub)
+    an = sub.add_parser("analyze", help="rank who sent the TCP resets in pcap/pcapng files", epilog=EPILOG)
+    an.add_argument("files", nargs="+", metavar="FILE", help="captures: the guide's tcpdump, Wireshark")
+    an.add_argument("--local", action="append", metavar="ADDR", help="a capturing-host address (repeatable)")
+    _add_thresholds(an)
+    _add_outputs(an)
+
     sub.add_parser("lab", help="the network-namespace lab fleet (root): up N | down | status | inject"
                    ).add_argument("lab_args", nargs=argparse.REMAINDER)
     return parser

@@ -37,6 +37,7 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
     if pcap is not None:
         try:
             packets = read_resets(pcap)
+            notes.extend(f"capture: {note}" for note in packets.notes())
             local = set(document.addresses)
             summary = summarize(packets, local)
             used.append("capture")
