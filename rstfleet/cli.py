@@ -38,7 +38,9 @@ def execute(plan: Plan, password: str | None) -> int:
     if plan.phase2 is not None and not plan.outputs.quiet:
         print(triage_banner(plan), file=sys.stderr)
     with ctrl_c() as interrupt:
-        return report_outcome(plan, run_plan(plan, transport_factory(plan.ssh, password), interrupt), interrupt)
+        with transport_factory(plan.ssh, password) as transports:   # jump connections end with the run
+            outcome = run_plan(plan, transports, interrupt)
+        return report_outcome(plan, outcome, interrupt)
 
 
 def cmd_hosts(args) -> int:

@@ -192,13 +192,13 @@ def run_check(options: dict, ask_become_password) -> int:
     plan = check_local_inputs(Plan.from_args({**defaults, **options}))
     settings = dataclasses.replace(plan.sweep, window_s=0.0, margin_s=CHECK_MARGIN_S,
                                    probe_options=("--check",), document_kind=CHECK_KIND)
-    transport_for = transport_factory(plan.ssh, ask_become_password([plan]))
     started = time.monotonic()
     progress = Progress.for_terminal(len(plan.hosts), 0.0, plan.outputs.quiet)
     try:
         if progress:
             progress.start()
-        results = sweep(list(plan.hosts), transport_for, settings, progress.on_result if progress else None)
+        with transport_factory(plan.ssh, ask_become_password([plan])) as transport_for:
+            results = sweep(list(plan.hosts), transport_for, settings, progress.on_result if progress else None)
     finally:
         if progress:
             progress.close()

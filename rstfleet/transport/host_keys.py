@@ -17,6 +17,7 @@ import shlex
 import threading
 
 from .keyblob import parse_key
+from .ssh_config_file import parse_hop
 from .known_hosts import (SALT_BYTES, HostKeyCheck, KnownHosts, KnownHostsLine, HostKeyVerdict, entry_text,
                           host_port, lookup_name, parse_line, parse_text)
 
@@ -112,17 +113,24 @@ def _append_line(path: str, text: str) -> int:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _keyscan(hostname: str, port: int, record_file: str, alias: str | None) -> str:
+def _keyscan(hostname: str, port: int, record_file: str, alias: str | None, via: str | None) -> str:
     port_option = f"-p {port} " if port != 22 else ""
-    command = f"ssh-keyscan {port_option}{shlex.quote(hostname)} >> {shlex.quote(record_file)}"
+    scan = f"ssh-keyscan {port_option}{shlex.quote(hostname)}"
+    if via:     # behind a jump host only the last hop reaches the host: the scan runs there
+        user, jump, jump_port = parse_hop(via)
+        login = shlex.quote(f"{user}@{jump}" if user else jump)
+        # The remote shell parses the command again: it travels as one quoted word.
+        scan = f"ssh {f'-p {jump_port} ' if jump_port else ''}{login} {shlex.quote(scan)}"
+    command = f"{scan} >> {shlex.quote(record_file)}"
     return command + (f" and put the HostKeyAlias {alias} in place of the host name" if alias else "")
 
 
 def refusal(check: HostKeyCheck, presented: str, hostname: str, port: int, record_file: str,
-            alias: str | None = None) -> str:
-    """The reason a host is refused, with what to do; ``presented`` is 'TYPE SHA256:…'."""
+            alias: str | None = None, via: str | None = None) -> str:
+    """The reason a host is refused, with what to do; ``presented`` is 'TYPE SHA256:…', ``via``
+    the ProxyJump hop that reaches the host, if any."""
     line = check.line
-    keyscan = _keyscan(hostname, port, record_file, alias)
+    keyscan = _keyscan(hostname, port, record_file, alias, via)
     if check.verdict is HostKeyVerdict.CHANGED:
         return (f"host key of {check.name} CHANGED: it presented {presented}, known_hosts expects "
                 f"{line.key_type} {line.fingerprint} ({line.where}); possible impersonation — verify "

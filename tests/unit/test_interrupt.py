@@ -97,7 +97,7 @@ def test_ctrl_c_asks_capturing_probes_to_finish_early_and_keeps_what_they_send(m
     assert results[0].probe["tcp"]["delta"]["OutRsts"] == 7
     assert any("interrupted (Ctrl-C)" in note for note in results[0].probe["notes"])
     assert results[1].status == Status.CANCELLED        # did not answer within the wait
-    assert 0.2 + 0.5 <= took < 0.2 + 0.5 + 1.2, took
+    assert 0.2 + 0.5 <= took < 0.2 + 0.5 + 3.0, took     # loose: loaded CI cores
 
 
 def test_a_second_ctrl_c_stops_waiting_for_the_probes(monkeypatch):
@@ -270,7 +270,7 @@ def test_stop_run_makes_only_the_probes_of_its_run_finish_early_with_their_docum
         out, _ = mine.communicate(timeout=5)
         took = time.monotonic() - started
         assert asked.returncode == 0 and b"asked 1 probe(s)" in asked.stderr, asked.stderr
-        assert mine.returncode == 0 and took < 1.5, took
+        assert mine.returncode == 0 and took < 4.0, took     # its window was 20 s
         document = json.loads(out)
         assert document["window"]["stopped_early"] is True and document["window"]["measured_s"] < 5
         assert other.poll() is None and decoy.poll() is None

@@ -267,6 +267,11 @@ def test_refusal_suggestions_are_paste_safe():
     reason = refusal(check, "ssh-ed25519 SHA256:x", "x;touch /tmp/p", 2200, "/k h/known")
     command = reason.split("to trust it: ")[1].split(" (after")[0]
     assert shlex.split(command) == ["ssh-keyscan", "-p", "2200", "x;touch /tmp/p", ">>", "/k h/known"]
+    # Behind a jump host the scan runs there: the remote shell parses its command once more.
+    behind = refusal(check, "ssh-ed25519 SHA256:x", "x;touch /tmp/p", 2200, "/k h/known", via="o p@jump:2222")
+    argv = shlex.split(behind.split("to trust it: ")[1].split(" (after")[0])
+    assert argv[:4] == ["ssh", "-p", "2222", "o p@jump"] and argv[5:] == [">>", "/k h/known"]
+    assert shlex.split(argv[4]) == ["ssh-keyscan", "-p", "2200", "x;touch /tmp/p"]
 
 
 def test_every_key_type_this_openssh_knows_is_known():

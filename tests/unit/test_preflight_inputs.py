@@ -47,7 +47,9 @@ def openssh_reads_a_private_key(path: Path) -> bool:
 
 
 def refused(inventory: Path, *args: str, command: str = "sweep", prefix: list[str] | None = None) -> str:
-    """Run the CLI; assert exit 2 in under a second with one line on stderr, nothing on stdout."""
+    """Run the CLI; assert exit 2 with one line on stderr, nothing on stdout, before the 5 s connect
+    timeout could have passed (measured ≈ 0.12 s on a quiet machine; the bound is loose on purpose:
+    a loaded CI machine must not fail it, and any connection attempt would still exceed it)."""
     argv = [command, "-i", str(inventory), "--connect-timeout", "5", *args]
     started = time.monotonic()
     if prefix:
@@ -59,7 +61,7 @@ def refused(inventory: Path, *args: str, command: str = "sweep", prefix: list[st
     took = time.monotonic() - started
     stderr = done.stderr.decode()
     assert done.returncode == 2, (done.returncode, stderr)
-    assert took < 1.0, took
+    assert took < 4.0, took
     assert done.stdout == b""
     assert len(stderr.strip().splitlines()) == 1, stderr
     assert ADDRESS not in stderr and "unreachable" not in stderr

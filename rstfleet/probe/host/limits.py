@@ -27,6 +27,9 @@ PROBE_MARGIN_S = 15.0      # a host's deadline beyond connect + window: python s
 INVENTORY_SCRIPT_S = 30.0  # an executable inventory's whole run (--list, or every --host)
 INVENTORY_SCRIPT_OUTPUT = 64 * 1024 * 1024  # bytes read from an inventory script
 SELF_BOUND_MARGIN_S = 30.0  # the probe stops itself this long after its window, whatever happens
+JUMP_CHANNELS = 64         # hosts one jump-host connection carries at once; past it another opens
+MAX_JUMP_HOPS = 8          # a ProxyJump chain, the first hop's own ProxyJump included
+PROXY_STDERR_BYTES = 4096  # tail of a ProxyCommand's stderr kept for the host's reason
 STOP_EARLY_WAIT_S = 3.0    # on Ctrl-C, capturing probes get this long to send the packets so far
 CHECK_MARGIN_S = 10.0      # `rstfleet check`: a host's deadline beyond connect (measured: ~0.15 s of work)
 

@@ -69,7 +69,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 PROBE_SCHEMA = 1
-PROBE_SHA256 = '501f438eb42324cd8da01d71e3621a0de171fd0b56d9321177c9f70ba7b291f1'
+PROBE_SHA256 = 'd87c6c01db720a534c9f90cc58a8cc216769487913e41af763450e3a041a4784'
 # rstfleet.probe.probe_script(), verbatim: the bytes `rstfleet sweep` pipes to `python3 -I -B -`.
 PROBE_SCRIPT = (
     'import sys\n'
@@ -606,6 +606,9 @@ PROBE_SCRIPT = (
     "INVENTORY_SCRIPT_S = 30.0  # an executable inventory\\'s whole run (--list, or every --host)\\n"
     'INVENTORY_SCRIPT_OUTPUT = 64 * 1024 * 1024  # bytes read from an inventory script\\n'
     'SELF_BOUND_MARGIN_S = 30.0  # the probe stops itself this long after its window, whatever happens\\n'
+    'JUMP_CHANNELS = 64         # hosts one jump-host connection carries at once; past it another opens\\n'
+    "MAX_JUMP_HOPS = 8          # a ProxyJump chain, the first hop\\'s own ProxyJump included\\n"
+    "PROXY_STDERR_BYTES = 4096  # tail of a ProxyCommand\\'s stderr kept for the host\\'s reason\\n"
     'STOP_EARLY_WAIT_S = 3.0    # on Ctrl-C, capturing probes get this long to send the packets so far\\n'
     "CHECK_MARGIN_S = 10.0      # `rstfleet check`: a host\\'s deadline beyond connect (measured: ~0.15 s of work)\\n"
     '\\n'
