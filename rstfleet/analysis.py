@@ -8,6 +8,10 @@ Verdicts (defaults documented in the README):
            so a quiet host going from 0.01/s to 0.5/s is not a spike)
     ok     otherwise
     unknown  the host could not be checked
+
+Expected resets (expected.py: rules the user declared, given to ``assess`` as data) are still
+counted in the rate, but the verdict, the spike, the score and so the ranking and the exit code
+use only the resets no rule excuses (``counted_per_s``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from enum import Enum
 from .probe.host.limits import CRIT, FAIL_ON_DEFAULT, SPIKE_FACTOR, SPIKE_FLOOR, WARN
 from .evidence.causes import HostEvidence, severity
 from .evidence.host import host_evidence
+from .expected import Expectation, unexpected_causes
 from .probe.document import ProbeDocument
 from .results import HostResult, Status
 
@@ -64,10 +69,16 @@ class Assessment:
     evidence: HostEvidence | None = None
     score: float = 0.0
     score_explained: str = ""
+    expected_per_s: float = 0.0         # resets/s declared rules excuse (still in resets_sent_per_s)
 
     @property
     def host(self) -> str:
         return self.result.host
+
+    @property
+    def counted_per_s(self) -> float:
+        """The resets/s verdicts, scores and ranks count: the rate less the expected ones."""
+        return max(0.0, (self.resets_sent_per_s or 0.0) - self.expected_per_s)
 
 
 def resets_rate(document: ProbeDocument) -> tuple[float | None, float | None]:
@@ -92,19 +103,25 @@ def verdict_for(rate: float | None, baseline: float | None, thresholds: Threshol
 SPIKE_WEIGHT = 1.5
 
 
-def score_for(rate: float | None, spike: bool, evidence: HostEvidence | None) -> tuple[float, str]:
-    """score = resets/s × spike weight × cause severity, with the sum written out for people."""
-    rate = rate or 0.0
+def score_for(rate: float | None, spike: bool, evidence: HostEvidence | None,
+              expected_per_s: float = 0.0) -> tuple[float, str]:
+    """score = resets/s × spike weight × cause severity, with the sum written out for people.
+    Expected resets are left out of the rate and of the causes' severity."""
+    counted = max(0.0, (rate or 0.0) - expected_per_s)
     spike_weight = SPIKE_WEIGHT if spike else 1.0
-    cause_weight = severity(evidence.causes) if evidence else 1.0
-    score = rate * spike_weight * cause_weight
-    return score, (f"{rate:.1f}/s × {spike_weight:g} (spike) × {cause_weight:.2f} (cause severity)"
-                   f" = {score:.1f}")
+    causes = unexpected_causes(evidence.causes, evidence.expected) if evidence else []
+    cause_weight = severity(causes) if evidence else 1.0
+    score = counted * spike_weight * cause_weight
+    rate_text = (f"{counted:.1f}/s not expected ({rate or 0.0:.1f} − {expected_per_s:.1f} expected)"
+                 if expected_per_s > 0 else f"{counted:.1f}/s")
+    return score, f"{rate_text} × {spike_weight:g} (spike) × {cause_weight:.2f} (cause severity) = {score:.1f}"
 
 
-def assess(results: list[HostResult], thresholds: Thresholds = Thresholds()) -> list[Assessment]:
+def assess(results: list[HostResult], thresholds: Thresholds = Thresholds(),
+           expected: dict[str, tuple[Expectation, ...]] | None = None) -> list[Assessment]:
     """Rank checked hosts by score (resets sent per second weighted by spike and cause), worst
-    first; unchecked hosts follow by name."""
+    first; unchecked hosts follow by name. ``expected``: each host's declared expected-reset
+    rules; what they match is shown but does not count towards verdict, score or rank."""
     checked, missed = [], []
     for result in results:
         if result.status != Status.OK or result.probe is None:
@@ -112,16 +129,23 @@ def assess(results: list[HostResult], thresholds: Thresholds = Thresholds()) -> 
             continue
         rate, window = resets_rate(result.document)
         baseline = result.document.baseline_per_s
-        verdict, spike = verdict_for(rate, baseline, thresholds)
-        evidence = host_evidence(result)
-        score, explained = score_for(rate, spike, evidence)
+        evidence = host_evidence(result, (expected or {}).get(result.host, ()))
+        expected_per_s = (rate or 0.0) * evidence.expected.share if evidence and evidence.expected else 0.0
+        counted = None if rate is None else max(0.0, rate - expected_per_s)
+        verdict, spike = verdict_for(counted, baseline, thresholds)
+        score, explained = score_for(rate, spike, evidence, expected_per_s)
         checked.append(Assessment(result, None, rate, baseline, verdict, spike, window, evidence,
-                                  score, explained))
-    checked.sort(key=lambda a: (-a.score, -(a.resets_sent_per_s or 0.0), a.host))
+                                  score, explained, expected_per_s))
+    missed.sort(key=lambda a: a.host)
+    return rank_checked(checked) + missed
+
+
+def rank_checked(checked: list[Assessment]) -> list[Assessment]:
+    """Worst first (score, then the rate no rule excuses, then name), ranks from 1."""
+    checked.sort(key=lambda a: (-a.score, -a.counted_per_s, a.host))
     for rank, assessment in enumerate(checked, start=1):
         assessment.rank = rank
-    missed.sort(key=lambda a: a.host)
-    return checked + missed
+    return checked
 
 
 def exit_code(assessments: list[Assessment], fail_on: str = FAIL_ON_DEFAULT) -> int:

@@ -41,6 +41,12 @@ def _add_thresholds(parser: argparse.ArgumentParser) -> None:
                         help="verdict that sets exit code 4 (default %(default)s)")
 
 
+def _add_expected(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--expected", metavar="FILE", help="expected-reset rules (YAML: port, peers, "
+                        "cause, reason, hosts): still shown, left out of verdicts, scores and exit codes; "
+                        "adds to the inventory's rstfleet_expected_resets (docs/expected.md)")
+
+
 def _add_outputs(parser: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) -> None:
     parser.add_argument("--format", choices=formats, default="table")
     parser.add_argument("-o", "--output", metavar="FILE",
@@ -95,6 +101,7 @@ def _add_fleet(parser: argparse.ArgumentParser, play: bool = False, check: bool 
                         help=f"allow captures over {limits.MAX_CAPTURE_S:g} s")
     parser.add_argument("--run-dir", default="rstfleet-runs", metavar="DIR",
                         help="where captures are kept, one 0700 folder per run (default %(default)s)")
+    _add_expected(parser)
     if not play:
         _add_thresholds(parser)
     _add_outputs(parser)
@@ -117,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "hosts", epilog=EPILOG)
     _add_fleet(tr)
     tr.add_argument("--top", type=int, default=limits.PHASE2_TOP, metavar="K",
-                    help="phase 2 on the K worst hosts with resets (default %(default)s)")
+                    help="phase 2 covers every host at or over --warn, worst first, at most K (default "
+                         "%(default)s); each host left out says why and how to dig into it")
     tr.add_argument("--capture", type=float, default=limits.CAPTURE_S, metavar="SECONDS",
                     help="phase 2 capture length (default %(default)s, the guide's minimum)")
 
@@ -135,9 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("files", nargs="+", metavar="RESULTS.json|DIR",
                     help="saved reports, Ansible role results, or folders of them")
     _add_thresholds(rp)
+    _add_expected(rp)
     _add_outputs(rp)
 
     add_inventory_command(sub)
+    an = sub.add_parser("analyze", help="rank who sent the TCP resets in pcap/pcapng files", epilog=EPILOG)
+    an.add_argument("files", nargs="+", metavar="FILE", help="captures: the guide's tcpdump, Wireshark")
+    an.add_argument("--local", action="append", metavar="ADDR", help="a capturing-host address (repeatable)")
+    _add_thresholds(an)
+    _add_outputs(an)
+
     sub.add_parser("lab", help="the network-namespace lab fleet (root): up N | down | status | inject"
                    ).add_argument("lab_args", nargs=argparse.REMAINDER)
     return parser

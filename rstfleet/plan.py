@@ -17,14 +17,17 @@ import hashlib
 import math
 import os
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from .analysis import Thresholds
+from .expected import rules_for_hosts
+from .playbook import load_expected
 from .inventory import Host, Inventory, load_inventory, localhost_inventory
 from .probe.host.limits import (CAPTURE_BYTES, CONNECT_TIMEOUT_S, FAIL_ON, FAIL_ON_DEFAULT, FORKS,
                                 MAX_CAPTURE_BYTES, MAX_CAPTURE_PACKETS, MAX_CAPTURE_S, MAX_WINDOW_S, MIN_CAPTURE_BYTES, PHASE2_TOP, PROBE_MARGIN_S, SPIKE_FLOOR,
                                 measured_window)
+from .sweep.coverage import dig_argv
 from .sweep.pool import SweepSettings
 from .textsafe import printable
 from .transport import SSHSettings
@@ -85,21 +88,27 @@ class Plan:
     outputs: Outputs
     name: str = ""                       # the play's name, for `run`
     warnings: tuple[str, ...] = ()       # said once per run before any host (ssh_config not followed)
+    expected: dict = field(default_factory=dict, hash=False)   # host -> its expected-reset rules (expected.py)
+    dig: tuple[str, ...] = ()            # triage: the command that digs into one host (coverage.py)
+    dig_note: str = ""                   # what that command does not carry (a play's own rules)
+    groups: frozenset = frozenset()      # the inventory's group names (a dig's -l must not name one)
 
     @property
     def window_s(self) -> float:
         return self.sweep.window_s
 
     @classmethod
-    def from_args(cls, options: Mapping[str, Any], hosts: list[Host] | None = None) -> "Plan":
+    def from_args(cls, options: Mapping[str, Any], hosts: list[Host] | None = None,
+                  groups: frozenset = frozenset()) -> "Plan":
         """The command line's plan; ``options`` holds its flags by destination name."""
-        return _checked(dict(options), hosts)
+        return _checked(dict(options), hosts, groups)
 
     @classmethod
     def from_play(cls, play, hosts: list[Host], options: Mapping[str, Any], index: int = 1,
-                  plays: int = 1) -> "Plan":
-        """A playbook play over the command line's options (the play's settings win)."""
-        merged = dict(options)
+                  plays: int = 1, groups: frozenset = frozenset()) -> "Plan":
+        """A playbook play over the command line's options (the play's settings win; its
+        expected_resets add to those of --expected)."""
+        merged = dict(options, expected_rules=play.expected_resets)
         merged.update(window=play.window, warn=play.warn, crit=play.crit, spike_factor=play.spike_factor,
                       spike_floor=options.get("spike_floor", SPIKE_FLOOR), fail_on=play.fail_on, forks=play.forks or options.get("forks", FORKS),
                       become=play.become or options.get("become", False),
@@ -113,7 +122,7 @@ class Plan:
         if output and plays > 1:
             stem, ext = os.path.splitext(output)     # a dot in a folder name is not an extension
             merged["output"] = f"{stem}-{index}{ext}"
-        return _checked(merged, hosts)
+        return _checked(merged, hosts, groups)
 
 
 # --- hosts ---------------------------------------------------------------------------------------
@@ -168,7 +177,7 @@ def _number(options: dict, key: str, flag: str, low: float, high: float | None =
     return int(value) if integer else float(value)
 
 
-def _checked(o: dict, hosts: list[Host] | None) -> Plan:
+def _checked(o: dict, hosts: list[Host] | None, groups: frozenset = frozenset()) -> Plan:
     """Validate every number and combination, then build the Plan; PlanError names the flag."""
     window = _number(o, "window", "--window", 0.0, MAX_WINDOW_S, low_open=True)
     forks = _number(o, "forks", "--forks", 1, None, integer=True)
@@ -239,11 +248,18 @@ def _checked(o: dict, hosts: list[Host] | None) -> Plan:
                       connect_timeout_given=connect_given,
                       ssh_config_path=o.get("ssh_config"), become=bool(o.get("become") or o.get("ask_become_pass")),
                       ask_become_pass=bool(o.get("ask_become_pass")))
+    declared = tuple(o.get("expected_rules") or ()) + (load_expected(o["expected"]) if o.get("expected") else ())
     if hosts is None:
         shard = o.get("shard")
         if isinstance(shard, str):
             shard = parse_shard(shard)
-        hosts = select_hosts(load_fleet(o.get("inventory")), o.get("limit"), shard)
+        fleet = load_fleet(o.get("inventory"))
+        hosts, groups = select_hosts(fleet, o.get("limit"), shard), frozenset(fleet.groups)
+    expected, unmatched = rules_for_hosts(hosts, declared)
+    groups = frozenset(groups) | {g for h in hosts for g in h.groups}
+    dig = dig_argv(dict(o, connect_timeout=connect if connect_given else None)) if triage else ()
     return Plan(tuple(hosts), sweep, phase2, top, thresholds, fail_on, ssh, outputs, o.get("name") or "",
-                preflight(ssh, hosts))
+                preflight(ssh, hosts) + tuple(unmatched), expected, dig,
+                "the play's expected_resets are not applied by this command" if o.get("expected_rules") else "",
+                groups)
 

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .capture_summary import bare_rst_share, summarize
-from .causes import WILDCARD_PEERS, HostEvidence, PortInfo, combine, from_counters
+from .capture_summary import bare_rst_share, sent_flows, summarize
+from .causes import WILDCARD_PEERS, HostEvidence, PortInfo, attributed_flows, combine, from_counters
+from ..expected import Expectation, evidence_pieces, match_expected
 from .next_steps import cause_suggestion
 from ..results import HostResult
 from .pcap import PcapError, read_resets
 from .received import received_resets
 
 
-def host_evidence(result: HostResult) -> HostEvidence | None:
-    """Everything known about why this host sent its resets, from its (validated) probe document."""
+def host_evidence(result: HostResult, rules: tuple[Expectation, ...] = ()) -> HostEvidence | None:
+    """Everything known about why this host sent its resets, from its (validated) probe document;
+    with the host's expected-reset rules, how much of it they excuse."""
     document = result.document
     if document is None:
         return None
@@ -27,6 +29,7 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
     peers: Counter = Counter()
     scan_suspects: list[dict] = []
     bare_share: dict = {}
+    pieces: list = []                     # the finest evidence, for expected-reset rules
     pcap, packets = result.pcap, None
     notes.extend(document.notes)          # the controller's: phase 2 failed or was interrupted
     if result.capture_note:
@@ -38,6 +41,7 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
     if pcap is not None:
         try:
             packets = read_resets(pcap)
+            notes.extend(f"capture: {note}" for note in packets.notes())
             local = set(document.addresses)
             summary = summarize(packets, local)
             used.append("capture")
@@ -45,12 +49,14 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
             peers.update(dict(summary.top_peers))
             scan_suspects = summary.scan_suspects
             bare_share = bare_rst_share(packets, local)
+            pieces = [(None, port, peer, n) for (port, peer), n in sent_flows(packets, local).items()]
         except PcapError as exc:
             notes.append(f"capture unreadable: {exc}")
             packets = None
     if trace.get("available"):
         used.insert(0, "tracepoint")
         causes = combine(trace, out_rsts, document.tcpext_delta, document.sysctls, bare_share)
+        pieces = evidence_pieces(attributed_flows(trace, bare_share), causes)
         tier = "tracepoint"
         notes.extend(trace_notes(trace, out_rsts))
         ports, peers = Counter(), Counter()
@@ -61,6 +67,7 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
     else:
         causes = from_counters(out_rsts, document.tcpext_delta, document.sysctls)
         tier = "counters" if out_rsts else "none"
+        pieces = pieces or [(c.key, None, None, c.resets) for c in causes]
     owners = document.owners.get("ports") or {}
     if owners:
         used.append(document.owners.get("method", "owners"))
@@ -72,7 +79,8 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
     for cause in causes:
         cause.next_step = cause_suggestion(result.host, cause, top_ports, top_peers).line
     return HostEvidence(tier, used, causes, top_ports, top_peers, scan_suspects, capture.get("path"), notes,
-                        received_resets(document, packets))
+                        received_resets(document, packets),
+                        match_expected(pieces, rules) if rules else None)
 
 
 def trace_notes(trace: dict, out_rsts: int) -> list[str]:

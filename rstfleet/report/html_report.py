@@ -62,22 +62,28 @@ def _cards(assessments: list[Assessment], total: float, meta: dict) -> str:
 
 def _ranked(assessments: list[Assessment]) -> str:
     rows = []
+    expected = view.any_expected(assessments)
     for a in view.checked(assessments):
+        excused = f'<td class="num expected">{view.expected_rate_text(a)}</td>' if expected else ""
         rows.append(f'<tr id="rank-{a.rank}"><td class="num rank">{a.rank}</td><td class="host">'
                     f'{h(a.host, 80)}</td><td class="num rate">{view.rate_text(a.resets_sent_per_s)}</td>'
-                    f'<td class="num">{view.rate_text(a.baseline_per_s)}</td><td>{_verdict(a)}</td>'
+                    f'{excused}<td class="num">{view.rate_text(a.baseline_per_s)}</td><td>{_verdict(a)}</td>'
                     f'<td class="num">{a.score:.1f}</td><td>{h(view.top_cause(a), 60)}</td>'
                     f'<td>{h(view.top_port(a), 60)}</td></tr>')
     return ('<table id="ranked"><thead><tr><th>rank</th><th>host</th><th>resets sent/s</th>'
+            + ("<th>expected/s</th>" if expected else "") +
             '<th>baseline/s</th><th>verdict</th><th>score</th><th>top cause</th>'
             '<th>top port (owner)</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
 
 
-def _host_section(a: Assessment) -> str:
-    items = []
-    for label, text in view.host_detail(a):
-        value = f'<span class="cmd">{h(text, 300)}</span>' if label in ("next", "capture") else h(text, 300)
-        items.append(f'<li><span class="label">{h(label, 20)}</span> {value}</li>')
+def _fact(label: str, text: str, limit: int = 300) -> str:
+    """A labelled list item; commands and paths in monospace."""
+    value = f'<span class="cmd">{h(text, limit)}</span>' if label in ("next", "capture", "dig") else h(text, limit)
+    return f'<li><span class="label">{h(label, 20)}</span> {value}</li>'
+
+
+def _host_section(a: Assessment, meta: dict) -> str:
+    items = [_fact(label, text) for label, text in view.host_lines(a, meta)]
     return (f'<section class="host {h(a.verdict, 10)}" id="host-{a.rank}"><h3>{a.rank}. {h(a.host, 80)} '
             f'{_verdict(a)} {view.rate_text(a.resets_sent_per_s)} resets/s</h3>'
             f'<ul class="facts">{"".join(items)}</ul></section>')
@@ -107,11 +113,7 @@ def render_html(assessments: list[Assessment], thresholds: Thresholds, meta: dic
                      'did not finish are listed as not checked.</p>')
     parts.append(_cards(assessments, total, meta))
     parts.append('<h2>Fleet summary</h2><ul class="facts" id="fleet">' + "".join(
-        f'<li><span class="label">{h(label, 20)}</span> {h(text, 600)}</li>' for label, text in fleet.lines))
-    if meta.get("phase2_hosts"):
-        parts.append('<li><span class="label">phase 2</span> capture and owners on '
-                     + h(", ".join(meta["phase2_hosts"]), 600) + "</li>")
-    parts.append("</ul>")
+        _fact(label, text, 600) for label, text in fleet.lines + view.phase2_fleet_lines(meta)) + "</ul>")
     ends = both_ends.both_ends_lines(fleet.summary)
     if ends:
         parts.append('<h2>Both ends of the resets</h2><ul class="facts" id="both-ends">' + "".join(
@@ -121,14 +123,13 @@ def render_html(assessments: list[Assessment], thresholds: Thresholds, meta: dic
         parts.append("<h2>Ranked hosts</h2>" + _ranked(assessments))
     detailed = [a for a in assessments if view.has_resets(a)]
     if detailed:
-        parts.append("<h2>Hosts that sent resets</h2>" + "".join(_host_section(a) for a in detailed))
+        parts.append("<h2>Hosts that sent resets</h2>" + "".join(_host_section(a, meta) for a in detailed))
     receiving = both_ends.receiving_hosts(assessments)
     if receiving:
         names = both_ends.address_names(assessments)
         parts.append('<h2>Resets received</h2>' + "".join(
             f'<section class="host" id="received-{index}"><h3>{h(a.host, 80)}</h3><ul class="facts">'
-            + "".join(f'<li><span class="label">{h(label, 20)}</span> {h(text, 300)}</li>'
-                      for label, text in both_ends.received_lines(a, names)) + "</ul></section>"
+            + "".join(_fact(label, text) for label, text in both_ends.received_lines(a, names)) + "</ul></section>"
             for index, a in enumerate(receiving)))
     if view.not_checked(assessments):
         parts.append("<h2>Not checked</h2>" + _not_checked(assessments))

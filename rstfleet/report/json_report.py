@@ -2,7 +2,8 @@
 
 Top level (schema ``rstfleet.report/1``, described by docs/report-schema.json): schema,
 generated_at, window_s, thresholds, summary, exit_code, partial, fleet, hosts (rank order:
-checked hosts worst first, then unchecked by name), and phase2_hosts after a triage. Each host
+checked hosts worst first, then unchecked by name), phase2_hosts after a triage, and captures
+after `rstfleet analyze` (each file's reading counts, the local addresses, resets per direction). Each host
 keeps its raw probe document so `rstfleet report` can re-assess it with other thresholds.
 
 JSON is its own escaping: host text is kept exactly as received (a consumer must escape it for
@@ -23,7 +24,8 @@ from . import view
 REPORT_SCHEMA = "rstfleet.report/1"
 
 
-def host_entry(a: Assessment) -> dict:
+def host_entry(a: Assessment, rules: tuple = ()) -> dict:
+    """One host; ``rules``: its expected-reset rules, kept so `rstfleet report` applies them again."""
     return {
         "rank": a.rank,
         "host": a.result.host,
@@ -41,6 +43,8 @@ def host_entry(a: Assessment) -> dict:
         "score_explained": a.score_explained,
         "evidence": dataclasses.asdict(a.evidence) if a.evidence else None,
         "next_commands": [{"argv": list(s.argv), "line": s.line} for s in view.suggestions(a)],
+        "expected_resets_per_s": a.expected_per_s,
+        "expected_rules": [rule.to_json() for rule in rules],
         "probe": a.result.probe,
     }
 
@@ -52,8 +56,18 @@ def fleet_entry(assessments: list[Assessment]) -> dict:
     return fleet
 
 
+def expected_entry(assessments: list[Assessment]) -> dict:
+    """Fleet-wide: how much declared rules excused, of how much, and the sentence every format shows."""
+    checked = view.checked(assessments)
+    return {"resets_per_s": round(sum(a.expected_per_s for a in checked), 6),
+            "of_resets_per_s": round(sum(a.resets_sent_per_s or 0.0 for a in checked), 6),
+            "hosts": [a.host for a in checked if a.expected_per_s > 0],
+            "summary": view.expected_fleet_line(assessments)[1]}
+
+
 def report_document(assessments: list[Assessment], thresholds: Thresholds, meta: dict) -> dict:
     checked = [a for a in assessments if a.rank is not None]
+    rules = meta.get("expected_rules") or {}
     document = {
         "schema": REPORT_SCHEMA,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -71,10 +85,16 @@ def report_document(assessments: list[Assessment], thresholds: Thresholds, meta:
         "exit_code": meta.get("exit_code"),
         "partial": bool(meta.get("partial", False)),
         "fleet": fleet_entry(assessments),
-        "hosts": [host_entry(a) for a in assessments],
+        "hosts": [host_entry(a, rules.get(a.host, ())) for a in assessments],
     }
+    if view.any_expected(assessments):
+        document["expected_resets"] = expected_entry(assessments)
     if meta.get("phase2_hosts") is not None:
         document["phase2_hosts"] = list(meta["phase2_hosts"])
+        document["phase2_left_out"] = [note.to_json() for note in view.left_out(meta)]
+        document["phase2_bound"] = meta.get("phase2_bound")
+    if meta.get("captures") is not None:
+        document["captures"] = meta["captures"]
     return document
 
 

@@ -29,8 +29,8 @@ def classname(a: Assessment) -> str:
     return xml_text(groups[0], 100) if groups else "rstfleet"
 
 
-def _detail(a: Assessment, names: dict[str, str] | None = None) -> str:
-    pairs = view.host_detail(a) + both_ends.received_lines(a, names)
+def _detail(a: Assessment, meta: dict, names: dict[str, str] | None = None) -> str:
+    pairs = view.host_lines(a, meta) + both_ends.received_lines(a, names)
     lines = [f"{label}: {text}" for label, text in pairs]
     return xml_block("\n".join(xml_text(line, 400) for line in lines))
 
@@ -40,16 +40,22 @@ def _failure_message(a: Assessment, thresholds: Thresholds) -> str:
     why = f"{a.verdict} ≥ {limit:g}/s"
     if a.spike:
         why += f"; spike over {thresholds.spike_factor:g}× baseline {view.rate_text(a.baseline_per_s)}/s"
-    return f"{view.rate_text(a.resets_sent_per_s, 1)} resets/s ({why}); top cause {view.top_cause(a)}"
+    rate = view.rate_text(a.resets_sent_per_s, 1)
+    if a.expected_per_s > 0:
+        rate = f"{view.rate_text(a.counted_per_s, 1)} of {rate} resets/s not expected"
+    else:
+        rate += " resets/s"
+    return f"{rate} ({why}); top cause {view.top_cause(a)}"
 
 
-def _testcase(suite: ET.Element, a: Assessment, thresholds: Thresholds, names: dict[str, str]) -> str:
+def _testcase(suite: ET.Element, a: Assessment, thresholds: Thresholds, meta: dict, names: dict[str, str]) -> str:
     case = ET.SubElement(suite, "testcase", classname=classname(a), name=xml_text(a.host, 200),
                          time=f"{a.result.elapsed_s:.3f}")
     if a.rank is None:
         ET.SubElement(case, "error", type=xml_text(a.result.status, 40),
                       message=xml_text(f"{a.result.status}: {a.result.reason}", 400)).text = \
-            xml_text(a.result.reason, 1000)
+            xml_text("\n".join([a.result.reason] + [f"{label}: {text}" for label, text
+                                                     in view.phase2_host_lines(a, meta)]), 2000)
         return "error"
     outcome = "passed"
     if a.verdict in (Verdict.WARN, Verdict.CRIT):
@@ -58,7 +64,7 @@ def _testcase(suite: ET.Element, a: Assessment, thresholds: Thresholds, names: d
         ET.SubElement(case, "failure", type=a.verdict, message=xml_text(message, 400)).text = \
             xml_block(f"{message}\n{commands}".strip())
         outcome = "failure"
-    ET.SubElement(case, "system-out").text = _detail(a, names)
+    ET.SubElement(case, "system-out").text = _detail(a, meta, names)
     return outcome
 
 
@@ -72,8 +78,11 @@ def render_junit(assessments: list[Assessment], thresholds: Thresholds, meta: di
                         ("crit", thresholds.crit), ("exit_code", meta.get("exit_code")),
                         ("partial", str(bool(meta.get("partial"))).lower())):
         ET.SubElement(props, "property", name=name, value=xml_text(value))
+    for label, text in ([view.expected_fleet_line(assessments)] if view.any_expected(assessments) else []) \
+            + view.phase2_fleet_lines(meta):
+        ET.SubElement(props, "property", name=xml_text(label, 40), value=xml_text(text, 600))
     names = both_ends.address_names(assessments)
-    outcomes = [_testcase(suite, a, thresholds, names) for a in assessments]
+    outcomes = [_testcase(suite, a, thresholds, meta, names) for a in assessments]
     ends = both_ends.both_ends_lines(summarize_fleet(assessments))
     if ends:     # the fleet's pairing: the suite's own output, as a CI system shows it
         ET.SubElement(suite, "system-out").text = xml_block("\n".join(xml_text(f"{label}: {text}", 600)

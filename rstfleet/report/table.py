@@ -35,10 +35,17 @@ def _labelled(pairs: list[tuple[str, str]], indent: str = "  ", limit: int = 300
 
 
 def ranked_rows(assessments: list[Assessment], colour: bool = False) -> list[list[str]]:
-    return [[str(a.rank), terminal(a.host, 60), view.rate_text(a.resets_sent_per_s),
-             view.rate_text(a.baseline_per_s), _paint(view.verdict_text(a), a.verdict, colour),
-             f"{a.score:.1f}", terminal(view.top_cause(a), 40), terminal(view.top_port(a), 40)]
+    expected = view.any_expected(assessments)
+    return [[str(a.rank), terminal(a.host, 60), view.rate_text(a.resets_sent_per_s)]
+            + ([view.expected_rate_text(a)] if expected else [])
+            + [view.rate_text(a.baseline_per_s), _paint(view.verdict_text(a), a.verdict, colour),
+               f"{a.score:.1f}", terminal(view.top_cause(a), 40), terminal(view.top_port(a), 40)]
             for a in view.checked(assessments)]
+
+
+def ranked_headers(assessments: list[Assessment]) -> list[str]:
+    """The ranked table's columns; 'expected/s' only when some host has expected-reset rules."""
+    return RANKED_HEADERS[:3] + ["expected/s"] * view.any_expected(assessments) + RANKED_HEADERS[3:]
 
 
 RANKED_HEADERS = ["rank", "host", "resets sent/s", "baseline/s", "verdict", "score", "top cause",
@@ -51,22 +58,20 @@ def render_table(assessments: list[Assessment], thresholds: Thresholds, meta: di
     if meta.get("partial"):
         lines.append("PARTIAL: the run was interrupted; hosts that did not finish are listed as not checked")
     fleet = view.fleet_view(assessments)
-    lines += ["", "Fleet"] + _labelled(fleet.lines, limit=600)
-    if meta.get("phase2_hosts"):
-        lines += _labelled([("phase 2", "capture and owners on " + ", ".join(meta["phase2_hosts"]))])
+    lines += ["", "Fleet"] + _labelled(fleet.lines + view.phase2_fleet_lines(meta), limit=600)
     ends = both_ends.both_ends_lines(fleet.summary)
     if ends:
         lines += ["", "Both ends of the resets (received, paired with the sender's kernel)"] + _labelled(ends, limit=600)
     rows = ranked_rows(assessments, colour)
     if rows:
-        lines += ["", tabulate(rows, headers=RANKED_HEADERS, disable_numparse=True)]
+        lines += ["", tabulate(rows, headers=ranked_headers(assessments), disable_numparse=True)]
     detailed = [a for a in assessments if view.has_resets(a)]
     if detailed:
         lines += ["", "Details (hosts that sent resets, worst first)"]
     for a in detailed:
         lines.append(f"#{a.rank} {terminal(a.host, 60)} — "
                      + _paint(view.verdict_text(a), a.verdict, colour))
-        lines += _labelled(view.host_detail(a))
+        lines += _labelled(view.host_lines(a, meta))
     receiving = both_ends.receiving_hosts(assessments)
     if receiving:
         names = both_ends.address_names(assessments)

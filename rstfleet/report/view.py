@@ -146,6 +146,9 @@ def fleet_view(assessments: list[Assessment]) -> FleetView:
         lines.append(("shared peer", shared_peer_sentence(peer, assessments)))
     for port in summary.shared_ports:
         lines.append(("shared port", shared_port_sentence(port, assessments)))
+    expected = expected_fleet_line(assessments)
+    if expected:
+        lines.insert(2, expected)
     return FleetView(summary, lines)
 
 
@@ -189,3 +192,99 @@ def suggestions(a: Assessment) -> list[Suggestion]:
 def next_commands(a: Assessment) -> list[str]:
     """Each suggestion as the line a person copies: command, then '# on HOST: why'."""
     return [s.line for s in suggestions(a)]
+
+
+# --- expected resets (expected.py) and phase 2's coverage (sweep/coverage.py) -------------------
+
+FLEET_LEFT_OUT_SHOWN = 20      # left-out hosts listed with their command in the fleet block
+
+
+def expected_rate_text(a: Assessment) -> str:
+    """'42.00' or '-' (no rule matched this host)."""
+    return rate_text(a.expected_per_s) if a.expected_per_s > 0 else "-"
+
+
+def any_expected(assessments: list[Assessment]) -> bool:
+    return any(a.evidence is not None and a.evidence.expected is not None for a in assessments)
+
+
+def expected_detail(a: Assessment) -> list[tuple[str, str]]:
+    """One host's expected resets: how much its rules excuse, by rule, and rules it could not check."""
+    expected = a.evidence.expected if a.evidence else None
+    if expected is None:
+        return []
+    rate = a.resets_sent_per_s or 0.0
+    lines = []
+    if expected.matches:
+        parts = [f"{m.described} {rate * m.share:.1f}/s ({m.resets} reset{'' if m.resets == 1 else 's'}; "
+                 f"{m.rule.get('source')})"
+                 for m in expected.matches]
+        lines.append(("expected", f"{a.expected_per_s:.1f} of {rate:.1f} resets/s expected, left out of "
+                                  f"verdict, score and exit code: " + "; ".join(parts)))
+    elif not expected.unchecked:
+        lines.append(("expected", f"0 of {rate:.1f} resets/s expected: no declared rule matched"))
+    lines.extend(("expected", text) for text in expected.unchecked)
+    return lines
+
+
+def expected_fleet_line(assessments: list[Assessment]) -> tuple[str, str] | None:
+    """'42.0 of 60.0 resets/s expected fleet-wide: LB health check on 8080 42.0/s (h1, h2)'."""
+    if not any_expected(assessments):
+        return None
+    total = sum(a.resets_sent_per_s or 0.0 for a in checked(assessments))
+    by_rule: dict[str, list] = {}
+    for a in checked(assessments):
+        expected = a.evidence.expected if a.evidence else None
+        for m in expected.matches if expected else []:
+            entry = by_rule.setdefault(m.described, [0.0, []])
+            entry[0] += (a.resets_sent_per_s or 0.0) * m.share
+            entry[1].append(a.host)
+    excluded = sum(a.expected_per_s for a in checked(assessments))
+    rules = "; ".join(f"{described} {rate:.1f}/s ({', '.join(hosts[:5])}"
+                      f"{f' and {len(hosts) - 5} more' if len(hosts) > 5 else ''})"
+                      for described, (rate, hosts) in sorted(by_rule.items(), key=lambda kv: -kv[1][0]))
+    return ("expected", f"{excluded:.1f} of {total:.1f} resets/s expected fleet-wide, left out of verdicts"
+                        + (f": {rules}" if rules else ": no declared rule matched"))
+
+
+def left_out(meta: dict) -> list:
+    """Triage's hosts phase 2 did not dig into (coverage.LeftOut), in rank order."""
+    return list(meta.get("phase2_left_out") or [])
+
+
+def phase2_fleet_lines(meta: dict) -> list[tuple[str, str]]:
+    """The fleet block's phase-2 coverage: who was dug into, who was not, why, and the commands."""
+    if meta.get("phase2_hosts") is None:
+        return []
+    dug = meta["phase2_hosts"]
+    lines = [("phase 2", ("capture and owners on " + ", ".join(dug)) if dug else "dug into no host")]
+    notes = left_out(meta)
+    if notes:
+        lines.append(("phase 2", f"{len(notes)} host(s) not dug into (bound --top "
+                                 f"{meta.get('phase2_bound', '?')}): each with why and the command to dig"))
+    for note in notes[:FLEET_LEFT_OUT_SHOWN]:
+        lines.append(("not dug", f"{note.host}: {note.why}"))
+        if note.line:
+            lines.append(("dig", note.line))
+    if len(notes) > FLEET_LEFT_OUT_SHOWN:
+        lines.append(("not dug", f"and {len(notes) - FLEET_LEFT_OUT_SHOWN} more: each host's section and "
+                                 f"the JSON report have their commands"))
+    return lines
+
+
+def phase2_host_lines(a: Assessment, meta: dict) -> list[tuple[str, str]]:
+    """A left-out host's own note and dig command, for its section."""
+    lines = []
+    for note in left_out(meta):
+        if note.host == a.host:
+            lines.append(("phase 2", f"not dug into: {note.why}"))
+            if note.line:
+                lines.append(("dig", note.line))
+    return lines
+
+
+def host_lines(a: Assessment, meta: dict) -> list[tuple[str, str]]:
+    """Everything a host's section shows: its detail, expected resets and phase-2 coverage."""
+    detail = host_detail(a)
+    at = next((i for i, (label, _) in enumerate(detail) if label == "score"), len(detail) - 1) + 1
+    return detail[:at] + expected_detail(a) + detail[at:] + phase2_host_lines(a, meta)

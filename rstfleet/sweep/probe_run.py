@@ -27,7 +27,8 @@ SHELL_FALLBACK_NOTE = ("python3 is missing on this host: its counters were read 
                        "(no trace, capture or owners here)")
 
 
-def classify(run: RunResult, settings: "SweepSettings", engine: str = "python") -> tuple[Status, str, dict | None]:
+def classify(run: RunResult, settings: "SweepSettings", engine: str = "python",
+             python: str | None = None) -> tuple[Status, str, dict | None]:
     """Turn a finished command into (status, reason, probe document); engine: "python" or "shell"."""
     stderr = run.stderr.decode("utf-8", "replace")
     if run.timed_out:
@@ -48,10 +49,14 @@ def classify(run: RunResult, settings: "SweepSettings", engine: str = "python") 
     if run.exit_code == -1 and not stderr.strip():
         return Status.PROBE_ERROR, ("the probe was killed on the host before it finished (exit signal, "
                              "no exit status); check the host's OOM killer: dmesg | tail"), None
-    if engine == "python" and (run.exit_code == 127 or ("python3" in stderr and (
+    interpreter = python or "python3"
+    if engine == "python" and (run.exit_code == 127 or (interpreter in stderr and (
             "not found" in stderr or (run.exit_code == 126 and "ermission denied" in stderr)))):
+        if python:
+            return Status.NO_PYTHON, (f"the inventory's interpreter {printable(python, 200)} "
+                                      f"(ansible_python_interpreter) cannot run on this host"), None
         return Status.NO_PYTHON, ("python3 is not installed or not on PATH on this host "
-                           "(Debian/Ubuntu: apt-get install python3-minimal)"), None
+                                  "(Debian/Ubuntu: apt-get install python3-minimal)"), None
     if run.exit_code != 0:
         return Status.PROBE_ERROR, f"probe exited with {run.exit_code}: {last_line(run.stderr)}", None
     try:
@@ -72,14 +77,15 @@ def run_probe(host: Host, transport: Transport, settings: "SweepSettings", deadl
     options = list(settings.probe_options) + (["--run-id", run_id] if run_id else [])
     argv = probe_argv(settings.window_s, options, host.python)
     run = transport.run(argv, probe_script_for(settings.probe_options), deadline, settings.max_output)
-    status, reason, probe = classify(run, settings)
-    if status != Status.NO_PYTHON or settings.host_probe != "python-or-shell" or settings.probe_options:
+    status, reason, probe = classify(run, settings, python=host.python)
+    if status != Status.NO_PYTHON or settings.host_probe != "python-or-shell" or settings.probe_options \
+            or host.python:            # an interpreter the inventory names is not second-guessed
         return status, reason, probe
     run = transport.run(shell_argv(settings.window_s), b"", deadline, settings.max_output)
     fallback, why, probe = classify(run, settings, "shell")
     if fallback != Status.OK:
         return status, f"{reason}; the shell probe failed too: {why}", None
-    probe["notes"].append(SHELL_FALLBACK_NOTE)
+    probe.setdefault("notes", []).append(SHELL_FALLBACK_NOTE)
     return Status.OK, "", probe
 
 

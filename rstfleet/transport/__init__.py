@@ -7,7 +7,7 @@ authenticate raise TransportError carrying a result status and a reason a person
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ..probe.host.limits import CONNECT_TIMEOUT_S
 from ..probe.host.limits import MAX_OUTPUT as DEFAULT_MAX_OUTPUT
@@ -54,19 +54,40 @@ class Transport(Protocol):
         """Release the connection; safe to call twice."""
 
 
-def transport_factory(ssh: SSHSettings, become_password: str | None = None) -> Callable[..., Transport]:
-    """One transport per host: local for ansible_connection=local, SSH otherwise (its stack, and
-    paramiko, imported only then). The -K password joins the settings here, never a Plan."""
-    from .local import LocalTransport
-    from .ssh import SharedCredentials, SSHTransport
-    from .ssh_config import load_client_config
+class Transports:
+    """``transports(host)``: one transport per host — local for ansible_connection=local, SSH
+    otherwise — and what a sweep's hosts share (parsed known_hosts, loaded keys, the connections
+    to jump hosts), released by ``close()`` when the sweep, or triage's two phases, are done."""
 
-    settings = replace(ssh, become_password=become_password)
-    config = load_client_config(settings.ssh_config_path)
-    shared = SharedCredentials()
+    def __init__(self, ssh: SSHSettings, become_password: str | None = None):
+        from .jump import JumpPool                  # the SSH stack, and paramiko, only when used
+        from .ssh import SharedCredentials
+        from .ssh_config import load_client_config
 
-    def transport_for(host) -> Transport:
+        self.settings = replace(ssh, become_password=become_password)
+        self.config = load_client_config(self.settings.ssh_config_path)
+        self.shared = SharedCredentials()
+        self.jumps = JumpPool()
+
+    def __call__(self, host) -> Transport:
+        from .local import LocalTransport
+        from .ssh import SSHTransport
+
         if host.connection == "local":
-            return LocalTransport(become=settings.become or host.become)
-        return SSHTransport(host, settings, config, shared)
-    return transport_for
+            return LocalTransport(become=self.settings.become or host.become)
+        return SSHTransport(host, self.settings, self.config, self.shared, self.jumps)
+
+    def close(self) -> None:
+        self.jumps.close()
+
+    def __enter__(self) -> "Transports":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def transport_factory(ssh: SSHSettings, become_password: str | None = None) -> Transports:
+    """The -K password joins the settings here, never a Plan. Use it as a context manager: the
+    jump connections end with the run."""
+    return Transports(ssh, become_password)

@@ -129,7 +129,7 @@ def test_a_run_that_never_returns_is_abandoned_as_timeout_after_budget_plus_grac
         return RunResult(0, OK_STDOUT, b"")
     results = sweep(HOSTS[:3], lambda h: FakeTransport(h, answer), settings)
     assert results[0].status == Status.TIMEOUT and "abandoned" in results[0].reason
-    assert overdue <= results[0].elapsed_s < overdue + 0.15
+    assert overdue <= results[0].elapsed_s < overdue + 1.0    # loose: loaded CI cores
     assert [r.status for r in results[1:]] == [Status.OK, Status.OK]
 
 

@@ -37,6 +37,9 @@ def test_fixture_assessments_render_back_to_the_same_hosts():
     rendered = json.loads(render("json", *fixture_assessments()))
     # next_commands are rebuilt from the evidence by every render (the fixture predates them)
     commands = {h["host"]: h.pop("next_commands") for h in rendered["hosts"]}
+    # so are the expected-reset fields: no rule was declared, so nothing is excused
+    assert {(h.pop("expected_resets_per_s"), str(h.pop("expected_rules"))) for h in rendered["hosts"]} == {(0.0, "[]")}
+    assert {h["evidence"].pop("expected") for h in rendered["hosts"] if h["evidence"]} == {None}
     assert commands["h02"] == [{"argv": ["lsof", "-i:9", "-P", "-n"], "line": "lsof -i:9 -P -n   # on h02: "
                                 "is something meant to listen on port 9, a crashed service"}]
     # the fixture predates the received side: its saved evidence has none, and renders without it

@@ -28,7 +28,8 @@ WORST_CAUSE = WORST["evidence"]["causes"][0]
 README_FIELDS = ["schema", "generated_at", "window_s", "thresholds", "summary", "exit_code", "hosts"]
 README_HOST_FIELDS = ["rank", "host", "address", "groups", "status", "reason", "resets_sent_per_s",
                       "baseline_per_s", "verdict", "spike", "window_s", "elapsed_s", "score",
-                      "score_explained", "evidence", "next_commands", "probe"]
+                      "score_explained", "evidence", "next_commands", "expected_resets_per_s",
+                      "expected_rules", "probe"]
 
 
 def rendered(fmt: str, **meta_overrides) -> str:
@@ -216,6 +217,7 @@ def test_prometheus_textfile_has_help_and_type_for_every_metric_and_parses():
     assert set(names) == {"rstfleet_resets_sent_per_second", "rstfleet_baseline_resets_per_second",
                           "rstfleet_host_up", "rstfleet_cause_resets_per_second", "rstfleet_score",
                           "rstfleet_verdict", "rstfleet_last_run_timestamp_seconds",
+                          "rstfleet_expected_resets_per_second", "rstfleet_phase2_covered",
                           "rstfleet_resets_received_per_second", "rstfleet_resets_not_sent_by_kernel"}
     samples = parse_prometheus(text)
     h02 = frozenset({("host", "h02")})

@@ -13,7 +13,12 @@ MAX_CAPTURE_PACKETS = 2 ** 31 - 1          # tcpdump -c takes a C int
 CAPTURE_BYTES = 8 * 1024 * 1024            # default and cap of one host's pcap
 MIN_CAPTURE_BYTES = 1024
 MAX_CAPTURE_BYTES = 8 * 1024 * 1024        # base64 of it stays well under MAX_OUTPUT
-PHASE2_TOP = 5             # triage digs into this many worst hosts
+PHASE2_TOP = 20            # triage's phase 2 covers every host at or over warn, at most this many:
+                           # each capture may hold 8 MiB (16 MiB read), so 20 bound the controller's
+                           # memory near 320 MiB; 20 host sections are still read; a wider incident
+                           # shows in the fleet's shared ports and peers, and each host left out
+                           # gets its own dig command
+PHASE2_QUIET = 5           # no host at or over warn: phase 2 digs into this many worst that sent resets
 TRACE_KEYS = 2000          # the probe's reset counts: at most this many distinct keys (the rest counted)
 TRACE_SAMPLE = 1000        # ... and this many single resets with timestamps and 4-tuples, per direction
 TRACE_DRAIN_S = 0.25       # the trace buffer is read this often during the window (256 KB a CPU)
@@ -26,6 +31,9 @@ PROBE_MARGIN_S = 15.0      # a host's deadline beyond connect + window: python s
 INVENTORY_SCRIPT_S = 30.0  # an executable inventory's whole run (--list, or every --host)
 INVENTORY_SCRIPT_OUTPUT = 64 * 1024 * 1024  # bytes read from an inventory script
 SELF_BOUND_MARGIN_S = 30.0  # the probe stops itself this long after its window, whatever happens
+JUMP_CHANNELS = 64         # hosts one jump-host connection carries at once; past it another opens
+MAX_JUMP_HOPS = 8          # a ProxyJump chain, the first hop's own ProxyJump included
+PROXY_STDERR_BYTES = 4096  # tail of a ProxyCommand's stderr kept for the host's reason
 STOP_EARLY_WAIT_S = 3.0    # on Ctrl-C, capturing probes get this long to send the packets so far
 CHECK_MARGIN_S = 10.0      # `rstfleet check`: a host's deadline beyond connect (measured: ~0.15 s of work)
 

@@ -69,7 +69,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 PROBE_SCHEMA = 1
-PROBE_SHA256 = '2095b20db9118eba1cbd3147fd154ca3680bbc6d6aa048977856a75c4ad7b4b3'
+PROBE_SHA256 = 'f104a033b8039bc769e69d7524afc0196c630b79380058c49662e3186f02a738'
 # rstfleet.probe.probe_script(), verbatim: the bytes `rstfleet sweep` pipes to `python3 -I -B -`.
 PROBE_SCRIPT = (
     'import sys\n'
@@ -592,7 +592,12 @@ PROBE_SCRIPT = (
     "CAPTURE_BYTES = 8 * 1024 * 1024            # default and cap of one host\\'s pcap\\n"
     'MIN_CAPTURE_BYTES = 1024\\n'
     'MAX_CAPTURE_BYTES = 8 * 1024 * 1024        # base64 of it stays well under MAX_OUTPUT\\n'
-    'PHASE2_TOP = 5             # triage digs into this many worst hosts\\n'
+    "PHASE2_TOP = 20            # triage\\'s phase 2 covers every host at or over warn, at most this many:\\n"
+    "                           # each capture may hold 8 MiB (16 MiB read), so 20 bound the controller\\'s\\n"
+    '                           # memory near 320 MiB; 20 host sections are still read; a wider incident\\n'
+    "                           # shows in the fleet\\'s shared ports and peers, and each host left out\\n"
+    '                           # gets its own dig command\\n'
+    'PHASE2_QUIET = 5           # no host at or over warn: phase 2 digs into this many worst that sent resets\\n'
     "TRACE_KEYS = 2000          # the probe\\'s reset counts: at most this many distinct keys (the rest counted)\\n"
     'TRACE_SAMPLE = 1000        # ... and this many single resets with timestamps and 4-tuples, per direction\\n'
     'TRACE_DRAIN_S = 0.25       # the trace buffer is read this often during the window (256 KB a CPU)\\n'
@@ -605,6 +610,9 @@ PROBE_SCRIPT = (
     "INVENTORY_SCRIPT_S = 30.0  # an executable inventory\\'s whole run (--list, or every --host)\\n"
     'INVENTORY_SCRIPT_OUTPUT = 64 * 1024 * 1024  # bytes read from an inventory script\\n'
     'SELF_BOUND_MARGIN_S = 30.0  # the probe stops itself this long after its window, whatever happens\\n'
+    'JUMP_CHANNELS = 64         # hosts one jump-host connection carries at once; past it another opens\\n'
+    "MAX_JUMP_HOPS = 8          # a ProxyJump chain, the first hop\\'s own ProxyJump included\\n"
+    "PROXY_STDERR_BYTES = 4096  # tail of a ProxyCommand\\'s stderr kept for the host\\'s reason\\n"
     'STOP_EARLY_WAIT_S = 3.0    # on Ctrl-C, capturing probes get this long to send the packets so far\\n'
     "CHECK_MARGIN_S = 10.0      # `rstfleet check`: a host\\'s deadline beyond connect (measured: ~0.15 s of work)\\n"
     '\\n'
