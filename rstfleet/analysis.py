@@ -8,16 +8,26 @@ Verdicts (defaults documented in the README):
            so a quiet host going from 0.01/s to 0.5/s is not a spike)
     ok     otherwise
     unknown  the host could not be checked
+
+Which rule produced each verdict is recorded (`Assessment.rule`, every report shows it):
+    netdata agent         the host's Netdata agent's own alarm status (CLEAR ok, WARNING warn,
+                          CRITICAL crit), when asked (`--netdata`) and it has one
+    Netdata rule, exact   Netdata's rule applied by rstfleet to the minute measured before the
+                          window (`--baseline exact`), when there is no agent verdict
+    lifetime baseline     the thresholds and spike rule above (the cheap default)
+The lifetime verdict is always kept beside (`lifetime_verdict`), so a report shows where the
+two baselines disagree (netdata_rule.py says why they can).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from .probe.host.limits import CRIT, FAIL_ON_DEFAULT, SPIKE_FACTOR, SPIKE_FLOOR, WARN
 from .evidence.causes import HostEvidence, severity
 from .evidence.host import host_evidence
+from .netdata_rule import Episode, NetdataView, agent_view, episode, exact_view, history_of
 from .probe.document import ProbeDocument
 from .results import HostResult, Status
 
@@ -30,6 +40,17 @@ class Verdict(str, Enum):
     WARN = "warn"
     OK = "ok"
     UNKNOWN = "unknown"     # the host could not be checked
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+class Rule(str, Enum):
+    """The rule that produced a host's verdict; string-valued like Verdict."""
+
+    NETDATA_AGENT = "netdata agent"
+    NETDATA_EXACT = "Netdata rule, exact"
+    LIFETIME = "lifetime baseline"
 
     __str__ = str.__str__
     __format__ = str.__format__
@@ -63,6 +84,10 @@ class Assessment:
     evidence: HostEvidence | None = None
     score: float = 0.0
     score_explained: str = ""
+    rule: Rule = Rule.LIFETIME
+    lifetime_verdict: Verdict | None = None   # the lifetime-baseline rule's verdict, always kept
+    netdata: NetdataView | None = None        # Netdata's verdict (agent or exact), when known
+    episode: Episode | None = None            # start, peak, still going: from the OutRsts history
 
     @property
     def host(self) -> str:
@@ -101,6 +126,38 @@ def score_for(rate: float | None, spike: bool, evidence: HostEvidence | None) ->
                    f" = {score:.1f}")
 
 
+def netdata_verdict(document: ProbeDocument, rate: float | None,
+                    window: float | None) -> tuple[NetdataView | None, Rule | None]:
+    """Netdata's view of the host and, when it gives a verdict, the rule that gave it: the
+    agent's alarm first, then the exact rule; (view kept for the report, None) otherwise."""
+    agent = agent_view(document.netdata)
+    exact = exact_view(document.exact_baseline, rate, window)
+    if agent is not None and agent.verdict is not None:
+        return agent, Rule.NETDATA_AGENT
+    if exact is not None and exact.verdict is not None:
+        notes = exact.notes + ((agent.reason,) if agent is not None else ())
+        return replace(exact, notes=notes), Rule.NETDATA_EXACT
+    return agent or exact, None
+
+
+def _checked(result: HostResult, thresholds: Thresholds) -> Assessment:
+    document = result.document
+    rate, window = resets_rate(document)
+    baseline = document.baseline_per_s
+    lifetime, spike = verdict_for(rate, baseline, thresholds)
+    view, rule = netdata_verdict(document, rate, window)
+    verdict = lifetime
+    if rule is not None and rate is not None:
+        verdict = Verdict(view.verdict)
+        spike = verdict != Verdict.OK
+    history, source = history_of(document.netdata, document.exact_baseline)
+    evidence = host_evidence(result)
+    score, explained = score_for(rate, spike, evidence)
+    return Assessment(result, None, rate, baseline, verdict, spike, window, evidence, score, explained,
+                      rule or Rule.LIFETIME, lifetime, view,
+                      episode(history, thresholds.warn, source) if history else None)
+
+
 def assess(results: list[HostResult], thresholds: Thresholds = Thresholds()) -> list[Assessment]:
     """Rank checked hosts by score (resets sent per second weighted by spike and cause), worst
     first; unchecked hosts follow by name."""
@@ -108,14 +165,8 @@ def assess(results: list[HostResult], thresholds: Thresholds = Thresholds()) -> 
     for result in results:
         if result.status != Status.OK or result.probe is None:
             missed.append(Assessment(result, None, None, None, Verdict.UNKNOWN, False, None))
-            continue
-        rate, window = resets_rate(result.document)
-        baseline = result.document.baseline_per_s
-        verdict, spike = verdict_for(rate, baseline, thresholds)
-        evidence = host_evidence(result)
-        score, explained = score_for(rate, spike, evidence)
-        checked.append(Assessment(result, None, rate, baseline, verdict, spike, window, evidence,
-                                  score, explained))
+        else:
+            checked.append(_checked(result, thresholds))
     checked.sort(key=lambda a: (-a.score, -(a.resets_sent_per_s or 0.0), a.host))
     for rank, assessment in enumerate(checked, start=1):
         assessment.rank = rank

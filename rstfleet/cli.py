@@ -84,6 +84,10 @@ def _add_fleet(parser: argparse.ArgumentParser, play: bool = False) -> None:
                              "tcp:tcp_send_reset tracepoint (root; on by default with --capture and in "
                              "triage's phase 2; costs the host ~15 ms CPU and ~80 ms wall)")
     parser.add_argument("--no-trace", action="store_true", help="never use the tracepoint")
+    parser.add_argument("--netdata", default=limits.NETDATA_DEFAULT, metavar="auto|off|URL",
+                        help="take the verdict from the host's Netdata agent on loopback (default %(default)s)")
+    parser.add_argument("--baseline", choices=limits.BASELINES, default=limits.BASELINE_DEFAULT,
+                        help="exact: Netdata's rule on the minute before the window (+60 s a host)")
     parser.add_argument("--capture-packets", type=int, default=limits.CAPTURE_PACKETS)
     parser.add_argument("--capture-bytes", type=int, default=limits.CAPTURE_BYTES)
     parser.add_argument("--force-long-capture", action="store_true",

@@ -40,6 +40,11 @@ def host_entry(a: Assessment) -> dict:
         "score_explained": a.score_explained,
         "evidence": dataclasses.asdict(a.evidence) if a.evidence else None,
         "probe": a.result.probe,
+        "rule": a.rule if a.rank is not None else None,
+        "lifetime_verdict": a.lifetime_verdict,
+        "netdata": dataclasses.asdict(a.netdata) if a.netdata else None,
+        "episode": ({k: v for k, v in dataclasses.asdict(a.episode).items() if k != "history"}
+                    if a.episode else None),
     }
 
 

@@ -29,14 +29,17 @@ def classname(a: Assessment) -> str:
 
 
 def _detail(a: Assessment) -> str:
-    lines = [f"{label}: {text}" for label, text in view.host_detail(a)]
+    detail = view.host_detail(a)
+    lines = [f"{label}: {text}" for label, text in detail[:2] + view.alert_lines(a) + detail[2:]]
     return xml_block("\n".join(xml_text(line, 400) for line in lines))
 
 
 def _failure_message(a: Assessment, thresholds: Thresholds) -> str:
     limit = thresholds.crit if a.verdict == Verdict.CRIT else thresholds.warn
     why = f"{a.verdict} ≥ {limit:g}/s"
-    if a.spike:
+    if a.rule != "lifetime baseline":
+        why = f"{a.verdict} by the {a.rule}: Netdata says {view.netdata_text(a)}"
+    elif a.spike:
         why += f"; spike over {thresholds.spike_factor:g}× baseline {view.rate_text(a.baseline_per_s)}/s"
     return f"{view.rate_text(a.resets_sent_per_s, 1)} resets/s ({why}); top cause {view.top_cause(a)}"
 

@@ -32,7 +32,8 @@ def _verdict(a: Assessment) -> str:
 def _host_section(a: Assessment) -> list[str]:
     lines = [f"### {a.rank}. {md(a.host, 80)} — {_verdict(a)}, {view.rate_text(a.resets_sent_per_s)} resets/s",
              ""]
-    for label, text in view.host_detail(a):
+    detail = view.host_detail(a)
+    for label, text in detail[:2] + view.alert_lines(a) + detail[2:]:
         if label == "next":
             continue
         lines.append(f"- **{label}:** {md(text, 300)}")
@@ -59,13 +60,19 @@ def render_markdown(assessments: list[Assessment], thresholds: Thresholds, meta:
         lines.append("- **phase 2:** capture and owners on "
                      + ", ".join(md(h, 80) for h in meta["phase2_hosts"]))
     if checked:
+        netdata = view.shows_netdata(assessments)
         lines += ["", "## Ranked hosts", ""]
         lines += _table(["rank", "host", "resets sent/s", "baseline/s", "verdict", "score",
-                         "top cause", "top port (owner)"],
-                        ["---:", "---", "---:", "---:", "---", "---:", "---", "---"],
+                         "top cause", "top port (owner)", "rule"]
+                        + (["Netdata", "lifetime", "OutRsts history"] if netdata else []),
+                        ["---:", "---", "---:", "---:", "---", "---:", "---", "---", "---"]
+                        + (["---", "---", "---"] if netdata else []),
                         [[str(a.rank), md(a.host, 80), view.rate_text(a.resets_sent_per_s),
                           view.rate_text(a.baseline_per_s), _verdict(a), f"{a.score:.1f}",
-                          md(view.top_cause(a), 60), md(view.top_port(a), 60)] for a in checked])
+                          md(view.top_cause(a), 60), md(view.top_port(a), 60), md(view.rule_text(a))]
+                         + ([md(view.netdata_text(a)), md(view.lifetime_text(a)),
+                             view.sparkline(a.episode.history if a.episode else []) or "-"] if netdata else [])
+                         for a in checked])
     detailed = [a for a in checked if view.has_resets(a)]
     if detailed:
         lines += ["", "## Hosts that sent resets", ""]

@@ -28,6 +28,8 @@ METRICS = {
     "rstfleet_cause_resets_per_second": "TCP resets sent per second attributed to each cause.",
     "rstfleet_score": "Ranking score: resets/s weighted by spike and cause severity.",
     "rstfleet_verdict": "1 for the host's verdict (ok, warn, crit, unknown), 0 for the others.",
+    "rstfleet_verdict_rule": "1 for the rule that produced the host's verdict (netdata agent, "
+                             "Netdata rule, exact, lifetime baseline).",
     "rstfleet_last_run_timestamp_seconds": "Unix time at which this report was written.",
 }
 
@@ -78,6 +80,7 @@ def render_prometheus(assessments: list[Assessment], thresholds: Thresholds, met
         if a.baseline_per_s is not None:
             add("rstfleet_baseline_resets_per_second", host, a.baseline_per_s)
         add("rstfleet_score", host, a.score)
+        add("rstfleet_verdict_rule", _labels(names[index], rule=a.rule), 1)
         for cause, rate in view.cause_rates(a):
             add("rstfleet_cause_resets_per_second", _labels(names[index], cause=cause), rate)
     add("rstfleet_last_run_timestamp_seconds", "", time.time())

@@ -35,14 +35,19 @@ def _labelled(pairs: list[tuple[str, str]], indent: str = "  ", limit: int = 300
 
 
 def ranked_rows(assessments: list[Assessment], colour: bool = False) -> list[list[str]]:
+    netdata = view.shows_netdata(assessments)
     return [[str(a.rank), terminal(a.host, 60), view.rate_text(a.resets_sent_per_s),
              view.rate_text(a.baseline_per_s), _paint(view.verdict_text(a), a.verdict, colour),
-             f"{a.score:.1f}", terminal(view.top_cause(a), 40), terminal(view.top_port(a), 40)]
+             f"{a.score:.1f}", terminal(view.top_cause(a), 40), terminal(view.top_port(a), 40),
+             view.rule_text(a)]
+            + ([view.netdata_text(a), view.lifetime_text(a), view.sparkline(a.episode.history if a.episode else [])
+                or "-"] if netdata else [])
             for a in view.checked(assessments)]
 
 
 RANKED_HEADERS = ["rank", "host", "resets sent/s", "baseline/s", "verdict", "score", "top cause",
-                  "top port (owner)"]
+                  "top port (owner)", "rule"]
+NETDATA_HEADERS = ["Netdata", "lifetime", "OutRsts history"]
 
 
 def render_table(assessments: list[Assessment], thresholds: Thresholds, meta: dict) -> str:
@@ -56,14 +61,15 @@ def render_table(assessments: list[Assessment], thresholds: Thresholds, meta: di
         lines += _labelled([("phase 2", "capture and owners on " + ", ".join(meta["phase2_hosts"]))])
     rows = ranked_rows(assessments, colour)
     if rows:
-        lines += ["", tabulate(rows, headers=RANKED_HEADERS, disable_numparse=True)]
+        headers = RANKED_HEADERS + (NETDATA_HEADERS if view.shows_netdata(assessments) else [])
+        lines += ["", tabulate(rows, headers=headers, disable_numparse=True)]
     detailed = [a for a in assessments if view.has_resets(a)]
     if detailed:
         lines += ["", "Details (hosts that sent resets, worst first)"]
     for a in detailed:
         lines.append(f"#{a.rank} {terminal(a.host, 60)} — "
                      + _paint(view.verdict_text(a), a.verdict, colour))
-        lines += _labelled(view.host_detail(a))
+        lines += _labelled(view.host_detail(a)[:2] + view.alert_lines(a) + view.host_detail(a)[2:])
     missed = view.not_checked(assessments)
     if missed:
         lines += ["", "Not checked:",
