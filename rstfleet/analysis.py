@@ -62,6 +62,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_OVER_THRESHOLD = 4
 EXIT_HOSTS_MISSED = 8
+EXIT_INTERRUPTED = 130         # Ctrl-C: a partial report is still written
 
 
 @dataclass(frozen=True)
@@ -167,11 +168,16 @@ def assess(results: list[HostResult], thresholds: Thresholds = Thresholds()) -> 
             missed.append(Assessment(result, None, None, None, Verdict.UNKNOWN, False, None))
         else:
             checked.append(_checked(result, thresholds))
+    missed.sort(key=lambda a: a.host)
+    return rank_checked(checked) + missed
+
+
+def rank_checked(checked: list[Assessment]) -> list[Assessment]:
+    """Worst first (score, then rate, then name), ranks from 1."""
     checked.sort(key=lambda a: (-a.score, -(a.resets_sent_per_s or 0.0), a.host))
     for rank, assessment in enumerate(checked, start=1):
         assessment.rank = rank
-    missed.sort(key=lambda a: a.host)
-    return checked + missed
+    return checked
 
 
 def exit_code(assessments: list[Assessment], fail_on: str = FAIL_ON_DEFAULT) -> int:

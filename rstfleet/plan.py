@@ -16,19 +16,24 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import sys
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from .analysis import Thresholds
 from .inventory import Host, Inventory, load_inventory, localhost_inventory
-from .probe.host.limits import (BASELINE_DEFAULT, BASELINES, CAPTURE_BYTES, FAIL_ON, FAIL_ON_DEFAULT, FORKS,
-                                MAX_CAPTURE_BYTES, MAX_CAPTURE_PACKETS, MAX_CAPTURE_S, MAX_WINDOW_S, MIN_CAPTURE_BYTES,
-                                NETDATA_DEFAULT, PHASE2_TOP, PROBE_MARGIN_S, SPIKE_FLOOR, measured_window,
-                                probe_lead_s)
+from .probe import needs_python
+from .probe.host.limits import (BASELINE_DEFAULT, BASELINES, CAPTURE_BYTES, CONNECT_TIMEOUT_S, FAIL_ON,
+                                FAIL_ON_DEFAULT, FORKS, MAX_CAPTURE_BYTES, MAX_CAPTURE_PACKETS, MAX_CAPTURE_S,
+                                MAX_WINDOW_S, MIN_CAPTURE_BYTES, NETDATA_DEFAULT, PHASE2_TOP, PROBE_MARGIN_S,
+                                SPIKE_FLOOR, measured_window, probe_lead_s)
 from .probe.host.netdata import parse_agent_url
 from .sweep.pool import SweepSettings
+from .textsafe import printable
 from .transport import SSHSettings
+from .transport.target import preflight
 
+HOST_PROBES = ("auto", "shell", "python")   # auto: python, the shell probe where python3 is missing
 MIN_MAX_OUTPUT = 64 * 1024          # a probe document with trace flows needs tens of KiB
 CAPTURE_READ_S_PER_BYTE = 1 / 4e6   # extra deadline for reading a capture back (4 MB/s)
 
@@ -92,6 +97,7 @@ class Plan:
     ssh: SSHSettings
     outputs: Outputs
     name: str = ""                       # the play's name, for `run`
+    warnings: tuple[str, ...] = ()       # said once per run before any host (ssh_config not followed)
 
     @property
     def window_s(self) -> float:
@@ -143,7 +149,12 @@ def in_shard(hosts: list[Host], k: int, n: int) -> list[Host]:
 
 
 def load_fleet(inventory: str | None) -> Inventory:
-    return load_inventory(inventory) if inventory else localhost_inventory()
+    """The inventory, or the implicit localhost; what it asks for and rstfleet will not honour
+    is said once on stderr, before any host is touched."""
+    fleet = load_inventory(inventory) if inventory else localhost_inventory()
+    for warning in fleet.warnings:
+        print(f"rstfleet: warning: {printable(warning, 2000)}", file=sys.stderr)
+    return fleet
 
 
 def select_hosts(inventory: Inventory, limit: str | None, shard: tuple[int, int] | None = None) -> list[Host]:
@@ -186,6 +197,9 @@ def _checked(o: dict, hosts: list[Host] | None) -> Plan:
     """Validate every number and combination, then build the Plan; PlanError names the flag."""
     window = _number(o, "window", "--window", 0.0, MAX_WINDOW_S, low_open=True)
     forks = _number(o, "forks", "--forks", 1, None, integer=True)
+    connect_given = o.get("connect_timeout") is not None
+    if not connect_given:            # ssh_config's ConnectTimeout applies, else this default
+        o["connect_timeout"] = CONNECT_TIMEOUT_S
     connect = _number(o, "connect_timeout", "--connect-timeout", 0.0, MAX_WINDOW_S, low_open=True)
     max_output = _number(o, "max_output", "--max-output", MIN_MAX_OUTPUT, None, integer=True)
     thresholds = Thresholds(_number(o, "warn", "--warn", 0.0, None, low_open=True),
@@ -222,15 +236,25 @@ def _checked(o: dict, hosts: list[Host] | None) -> Plan:
     alert = {"netdata": netdata_option(o.get("netdata")), "baseline": baseline}
     no_trace = bool(o.get("no_trace"))
 
+    host_probe = o.get("host_probe") or "auto"
+    if host_probe not in HOST_PROBES:
+        raise PlanError(f"--host-probe: must be one of {', '.join(HOST_PROBES)}, not {host_probe!r}")
+
     def settings(probe: ProbeOptions) -> SweepSettings:
-        """The plain sweep reads counters only (the alert's figure, cheapest); evidence runs add
-        the tracepoint (measured: a tracefs instance costs ~80 ms wall per host)."""
+        """The plain sweep reads counters only (the alert's figure, cheapest; the shell probe where
+        python3 is missing, or everywhere with --host-probe shell); evidence runs add the tracepoint
+        (measured: a tracefs instance costs ~80 ms wall per host) and need the Python probe."""
         probe = replace(probe, trace=(bool(o.get("trace")) or bool(probe.capture_s)) and not no_trace)
+        if host_probe == "shell" and needs_python(probe.argv()):
+            raise PlanError("--host-probe shell reads counters only: --trace, --capture, --owners, "
+                            "--netdata URL, --baseline exact and triage's phase 2 need the Python probe")
+        engine = ("python" if needs_python(probe.argv()) or host_probe == "python" else
+                  "shell" if host_probe == "shell" else "python-or-shell")
         margin = PROBE_MARGIN_S + (probe.capture_bytes * CAPTURE_READ_S_PER_BYTE if probe.capture_s else 0.0)
         return SweepSettings(window_s=measured_window(window, probe.capture_s), forks=forks,
                              connect_timeout_s=connect, margin_s=margin,
                              max_output=max(max_output, 2 * probe.capture_bytes if probe.capture_s else 0),
-                             probe_options=probe.argv(), lead_s=probe.lead_s)
+                             probe_options=probe.argv(), lead_s=probe.lead_s, host_probe=engine)
 
     # The alert rule's inputs (agent, exact minute) belong to the verdict: phase 1, never phase 2.
     if triage:
@@ -242,6 +266,7 @@ def _checked(o: dict, hosts: list[Host] | None) -> Plan:
     ssh = SSHSettings(user=o.get("user"), key_file=o.get("private_key"),
                       known_hosts_files=tuple(o.get("known_hosts") or ()),
                       accept_new_host_keys=bool(o.get("accept_new_host_keys")), connect_timeout=connect,
+                      connect_timeout_given=connect_given,
                       ssh_config_path=o.get("ssh_config"), become=bool(o.get("become") or o.get("ask_become_pass")),
                       ask_become_pass=bool(o.get("ask_become_pass")))
     if hosts is None:
@@ -249,5 +274,6 @@ def _checked(o: dict, hosts: list[Host] | None) -> Plan:
         if isinstance(shard, str):
             shard = parse_shard(shard)
         hosts = select_hosts(load_fleet(o.get("inventory")), o.get("limit"), shard)
-    return Plan(tuple(hosts), sweep, phase2, top, thresholds, fail_on, ssh, outputs, o.get("name") or "")
+    return Plan(tuple(hosts), sweep, phase2, top, thresholds, fail_on, ssh, outputs, o.get("name") or "",
+                preflight(ssh, hosts))
 

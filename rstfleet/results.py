@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .probe.document import ProbeDocument
-from .probe.schema import ShapeError, check_document
+from .probe.schema import ShapeError, check_document, check_readiness
 
 class Status(str, Enum):
     """A host's outcome; string-valued, so the JSON report says "ok", "timeout", ..."""
@@ -41,6 +41,8 @@ class Status(str, Enum):
 STATUSES = tuple(status.value for status in Status)
 
 SUPPORTED_PROBE_SCHEMA = 1
+PROBE_KIND, CHECK_KIND = "rstfleet-probe", "rstfleet-check"   # a sweep's document, `rstfleet check`'s
+_SHAPES = {PROBE_KIND: check_document, CHECK_KIND: check_readiness}
 MAX_JSON_DEPTH = 32
 
 
@@ -92,11 +94,12 @@ MAX_JSON_CONTAINERS = 50_000   # a real document has a few thousand at most (tra
 MAX_JSON_ITEMS = 500_000
 
 
-def parse_probe_output(stdout: bytes, trusted_paths: bool = False) -> dict:
+def parse_probe_output(stdout: bytes, trusted_paths: bool = False, kind: str = PROBE_KIND) -> dict:
     """Validate the probe's stdout and return its document; ProbeOutputError says what is wrong.
 
     A host may be broken or hostile, so: strict UTF-8, bounded nesting, the schema version checked,
-    and every number the ranking uses must be finite.
+    and every number the ranking uses must be finite. ``kind`` is the document the caller asked
+    for (a check document is never taken for a sweep's, nor the reverse).
     """
     try:
         text = stdout.decode("utf-8")
@@ -117,14 +120,15 @@ def parse_probe_output(stdout: bytes, trusted_paths: bool = False) -> dict:
         raise ProbeOutputError("probe output nests too deeply") from None
     except ValueError as exc:
         raise ProbeOutputError(f"probe output is not JSON: {exc}") from None
-    if not isinstance(document, dict) or document.get("kind") != "rstfleet-probe":
-        raise ProbeOutputError("probe output is not an rstfleet probe document")
+    if not isinstance(document, dict) or document.get("kind") != kind:
+        wanted = "check" if kind == CHECK_KIND else "probe"
+        raise ProbeOutputError(f"probe output is not an rstfleet {wanted} document")
     _depth(document, MAX_JSON_DEPTH)
     if document.get("schema") != SUPPORTED_PROBE_SCHEMA:
         raise ProbeOutputError(
             f"probe schema {document.get('schema')!r:.20} is not the supported "
             f"{SUPPORTED_PROBE_SCHEMA}: run the same rstfleet version everywhere")
     try:
-        return check_document(document, trusted_paths)
+        return _SHAPES[kind](document, trusted_paths)
     except ShapeError as exc:
         raise ProbeOutputError(str(exc)) from None

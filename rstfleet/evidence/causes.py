@@ -5,9 +5,10 @@ Evidence tiers, best first (the tier used is recorded, never silent):
                 local port, peer) — needs root and tracefs
     counters    TcpExt deltas (TCPAbortOnClose, ListenOverflows, …); resets no counter explains
                 are most likely packets to closed ports, which have no counter of their own
-    capture     the RSTs on the wire: ports, peers, and the reset's own flags (RST+ACK answers a
-                SYN to a closed port; a bare RST answers a segment of a connection the host does
-                not know — half-open)
+    capture     the RSTs on the wire: ports, peers, and the reset's own flags and sequence number
+                (RST+ACK with seq 0 answers a SYN to a closed port; RST+ACK with a sequence number
+                is an abort; a bare RST answers a segment of a connection the host does not know —
+                half-open); `rstfleet analyze` has this tier alone (from_capture)
 The kernel's reasons, TcpExt counters and the guide's causes do not map one to one; the mapping
 used here was measured on the lab (docs/causes.md).
 """
@@ -16,27 +17,23 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable
 
-# key -> (the guide's words, severity weight used in the score, next step template)
+if TYPE_CHECKING:  # pragma: no cover
+    from .pcap import ResetPacket
+
+# key -> (the guide's words, severity weight used in the score); each cause's next command is in
+# next_steps.py (built from validated ports and peers only: host text is hostile).
 CAUSES = {
-    "closed_port": ("TCP packet received on a port that is not open", 1.0,
-                    "lsof -i:{port} -P -n   # should something listen on {port}? (crashed service)"),
-    "port_scan": ("Port scan: one peer probing many closed ports", 1.5,
-                  "tcpdump -i any -n host {peer}   # who is {peer}? block it if unexpected"),
-    "syn_reset_attack": ("SYN flood to a closed port from many peers (SYN-reset attack)", 2.0,
-                         "tcpdump -i any -n 'tcp[tcpflags] & tcp-syn != 0 and dst port {port}'"),
-    "aborted_connection": ("Aborting connection (closed with unread data, SO_LINGER 0, data after close)",
-                           1.2, "ss -tnp '( sport = :{port} )'   # which program aborts; does it read all input?"),
-    "half_open": ("Half-opened connection (segment for a connection the host does not know)", 1.2,
-                  "tcpdump -i any -n host {peer}   # a peer talking on a connection this host dropped"),
-    "time_wait_assassination": ("Time-wait assassination (segment hitting a TIME_WAIT socket)", 1.1,
-                                "ss -tan state time-wait '( sport = :{port} )'"),
-    "listen_queue_full": ("Listening endpoint queue is full (tcp_abort_on_overflow=1)", 1.5,
-                          "ss -ltn '( sport = :{port} )'   # Recv-Q at Send-Q: raise the backlog or speed up accept()"),
-    "buffer_overflow": ("TCP buffer overflow (aborted on memory pressure)", 1.5,
-                        "cat /proc/net/sockstat; sysctl net.ipv4.tcp_mem"),
-    "other": ("Resets the evidence could not attribute", 1.0,
-              "tcpdump -i any -n 'tcp[tcpflags] & (tcp-rst) == (tcp-rst)' -c 200"),
+    "closed_port": ("TCP packet received on a port that is not open", 1.0),
+    "port_scan": ("Port scan: one peer probing many closed ports", 1.5),
+    "syn_reset_attack": ("SYN flood to a closed port from many peers (SYN-reset attack)", 2.0),
+    "aborted_connection": ("Aborting connection (closed with unread data, SO_LINGER 0, data after close)", 1.2),
+    "half_open": ("Half-opened connection (segment for a connection the host does not know)", 1.2),
+    "time_wait_assassination": ("Time-wait assassination (segment hitting a TIME_WAIT socket)", 1.1),
+    "listen_queue_full": ("Listening endpoint queue is full (tcp_abort_on_overflow=1)", 1.5),
+    "buffer_overflow": ("TCP buffer overflow (aborted on memory pressure)", 1.5),
+    "other": ("Resets the evidence could not attribute", 1.0),
 }
 
 # tcp:tcp_send_reset reason -> cause, as measured on Linux 6.18 (docs/causes.md). Not one to one:
@@ -86,7 +83,7 @@ class Cause:
     evidence: list[str] = field(default_factory=list)
     ports: list[int] = field(default_factory=list)
     peers: list[str] = field(default_factory=list)
-    next_step: str = ""
+    next_step: str = ""          # set by evidence/host.py (next_steps.py), naming the host
 
 
 @dataclass
@@ -111,16 +108,8 @@ class HostEvidence:
 
 def _cause(key: str, resets: int, total: int, evidence: list[str], ports: Counter,
            peers: Counter) -> Cause:
-    title, _, step = CAUSES[key]
-    if ("{port}" in step and not ports) or ("{peer}" in step and not peers):
-        # Counters alone know no port or peer: the next step is to find them, as the guide does.
-        step = ("tcpdump -i any -n -c 200 'tcp[tcpflags] & (tcp-rst) == (tcp-rst)'   # find the "
-                "port and peer (or rerun with `rstfleet triage`), then lsof -i:PORT -P -n")
-    top_port = ports.most_common(1)[0][0] if ports else ""
-    top_peer = peers.most_common(1)[0][0] if peers else ""
-    return Cause(key, title, resets, resets / total if total else 0.0, evidence,
-                 [p for p, _ in ports.most_common(5)], [p for p, _ in peers.most_common(5)],
-                 step.format(port=top_port, peer=top_peer))
+    return Cause(key, CAUSES[key][0], resets, resets / total if total else 0.0, evidence,
+                 [p for p, _ in ports.most_common(5)], [p for p, _ in peers.most_common(5)])
 
 
 def from_trace(trace: dict, bare_share: dict | None = None, tcpext: dict | None = None) -> list[Cause]:
@@ -173,6 +162,63 @@ def from_trace(trace: dict, bare_share: dict | None = None, tcpext: dict | None 
         if key == "listen_queue_full" and tcpext and tcpext.get("ListenOverflows"):
             evidence.append(f"TcpExt ListenOverflows +{tcpext['ListenOverflows']}")
         causes.append(_cause(key, sum(reasons.values()), total, evidence, ports, peers))
+    return _ordered(causes)
+
+
+# What an RST on the wire answers, from its own flags and sequence number (RFC 793 reset
+# generation; measured for every lab scenario, docs/causes.md "From a capture alone").
+CAPTURE_KIND_CAUSE = {"abort": "aborted_connection", "stray": "half_open"}
+CAPTURE_EVIDENCE = {
+    "syn": "capture: {n} × RST+ACK with seq 0: each answers a SYN (nothing listens on the port, "
+           "or a firewall rejects it)",
+    "abort": "capture: {n} × RST+ACK with a live sequence number: the sender aborted an open "
+             "connection (close() with unread data, SO_LINGER 0, a closing listener's queue)",
+    "stray": "capture: {n} × RST without ACK: each answers a segment of a connection the sender "
+             "does not have (half-open after a restart; also data after close, a crashed "
+             "service's old connections, a full accept queue with tcp_abort_on_overflow=1)",
+}
+
+
+def capture_kind(packet: "ResetPacket") -> str:
+    """'syn': RST+ACK with seq 0, the answer to a segment without ACK (a SYN); 'abort': RST+ACK
+    with a sequence number, sent by a connection on its own; 'stray': RST without ACK, the answer
+    to a segment that carried an ACK, for a connection the sender does not have."""
+    if not packet.flags & 0x10:
+        return "stray"
+    return "syn" if packet.seq == 0 else "abort"
+
+
+def from_capture(packets: Iterable["ResetPacket"]) -> list[Cause]:
+    """Causes of resets one address sent, from the capture alone (its port is the source port,
+    its peer the destination). SYN answers split by spread as the tracepoint's NO_SOCKET does."""
+    packets = list(packets)
+    peer_ports: dict[str, set] = {}
+    port_peers: dict[int, set] = {}
+    for packet in packets:
+        if capture_kind(packet) == "syn":
+            peer_ports.setdefault(packet.dst, set()).add(packet.sport)
+            port_peers.setdefault(packet.sport, set()).add(packet.dst)
+    scanners = {peer for peer, ports in peer_ports.items() if len(ports) >= SCAN_MIN_PORTS}
+    attacked = {port for port, peers in port_peers.items() if len(peers) >= SYN_ATTACK_MIN_PEERS}
+    groups: dict[str, tuple[Counter, Counter, Counter]] = {}
+    for packet in packets:
+        kind = capture_kind(packet)
+        key = CAPTURE_KIND_CAUSE.get(kind) or ("port_scan" if packet.dst in scanners else
+                                               "syn_reset_attack" if packet.sport in attacked else
+                                               "closed_port")
+        ports, peers, kinds = groups.setdefault(key, (Counter(), Counter(), Counter()))
+        ports[packet.sport] += 1
+        peers[packet.dst] += 1
+        kinds[kind] += 1
+    causes = []
+    for key, (ports, peers, kinds) in groups.items():
+        evidence = [CAPTURE_EVIDENCE[kind].format(n=n) for kind, n in kinds.most_common()]
+        if key == "port_scan":
+            evidence.append(f"capture: {len(scanners)} peer(s) got resets from ≥ {SCAN_MIN_PORTS} "
+                            f"distinct closed ports")
+        if key == "syn_reset_attack":
+            evidence.append(f"capture: ≥ {SYN_ATTACK_MIN_PEERS} distinct peers on one closed port")
+        causes.append(_cause(key, sum(kinds.values()), len(packets), evidence, ports, peers))
     return _ordered(causes)
 
 

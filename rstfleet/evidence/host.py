@@ -9,6 +9,7 @@ from collections import Counter
 
 from .capture_summary import bare_rst_share, summarize
 from .causes import WILDCARD_PEERS, HostEvidence, PortInfo, combine, from_counters
+from .next_steps import cause_suggestion
 from ..results import HostResult
 from .pcap import PcapError, read_resets
 
@@ -26,6 +27,7 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
     scan_suspects: list[dict] = []
     bare_share: dict = {}
     pcap = result.pcap
+    notes.extend(document.notes)          # the controller's: phase 2 failed or was interrupted
     if result.capture_note:
         notes.append(result.capture_note)
     if trace and not trace.get("available"):
@@ -35,6 +37,7 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
     if pcap is not None:
         try:
             packets = read_resets(pcap)
+            notes.extend(f"capture: {note}" for note in packets.notes())
             local = set(document.addresses)
             summary = summarize(packets, local)
             used.append("capture")
@@ -63,5 +66,7 @@ def host_evidence(result: HostResult) -> HostEvidence | None:
     for port, count in ports.most_common(10):
         info = owners.get(str(port)) or {}
         top_ports.append(PortInfo(port, count, info.get("listening"), info.get("owners", [])))
-    return HostEvidence(tier, used, causes, top_ports, peers.most_common(10), scan_suspects,
-                        capture.get("path"), notes)
+    top_peers = peers.most_common(10)
+    for cause in causes:
+        cause.next_step = cause_suggestion(result.host, cause, top_ports, top_peers).line
+    return HostEvidence(tier, used, causes, top_ports, top_peers, scan_suspects, capture.get("path"), notes)

@@ -1,48 +1,57 @@
 """From a format's parse to the model: drafts, host ranges, Ansible's variable precedence.
 
-The INI and YAML readers fill an ``InventoryDraft`` (groups, hosts, variables with the line
-that set them); ``build_inventory`` turns it into the model, applying Ansible's rules, and
-interprets the few variables an SSH sweep needs (``_make_host``).
+The INI, YAML and script readers fill one ``InventoryDraft`` (groups, hosts, variables with
+the place that set them, ``file:line``); the vars files (``group_vars/``, ``host_vars/``) fill
+its second layer; ``build_inventory`` turns it into the model with Ansible's rules and hands
+the merged variables of each host to ``connection.host_from_vars``.
 """
 from __future__ import annotations
 
 import re
-import shlex
-import unicodedata
 from dataclasses import dataclass, field
 
-from .model import MAX_INVENTORY_HOSTS, MAX_RANGE_HOSTS, Host, Inventory, InventoryError
+from .connection import Unsupported, host_from_vars
+from .model import MAX_INVENTORY_HOSTS, MAX_RANGE_HOSTS, Inventory, InventoryError
 
-_TRUE = {"y", "yes", "on", "1", "true", "t"}  # Ansible's BOOLEANS_TRUE
-_SSH_CONNECTIONS = {"ssh", "paramiko", "paramiko_ssh", "smart"}
-
-Vars = dict  # variable name -> (value, line where it was set); lines make later errors precise
+Vars = dict  # variable name -> (value, 'file:line' that set it); the place makes later errors precise
 
 
 @dataclass
 class GroupDraft:
-    """A group as written: its own vars, child groups (with declaring line) and direct hosts."""
+    """A group as written: its own vars, child groups (with declaring place) and direct hosts."""
 
     vars: Vars = field(default_factory=dict)
-    children: dict[str, int | None] = field(default_factory=dict)
+    children: dict[str, str] = field(default_factory=dict)
     hosts: dict[str, None] = field(default_factory=dict)  # an ordered set: ranges can be large
 
 
 @dataclass
 class InventoryDraft:
-    """What a parser collects before Ansible's membership and precedence rules are applied."""
+    """What the readers collect before Ansible's membership and precedence rules are applied.
+
+    ``source`` is what the user named (a file, a directory, a script); ``file`` is the file
+    being read now, so an error inside a directory names the file and line to edit.
+    """
 
     source: str
     groups: dict[str, GroupDraft] = field(default_factory=dict)
     host_vars: dict[str, Vars] = field(default_factory=dict)
+    group_files: dict[str, Vars] = field(default_factory=dict)  # group_vars/NAME*, beats inventory group vars
+    host_files: dict[str, Vars] = field(default_factory=dict)   # host_vars/NAME*, beats inventory host vars
+    warnings: list[str] = field(default_factory=list)
+    file: str = ""
 
     def __post_init__(self) -> None:
+        self.file = self.file or self.source
         self.groups.setdefault("all", GroupDraft())
         self.groups.setdefault("ungrouped", GroupDraft())
+        self.groups["all"].children.setdefault("ungrouped", self.source)  # as Ansible starts
+
+    def where(self, line: int | None) -> str:
+        return f"{self.file}:{line}" if line is not None else self.file
 
     def error(self, line: int | None, problem: str) -> InventoryError:
-        where = f"{self.source}:{line}" if line is not None else self.source
-        return InventoryError(f"{where}: {problem}")
+        return InventoryError(f"{self.where(line)}: {problem}")
 
     def group(self, name: str, line: int | None) -> GroupDraft:
         if _bad_name(name):
@@ -53,7 +62,7 @@ class InventoryDraft:
         self.group(child, line)
         if child == "all":
             raise self.error(line, f"group cycle: 'all' cannot be a child of {parent!r}")
-        self.group(parent, line).children.setdefault(child, line)
+        self.group(parent, line).children.setdefault(child, self.where(line))
 
     def add_hosts(self, pattern: str, group: str, line: int | None, host_vars: Vars) -> None:
         """Expand a host pattern (ranges, ``name:port``) into ``group``; later vars win."""
@@ -67,6 +76,12 @@ class InventoryDraft:
             names = expand_host_range(pattern)
         except ValueError as exc:
             raise self.error(line, str(exc)) from None
+        if port is not None:
+            host_vars = {"ansible_port": (port, self.where(line)), **host_vars}
+        self.add_named_hosts(names, group, line, host_vars)
+
+    def add_named_hosts(self, names: list[str], group: str, line: int | None, host_vars: Vars) -> None:
+        """Hosts by their literal names (scripts' output is never a range)."""
         members = self.group(group, line).hosts
         if len(self.host_vars) + len(names) > MAX_INVENTORY_HOSTS:
             raise self.error(line, f"inventory holds more than {MAX_INVENTORY_HOSTS} hosts")
@@ -74,14 +89,15 @@ class InventoryDraft:
             if _bad_name(name):
                 raise self.error(line, f"invalid host name {name!r} (empty, whitespace or control character)")
             merged = self.host_vars.setdefault(name, {})
-            if port is not None:
-                merged["ansible_port"] = (port, line)
             merged.update(host_vars)
             members.setdefault(name)
 
 
+_BAD_NAME_CHARACTER = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")  # whitespace or a control character (Cc)
+
+
 def _bad_name(name: str) -> bool:
-    return not name or any(c.isspace() or unicodedata.category(c) == "Cc" for c in name)
+    return not name or _BAD_NAME_CHARACTER.search(name) is not None
 
 
 def expand_host_range(pattern: str) -> list[str]:
@@ -125,7 +141,13 @@ def expand_host_range(pattern: str) -> list[str]:
 
 
 def build_inventory(draft: InventoryDraft) -> Inventory:
-    """Apply Ansible's rules: children imply membership, deeper groups' vars win, host vars last."""
+    """Apply Ansible's rules: children imply membership; variables merge in Ansible's order.
+
+    For one host, later layers win (Ansible's default VARIABLE_PRECEDENCE): the 'all' group's
+    inventory vars, the host's other groups' inventory vars, ``group_vars/all``, the other
+    groups' ``group_vars/`` files (groups sorted by depth, then ``ansible_group_priority``,
+    then name, as Ansible's ``sort_groups``), the host's inventory vars, its ``host_vars/``.
+    """
     groups = draft.groups
     _check_cycles(draft)
     parents: dict[str, list[str]] = {g: [] for g in groups}
@@ -139,40 +161,81 @@ def build_inventory(draft: InventoryDraft) -> Inventory:
             depth[g] = 1 + max((depth_of(p) for p in parents[g] if p != "all"), default=0)
         return depth[g]
 
-    def ancestors(g: str, seen: set[str]) -> set[str]:
-        if g not in seen:
-            seen.add(g)
+    ancestry: dict[str, frozenset[str]] = {}
+
+    def ancestors(g: str) -> frozenset[str]:
+        if g not in ancestry:
+            found = {g}
             for p in parents[g]:
-                ancestors(p, seen)
-        return seen
+                found |= ancestors(p)
+            ancestry[g] = frozenset(found)
+        return ancestry[g]
 
     direct: dict[str, set[str]] = {h: set() for h in draft.host_vars}
     for name, group in groups.items():
         for h in group.hosts:
             direct[h].add(name)
-    membership: dict[str, set[str]] = {}
-    for h, own in direct.items():
+    priority = {g: _priority(draft, g) for g in groups}
+    layers: dict[frozenset[str], tuple[tuple[str, ...], Vars]] = {}  # many hosts share their groups
+    hosts, membership, unsupported = {}, {}, Unsupported()
+    for h, own_vars in draft.host_vars.items():
         found: set[str] = set()
-        for g in own:
-            ancestors(g, found)
+        for g in direct[h]:
+            found |= ancestors(g)
         found.discard("all")
         if found - {"ungrouped"}:
             found.discard("ungrouped")
         else:
             found.add("ungrouped")  # Ansible's reconcile: hosts in no real group are 'ungrouped'
-        membership[h] = found
-    hosts = {}
-    for h, own_vars in draft.host_vars.items():
-        merged: Vars = {}
-        for g in sorted(["all", *membership[h]], key=lambda g: (depth_of(g), g)):
-            merged.update(groups[g].vars)
-        merged.update(own_vars)
-        hosts[h] = _make_host(draft, h, merged, tuple(sorted(membership[h])))
+        key = frozenset(found)
+        if key not in layers:
+            ordered = sorted(found, key=lambda g: (depth_of(g), priority[g], g))
+            merged: Vars = dict(groups["all"].vars)
+            for g in ordered:
+                merged.update(groups[g].vars)
+            for g in ("all", *ordered):
+                merged.update(draft.group_files.get(g, {}))
+            layers[key] = (tuple(sorted(found)), merged)
+        names, group_layer = layers[key]
+        merged = {**group_layer, **own_vars, **draft.host_files.get(h, {})}
+        membership[h] = key
+        hosts[h] = host_from_vars(h, merged, names, unsupported)
     members: dict[str, list[str]] = {g: [] for g in groups}
     for h in hosts:
         for g in ("all", *membership[h]):
             members[g].append(h)
-    return Inventory(source=draft.source, hosts=hosts, groups=members)
+    warnings = draft.warnings + unsupported.warnings(draft.source)
+    return Inventory(source=draft.source, hosts=hosts, groups=members, children=_children(draft, parents),
+                     group_hosts=_group_hosts(draft, membership), warnings=warnings)
+
+
+def _priority(draft: InventoryDraft, group: str) -> int:
+    """``ansible_group_priority`` from the inventory itself: it orders the group and, as in
+    Ansible, is no variable of its hosts (in group_vars/ it is only a variable)."""
+    value, where = draft.groups[group].vars.pop("ansible_group_priority", (1, None))
+    try:
+        if isinstance(value, (dict, list)):
+            raise TypeError
+        return int(value)
+    except (TypeError, ValueError):
+        raise InventoryError(f"{where}: ansible_group_priority of group {group!r} must be an integer, "
+                             f"got {value!r}") from None
+
+
+def _children(draft: InventoryDraft, parents: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Child groups in the order Ansible lists them; groups with no parent hang under 'all'."""
+    children = {g: list(group.children) for g, group in draft.groups.items()}
+    children["all"] += [g for g in draft.groups if g != "all" and not parents[g]]
+    return children
+
+
+def _group_hosts(draft: InventoryDraft, membership: dict[str, frozenset[str]]) -> dict[str, list[str]]:
+    """Hosts written directly under each group; 'ungrouped' as Ansible reconciles it."""
+    direct = {g: list(group.hosts) for g, group in draft.groups.items() if g not in ("all", "ungrouped")}
+    alone = [h for h, groups in membership.items() if groups == {"ungrouped"}]
+    declared = [h for h in draft.groups["ungrouped"].hosts if membership[h] == {"ungrouped"}]
+    direct["ungrouped"] = declared + [h for h in alone if h not in draft.groups["ungrouped"].hosts]
+    return direct
 
 
 def _check_cycles(draft: InventoryDraft) -> None:
@@ -180,10 +243,10 @@ def _check_cycles(draft: InventoryDraft) -> None:
 
     def visit(g: str, path: list[str]) -> None:
         state[g] = 1
-        for child, line in draft.groups[g].children.items():
+        for child, where in draft.groups[g].children.items():
             if state.get(child) == 1:
                 loop = " -> ".join(path[path.index(child):] + [child])
-                raise draft.error(line, f"group cycle: {loop}")
+                raise InventoryError(f"{where}: group cycle: {loop}")
             if child not in state:
                 visit(child, path + [child])
         state[g] = 2
@@ -191,74 +254,3 @@ def _check_cycles(draft: InventoryDraft) -> None:
     for g in draft.groups:
         if g not in state:
             visit(g, [g])
-
-
-def _make_host(draft: InventoryDraft, name: str, merged: Vars, groups: tuple[str, ...]) -> Host:
-    """Interpret the few variables an SSH sweep needs; reject values it cannot honour."""
-
-    def text(*keys: str) -> str | None:
-        for key in keys:
-            if key in merged and merged[key][0] is not None:
-                value, line = merged[key]
-                if isinstance(value, (dict, list, bool)):
-                    raise draft.error(line, f"{key} of host {name} must be a string, got {value!r}")
-                return str(value)
-        return None
-
-    port = None
-    for key in ("ansible_port", "ansible_ssh_port"):
-        if key in merged and merged[key][0] is not None:
-            value, line = merged[key]
-            text_value = str(value).strip()
-            valid = not isinstance(value, bool) and re.fullmatch(r"[0-9]{1,5}", text_value)
-            if not valid or not 0 < int(text_value) < 65536:
-                raise draft.error(line, f"{key} of host {name} must be an integer port, got {value!r}")
-            port = int(text_value)
-            break
-    connection = text("ansible_connection") or "ssh"
-    plugin = re.sub(r"^ansible\.(builtin|legacy)\.", "", connection)
-    if plugin != "local" and plugin not in _SSH_CONNECTIONS:
-        raise draft.error(merged["ansible_connection"][1],
-                          f"ansible_connection {connection!r} of host {name} is not supported (use ssh or local)")
-    become = merged.get("ansible_become", (False, None))[0]
-    known_hosts = None
-    for key in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
-        args = text(key)
-        if args and known_hosts is None:
-            try:
-                known_hosts = _known_hosts_option(shlex.split(args))
-            except ValueError as exc:
-                raise draft.error(merged[key][1], f"{key} of host {name}: {exc}") from None
-    return Host(
-        name=name,
-        address=text("ansible_host", "ansible_ssh_host") or name,
-        port=port,
-        user=text("ansible_user", "ansible_ssh_user"),
-        key_file=text("ansible_ssh_private_key_file", "ansible_private_key_file"),
-        become=str(become).strip().lower() in _TRUE,  # True, 1 and Ansible's truthy strings
-        connection="local" if plugin == "local" else "ssh",
-        known_hosts_file=known_hosts,
-        groups=groups,
-        vars={key: value for key, (value, _) in merged.items()},
-    )
-
-
-def _known_hosts_option(tokens: list[str]) -> str | None:
-    """First ``UserKnownHostsFile`` in ssh arguments (ssh itself keeps the first value)."""
-    i = 0
-    while i < len(tokens):
-        token, i = tokens[i], i + 1
-        if token == "-o" and i < len(tokens):
-            option, i = tokens[i], i + 1
-        elif token.startswith("-o"):
-            option = token[2:]
-        else:
-            continue
-        key, value = re.match(r"\s*([^=\s]*)[=\s]*(.*)", option, re.S).groups()
-        if key.lower() != "userknownhostsfile":
-            continue
-        if not value and i < len(tokens):
-            value, i = tokens[i], i + 1
-        if value.split():
-            return value.split()[0]  # several files may follow; the first is the one we write to
-    return None

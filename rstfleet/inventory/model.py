@@ -1,9 +1,10 @@
 """Which hosts to sweep and how to reach them, read from Ansible-compatible inventories.
 
 Operators already describe their fleet for Ansible, so rstfleet reads the same YAML and INI
-inventories (the formats live in ``ini`` / ``yaml``, the drafts they fill in ``build``) and keeps Ansible's
-rules for host ranges, group children, variable precedence and host patterns.  Only what an
-SSH sweep needs is interpreted; every other variable is carried along in ``Host.vars``.
+inventories, directories and scripts (``sources``, ``ini``, ``yaml``, ``script``; the drafts they fill
+in ``build``) and keeps Ansible's rules for host ranges, group children, variable precedence and
+host patterns.  Only what an SSH sweep needs is interpreted (``connection``); every other variable
+is carried along in ``Host.vars``.
 
 IPv6 literals: ``:`` separates host patterns, so give IPv6 hosts a plain inventory name and
 put the address in ``ansible_host``.
@@ -44,11 +45,16 @@ class Host:
 
 @dataclass
 class Inventory:
-    """The parsed fleet: hosts in file order and the (transitive) members of every group."""
+    """The parsed fleet: hosts in file order and the (transitive) members of every group; the
+    tree as written (direct hosts, child groups) for ``rstfleet inventory --list``; warnings
+    about settings not honoured (printed once by whoever loads the fleet)."""
 
     source: str
     hosts: dict[str, Host]
     groups: dict[str, list[str]]
+    children: dict[str, list[str]] = field(default_factory=dict)
+    group_hosts: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def select(self, pattern: str | None) -> list[Host]:
         """Hosts matching an Ansible host pattern, in inventory order.

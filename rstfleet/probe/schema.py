@@ -6,12 +6,21 @@ crash of the whole run (found by fuzzing: docs/fuzzing.md). Unknown extra keys a
 probes may add some) but never read.
 
 Fields the controller sets itself are removed from host output: `capture.path` names a file on
-the controller and must never come from a host.
+the controller and must never come from a host; `notes` are the controller's (a phase 2 that failed
+or was interrupted) and are shown as such.
+
+Values that end up in a suggested command are checked for what they are, not only for their type:
+a trace flow's peer must be an IP address (or empty: a listener's reset names none) and every port
+an integer 0..65535. The probe writes peers as the kernel prints them, so a peer such as
+``198.18.0.1;touch /tmp/x`` means the host lies: the whole document is refused (the host becomes
+``probe_error`` naming the field), as for any other malformed field, never partly trusted.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
 
 MAX_FLOWS = 5000
 MAX_PORTS = 100
@@ -21,6 +30,8 @@ MAX_HISTORY = 600          # limits.MAX_HISTORY_POINTS: points of an OutRsts his
 MAX_ALARMS = 16            # Netdata alarms kept: 2 generations x 10s/1m x sent/received
 NETDATA_STATUSES = ("REMOVED", "UNDEFINED", "UNINITIALIZED", "CLEAR", "RAISED", "WARNING", "CRITICAL",
                     "UNKNOWN")
+MAX_PORT = 65535
+SCOPE_ID = re.compile(r"[0-9A-Za-z_.-]{1,16}")   # an interface name or index, as a kernel prints it
 
 
 class ShapeError(ValueError):
@@ -44,13 +55,30 @@ def number(value, where: str, optional: bool = False, minimum: float | None = No
         _fail(where, f"a number ≥ {minimum:g}", value)
 
 
-def integer(value, where: str, optional: bool = False, minimum: int | None = None) -> None:
+def integer(value, where: str, optional: bool = False, minimum: int | None = None,
+            maximum: int | None = None) -> None:
     if value is None and optional:
         return
     if not _is_int(value):
         _fail(where, "an integer", value)
     if minimum is not None and value < minimum:
         _fail(where, f"an integer ≥ {minimum}", value)
+    if maximum is not None and value > maximum:
+        _fail(where, f"an integer ≤ {maximum}", value)
+
+
+def address(value, where: str) -> None:
+    """An IP address as text, or null/empty (no peer). An IPv6 scope id may name an interface."""
+    if value is None or value == "":
+        return
+    text(value, where)
+    try:
+        parsed = ipaddress.ip_address(value)
+    except ValueError:
+        _fail(where, "an IP address", value)
+    scope = getattr(parsed, "scope_id", None)
+    if scope is not None and not SCOPE_ID.fullmatch(scope):
+        _fail(where, "an IP address (with an interface as scope)", value)
 
 
 def text(value, where: str, optional: bool = False) -> None:
@@ -91,8 +119,8 @@ def check_trace(trace, where: str = "trace") -> None:
     for i, flow in enumerate(flows):
         if not isinstance(flow, list) or len(flow) != 4:
             _fail(f"{where}.flows[{i}]", "[port, peer, reason, count]", flow)
-        integer(flow[0], f"{where}.flows[{i}][0]", minimum=0)
-        text(flow[1], f"{where}.flows[{i}][1]", optional=True)
+        integer(flow[0], f"{where}.flows[{i}][0]", minimum=0, maximum=MAX_PORT)
+        address(flow[1], f"{where}.flows[{i}][1]")
         text(flow[2], f"{where}.flows[{i}][2]", optional=True)
         integer(flow[3], f"{where}.flows[{i}][3]", minimum=0)
 
@@ -122,7 +150,7 @@ def check_owners(owners, where: str = "owners") -> None:
         _fail(f"{where}.ports", f"an object of at most {MAX_PORTS} ports", ports)
     for port, info in ports.items():
         here = f"{where}.ports.{port}"
-        if not port.isdigit():
+        if not re.fullmatch(r"[0-9]{1,5}", port) or int(port) > MAX_PORT:
             _fail(here, "keyed by a port number", port)
         mapping(info, here)
         if info.get("listening") is not None and not isinstance(info["listening"], bool):
@@ -222,9 +250,7 @@ def check_document(document: dict, trusted_paths: bool = False) -> dict:
                 text(value, f"sysctls.{name}")
     if mapping(document.get("facts"), "facts", optional=True):
         facts = document["facts"]
-        for key in ("hostname", "kernel", "python", "python_executable", "tcpdump", "lsof"):
-            text(facts.get(key), f"facts.{key}", optional=True)
-        integer(facts.get("uid"), "facts.uid", optional=True)
+        _check_facts(facts)
         addresses = facts.get("addresses", [])
         if not isinstance(addresses, list) or len(addresses) > 1024:
             _fail("facts.addresses", "a list of addresses", addresses)
@@ -233,6 +259,8 @@ def check_document(document: dict, trusted_paths: bool = False) -> dict:
     if mapping(document.get("cost"), "cost", optional=True):
         for name, value in document["cost"].items():
             number(value, f"cost.{name}")
+    if not trusted_paths:
+        document.pop("notes", None)
     notes = document.get("notes", [])
     if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
         _fail("notes", "a list of text", notes)
@@ -240,4 +268,28 @@ def check_document(document: dict, trusted_paths: bool = False) -> dict:
     check_capture(document.get("capture"), trusted=trusted_paths)
     check_owners(document.get("owners"))
     check_netdata(document.get("netdata"))
+    return document
+
+
+def _check_facts(facts, where: str = "facts") -> None:
+    if not mapping(facts, where, optional=True):
+        return
+    for key in ("hostname", "kernel", "python", "python_executable", "tcpdump", "lsof"):
+        text(facts.get(key), f"{where}.{key}", optional=True)
+    integer(facts.get("uid"), f"{where}.uid", optional=True)
+
+
+def check_readiness(document: dict, trusted_paths: bool = False) -> dict:
+    """The `--check` document (probe/host/check.py): facts, euid and the tracefs state."""
+    _check_facts(document.get("facts"))
+    integer(document.get("euid"), "euid", optional=True)
+    if mapping(document.get("tracefs"), "tracefs"):
+        tracefs = document["tracefs"]
+        if not isinstance(tracefs.get("available"), bool):
+            _fail("tracefs.available", "true or false", tracefs.get("available"))
+        for key in ("reason", "path"):
+            text(tracefs.get(key), f"tracefs.{key}", optional=True)
+        for key in ("mounted", "reason_field"):
+            if tracefs.get(key) is not None and not isinstance(tracefs[key], bool):
+                _fail(f"tracefs.{key}", "true, false or null", tracefs[key])
     return document

@@ -59,11 +59,17 @@ def markdown(text: object, limit: int = DEFAULT_LIMIT) -> str:
 
 
 def markdown_code(text: object, limit: int = DEFAULT_LIMIT) -> str:
-    """A command as an inline code span, or as escaped text when a backtick would end the span."""
+    """A command as an inline code span whose rendered text is exactly the cleaned command.
+
+    The fence is one backtick longer than the longest run inside (CommonMark), padded with a
+    space when the text starts or ends with a backtick; blank text becomes escaped text.
+    """
     value = clean(text, limit)
-    if "`" in value or not value.strip():
+    if not value.strip():
         return markdown(value, limit)
-    return f"`{value}`"
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", value)), default=0) + 1)
+    pad = " " if value[0] == "`" or value[-1] == "`" else ""
+    return f"{fence}{pad}{value}{pad}{fence}"
 
 
 def html_text(text: object, limit: int = DEFAULT_LIMIT) -> str:

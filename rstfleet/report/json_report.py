@@ -2,7 +2,8 @@
 
 Top level (schema ``rstfleet.report/1``, described by docs/report-schema.json): schema,
 generated_at, window_s, thresholds, summary, exit_code, partial, fleet, hosts (rank order:
-checked hosts worst first, then unchecked by name), and phase2_hosts after a triage. Each host
+checked hosts worst first, then unchecked by name), phase2_hosts after a triage, and captures
+after `rstfleet analyze` (each file's reading counts, the local addresses, resets per direction). Each host
 keeps its raw probe document so `rstfleet report` can re-assess it with other thresholds.
 
 JSON is its own escaping: host text is kept exactly as received (a consumer must escape it for
@@ -18,6 +19,7 @@ import time
 
 from ..analysis import Assessment, Thresholds, Verdict
 from ..fleet import summarize_fleet
+from . import view
 
 REPORT_SCHEMA = "rstfleet.report/1"
 
@@ -39,6 +41,7 @@ def host_entry(a: Assessment) -> dict:
         "score": round(a.score, 3),
         "score_explained": a.score_explained,
         "evidence": dataclasses.asdict(a.evidence) if a.evidence else None,
+        "next_commands": [{"argv": list(s.argv), "line": s.line} for s in view.suggestions(a)],
         "probe": a.result.probe,
         "rule": a.rule if a.rank is not None else None,
         "lifetime_verdict": a.lifetime_verdict,
@@ -78,6 +81,8 @@ def report_document(assessments: list[Assessment], thresholds: Thresholds, meta:
     }
     if meta.get("phase2_hosts") is not None:
         document["phase2_hosts"] = list(meta["phase2_hosts"])
+    if meta.get("captures") is not None:
+        document["captures"] = meta["captures"]
     return document
 
 

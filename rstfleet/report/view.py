@@ -10,12 +10,12 @@ the Markdown, the HTML and the JUnit output tell the same story:
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 
 from ..analysis import Assessment, Thresholds
 from ..evidence.causes import CAUSES, PortInfo
+from ..evidence.next_steps import Suggestion, host_suggestions
 from ..fleet import FleetSummary, summarize_fleet
 
 UNATTRIBUTED = "unattributed"
@@ -271,21 +271,15 @@ def host_detail(a: Assessment) -> list[tuple[str, str]]:
     return lines
 
 
-def next_commands(a: Assessment) -> list[str]:
-    """Each cause's next step, with the PORT/PEER placeholders filled from the host's top port and
-    peer when the cause itself had none (counter-tier causes know no ports; the capture does)."""
+def suggestions(a: Assessment) -> list[Suggestion]:
+    """The host's next commands, rebuilt from its evidence's validated ports and peers (never
+    from text a saved report carries): evidence/next_steps.py says why they are safe to paste."""
     evidence = a.evidence
     if evidence is None:
         return []
-    port = str(evidence.top_ports[0].port) if evidence.top_ports else None
-    peer = str(evidence.top_peers[0][0]) if evidence.top_peers else None
-    commands = []
-    for cause in evidence.causes:
-        command = cause.next_step
-        if port:
-            command = re.sub(r"\bPORT\b", lambda _: port, command)
-        if peer:
-            command = re.sub(r"\bPEER\b", lambda _: peer, command)
-        if command and command not in commands:
-            commands.append(command)
-    return commands
+    return host_suggestions(a.host, evidence.causes, evidence.top_ports, evidence.top_peers)
+
+
+def next_commands(a: Assessment) -> list[str]:
+    """Each suggestion as the line a person copies: command, then '# on HOST: why'."""
+    return [s.line for s in suggestions(a)]

@@ -1,34 +1,41 @@
-"""Carry out a Plan: the sweep (or triage's two phases) with live progress, captures stored."""
+"""Carry out a Plan: the sweep (or triage's two phases) with live progress, captures stored, and
+the reports written whole — also after Ctrl-C, marked partial (interrupt.py says how it works)."""
 
 from __future__ import annotations
 
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
+from ..analysis import EXIT_INTERRUPTED, assess, exit_code
 from ..evidence.captures import store_captures
 from ..inventory import Host
+from ..report import emit
 from ..results import HostResult, Status
 from ..transport import Transport
+from .interrupt import Interrupt
 from .pool import SweepSettings, sweep
 from .progress import Progress
-from .triage import triage
+from .triage import Phase2, triage
 
 
 @dataclass
 class Outcome:
     results: list[HostResult]     # one per planned host, in plan order
-    phase2_hosts: list[str] | None
+    phase2: Phase2 | None         # triage only: what became of phase 2 on each host
     wall_s: float
+    interrupted: bool = False
 
     @property
     def partial(self) -> bool:
-        """The run was interrupted: some hosts are cancelled."""
-        return any(r.status == Status.CANCELLED for r in self.results)
+        """Ctrl-C cut the run: some host is cancelled or stopped early."""
+        return self.interrupted or any(r.status == Status.CANCELLED for r in self.results)
 
 
-def run_plan(plan, transport_for: Callable[[Host], Transport]) -> Outcome:
+def run_plan(plan, transport_for: Callable[[Host], Transport], interrupt: Interrupt | None = None) -> Outcome:
     started, stamp = time.monotonic(), time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    interrupt = interrupt or Interrupt()
 
     def run_phase(hosts: list[Host], settings: SweepSettings) -> list[HostResult]:
         """One fan-out, with live progress when a person is watching."""
@@ -36,14 +43,55 @@ def run_plan(plan, transport_for: Callable[[Host], Transport]) -> Outcome:
         if progress:
             progress.start()
         try:
-            return sweep(hosts, transport_for, settings, on_result=progress.on_result if progress else None)
+            return sweep(hosts, transport_for, settings,
+                         on_result=progress.on_result if progress else None, interrupt=interrupt)
         finally:
             if progress:
                 progress.close()
 
     if plan.phase2 is not None:
-        results, phase2_hosts = triage(plan, run_phase)
+        results, phase2 = triage(plan, run_phase, interrupt)
     else:
-        results, phase2_hosts = run_phase(list(plan.hosts), plan.sweep), None
+        results, phase2 = run_phase(list(plan.hosts), plan.sweep), None
     store_captures(results, plan.outputs.run_dir, stamp)
-    return Outcome(results, phase2_hosts, time.monotonic() - started)
+    return Outcome(results, phase2, time.monotonic() - started, interrupt.is_set())
+
+
+def interruption_summary(outcome: Outcome) -> str:
+    """One line for stderr: what Ctrl-C left measured, stopped early and cancelled."""
+    results = outcome.results
+    cancelled = sum(r.status == Status.CANCELLED for r in results)
+    line = (f"rstfleet: interrupted (Ctrl-C): {len(results) - cancelled} of {len(results)} host(s) "
+            f"measured, {cancelled} cancelled")
+    phase2 = outcome.phase2
+    if phase2 is not None:
+        parts = [f"{label} on {', '.join(names)}" for label, names in (
+            ("finished", phase2.finished), ("stopped early, the packets so far kept,", phase2.stopped_early),
+            ("cancelled", phase2.cancelled)) if names]
+        line += "; phase 2 " + ("; ".join(parts) if parts else "did not run")
+    else:
+        early = [r.host for r in results if r.probe and r.probe["window"].get("stopped_early")]
+        line += f"; stopped early, what they measured kept: {', '.join(early)}" if early else ""
+    return line
+
+
+def report_outcome(plan, outcome: Outcome, interrupt: Interrupt) -> int:
+    """Assess and write the reports; the exit code. A Ctrl-C while they are written does not cut
+    them (the Interrupt only counts it): the report file is then written again, marked partial."""
+    def write(outputs, partial: bool) -> int:
+        assessments = assess(outcome.results, plan.thresholds)
+        code = EXIT_INTERRUPTED if partial else exit_code(assessments, plan.fail_on)
+        meta = {"window_s": plan.window_s, "wall_s": round(outcome.wall_s, 3), "exit_code": code,
+                "partial": partial}
+        if outcome.phase2 is not None:
+            meta["phase2_hosts"] = outcome.phase2.finished
+        emit(outputs, assessments, plan.thresholds, meta)
+        return code
+
+    partial = outcome.partial or interrupt.is_set()
+    code = write(plan.outputs, partial)
+    if not partial and interrupt.is_set():
+        code = write(replace(plan.outputs, quiet=True), True) if plan.outputs.path else EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:
+        print(interruption_summary(outcome), file=sys.stderr)
+    return code

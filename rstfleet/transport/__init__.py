@@ -30,7 +30,8 @@ class SSHSettings:
     known_hosts_files: tuple[str, ...] = ()
     accept_new_host_keys: bool = False
     connect_timeout: float = CONNECT_TIMEOUT_S
-    ssh_config_path: str | None = "~/.ssh/config"
+    connect_timeout_given: bool = False   # else ssh_config's ConnectTimeout applies (docs/ssh.md)
+    ssh_config_path: str | None = None    # None: ~/.ssh/config then /etc/ssh/ssh_config; a path: -F
     become: bool = False
     ask_become_pass: bool = False         # -K: asked once per run, before any host (cli.py)
     become_password: str | None = field(default=None, repr=False, compare=False)
@@ -57,10 +58,11 @@ def transport_factory(ssh: SSHSettings, become_password: str | None = None) -> C
     """One transport per host: local for ansible_connection=local, SSH otherwise (its stack, and
     paramiko, imported only then). The -K password joins the settings here, never a Plan."""
     from .local import LocalTransport
-    from .ssh import SharedCredentials, SSHTransport, load_ssh_config
+    from .ssh import SharedCredentials, SSHTransport
+    from .ssh_config import load_client_config
 
     settings = replace(ssh, become_password=become_password)
-    config = load_ssh_config(settings.ssh_config_path)
+    config = load_client_config(settings.ssh_config_path)
     shared = SharedCredentials()
 
     def transport_for(host) -> Transport:

@@ -1,78 +1,34 @@
 """Reaching a host over SSH with paramiko: OpenSSH's config, known_hosts and key semantics.
 
-One connection, one exec channel per host. Host keys are verified against known_hosts by default;
-an unknown key is refused with the command that trusts it, unless the user asked for OpenSSH's
-`accept-new` behaviour; a changed key is always refused.
+One connection, one exec channel per host. Host keys are verified against known_hosts by default,
+with OpenSSH's semantics (known_hosts.py; paramiko never reads known_hosts): an unknown key is
+refused with the command that trusts it, unless the user asked for OpenSSH's `accept-new`
+behaviour; a changed or revoked key is always refused.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
-import pwd
 import shlex
 import socket
 import threading
 import time
-from dataclasses import dataclass
 
 import paramiko
 
 from . import DEFAULT_MAX_OUTPUT, RunResult, SSHSettings, TransportError
 from ..inventory import Host
 from ..results import Status
+from .host_keys import KnownHostsStore, refusal
+from .keyblob import KeyBlobError, kind_of, parse_key
+from .known_hosts import HostKeyVerdict, KnownHosts, fingerprint
+from .ssh_config import ClientConfig, expand_home
+from .target import SSHTarget, resolve_target
 
 READ_CHUNK = 65536
 IDLE_TICK_S = 2.0
 log = logging.getLogger("rstfleet.ssh")
-
-
-def user_home() -> str:
-    """Home from the passwd entry, as OpenSSH does (paramiko would use $HOME)."""
-    try:
-        return pwd.getpwuid(os.getuid()).pw_dir
-    except KeyError:
-        return os.path.expanduser("~")
-
-
-def expand_home(path: str) -> str:
-    return user_home() + path[1:] if path.startswith("~") else path
-
-
-@dataclass
-class SSHTarget:
-    """Where and as whom to connect, after inventory, command line and ~/.ssh/config are merged."""
-    hostname: str
-    port: int
-    user: str
-    key_files: list[str]
-    known_hosts_files: list[str]
-    proxy_command: str | None = None
-
-
-def load_ssh_config(path: str | None) -> paramiko.SSHConfig | None:
-    if not path:
-        return None
-    path = expand_home(path)
-    return paramiko.SSHConfig.from_path(path) if os.path.exists(path) else None
-
-
-def resolve_target(host: Host, settings: SSHSettings, config: paramiko.SSHConfig | None) -> SSHTarget:
-    options = config.lookup(host.address) if config else {}
-    hostname = options.get("hostname", host.address)
-    port = host.port or int(options.get("port", 22))
-    user = host.user or settings.user or options.get("user") or pwd.getpwuid(os.getuid()).pw_name
-    keys = [k for k in (host.key_file, settings.key_file) if k] + list(options.get("identityfile", []))
-    known = [k for k in (host.known_hosts_file,) if k] + list(settings.known_hosts_files)
-    if not known:
-        known = options.get("userknownhostsfile", "~/.ssh/known_hosts").split()
-    proxy = options.get("proxycommand")
-    if not proxy and options.get("proxyjump", "none").lower() != "none":
-        # Delegated to the OpenSSH client, which already knows how to reach the jump host.
-        proxy = f"ssh -W {shlex.quote(hostname)}:{port} {shlex.quote(options['proxyjump'])}"
-    return SSHTarget(hostname, port, user, [expand_home(k) for k in keys],
-                     [expand_home(k) for k in known], proxy)
 
 
 class SharedCredentials:
@@ -82,19 +38,8 @@ class SharedCredentials:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._host_keys: dict[tuple[str, ...], paramiko.HostKeys] = {}
+        self.host_keys = KnownHostsStore()
         self._keys: dict[str, paramiko.PKey | None] = {}
-
-    def host_keys(self, files: list[str]) -> paramiko.HostKeys:
-        key = tuple(files)
-        with self._lock:
-            if key not in self._host_keys:
-                keys = paramiko.HostKeys()
-                for path in files:
-                    if os.path.exists(path):
-                        keys.load(path)
-                self._host_keys[key] = keys
-            return self._host_keys[key]
 
     def private_key(self, path: str) -> paramiko.PKey | None:
         """The loaded key, or None when it needs a passphrase or paramiko's own search."""
@@ -107,44 +52,61 @@ class SharedCredentials:
             return self._keys[path]
 
 
-class UnknownHostKey(Exception):
-    def __init__(self, hostname: str, key: paramiko.PKey):
-        super().__init__(hostname)
-        self.hostname = hostname
-        self.key = key
+def known_hosts_paths(target: SSHTarget) -> tuple[str, ...]:
+    """The user files (the first one takes accept-new's lines), then the global ones, as ssh
+    reads them (the target holds what ssh -G prints: UserKnownHostsFile, GlobalKnownHostsFile)."""
+    return tuple(target.known_hosts_files) + tuple(expand_home(p) for p in target.global_known_hosts_files)
 
 
-class RefuseUnknown(paramiko.MissingHostKeyPolicy):
+class HostKeyRefused(Exception):
+    """known_hosts refuses the presented key; the message says why and what to do."""
+
+
+class VerifyHostKey(paramiko.MissingHostKeyPolicy):
+    """Every presented key judged by known_hosts.py: the client holds no paramiko host keys, so
+    paramiko hands each key to this policy. Unknown keys are recorded only with accept-new."""
+
+    def __init__(self, store: KnownHostsStore, target: SSHTarget, accept_new: bool):
+        self.store, self.target = store, target
+        self.paths = known_hosts_paths(target)
+        # ssh writes nowhere without a user file (UserKnownHostsFile none): unknown stays refused.
+        self.accept_new = accept_new and bool(target.known_hosts_files)
+        self.hint_file = (self.paths or ("~/.ssh/known_hosts",))[0]
+
     def missing_host_key(self, client, hostname, key):
-        raise UnknownHostKey(hostname, key)
+        target, alias = self.target, self.target.host_key_alias
+        presented = f"{key.get_name()} {fingerprint(key.asbytes())}"
+        try:
+            public = parse_key(key.get_name(), key.asbytes())
+        except KeyBlobError as exc:
+            raise HostKeyRefused(f"host key of {hostname} ({presented}) refused: {exc}") from None
+        check = self.store.known_hosts(self.paths).verify(target.hostname, target.port, public, alias)
+        if check.verdict is HostKeyVerdict.UNKNOWN and self.accept_new:
+            check = self.store.record(self.paths, target.hostname, target.port, key.get_name(),
+                                      key.asbytes(), alias)
+        if check.verdict is not HostKeyVerdict.TRUSTED:
+            raise HostKeyRefused(refusal(check, presented, target.hostname, target.port,
+                                         self.hint_file, alias))
 
 
-class AcceptNew(paramiko.MissingHostKeyPolicy):
-    """OpenSSH's StrictHostKeyChecking=accept-new: record a first-seen key, under a file lock."""
+def _preferring(known: KnownHosts, target: SSHTarget):
+    """A paramiko Transport that offers first the host key types known_hosts holds for this host
+    (OpenSSH's order_hostkeyalgs), so a host with several keys presents the one known here."""
+    kinds = known.known_kinds(target.hostname, target.port, target.host_key_alias)
 
-    def __init__(self, known_hosts_file: str):
-        self.known_hosts_file = known_hosts_file
-
-    def missing_host_key(self, client, hostname, key):
-        os.makedirs(os.path.dirname(self.known_hosts_file) or ".", mode=0o700, exist_ok=True)
-        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
-        with open(self.known_hosts_file, "a", encoding="ascii") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.write(line)
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        client.get_host_keys().add(hostname, key.get_name(), key)
-
-
-def _trust_command(target: SSHTarget) -> str:
-    port = f"-p {target.port} " if target.port != 22 else ""
-    return (f"ssh-keyscan {port}{target.hostname} >> {target.known_hosts_files[0]} "
-            f"(after checking the fingerprint), or rerun with --accept-new-host-keys")
+    def make(sock, **kwargs) -> paramiko.Transport:
+        transport = paramiko.Transport(sock, **kwargs)
+        options = transport.get_security_options()
+        first = [a for a in options.key_types if (kind_of(a) or (None, None))[:2] in kinds]
+        options.key_types = first + [a for a in options.key_types if a not in first]
+        return transport
+    return make
 
 
 class SSHTransport:
     """One host over SSH. Construct, run() once or more, close()."""
 
-    def __init__(self, host: Host, settings: SSHSettings, config: paramiko.SSHConfig | None = None,
+    def __init__(self, host: Host, settings: SSHSettings, config: ClientConfig | None = None,
                  shared: SharedCredentials | None = None):
         self.host = host
         self.settings = settings
@@ -154,14 +116,13 @@ class SSHTransport:
 
     def _connect(self, deadline: float) -> paramiko.SSHClient:
         target = self.target
-        timeout = max(0.1, min(self.settings.connect_timeout, deadline - time.monotonic()))
+        timeout = max(0.1, min(target.connect_timeout or self.settings.connect_timeout,
+                               deadline - time.monotonic()))
         client = paramiko.SSHClient()
-        # Looked up read-only (the "system" keys); first-seen keys accepted with
-        # --accept-new-host-keys go to this client's own set and the file, never to the shared one.
-        client._system_host_keys = self.shared.host_keys(target.known_hosts_files)
-        client.set_missing_host_key_policy(
-            AcceptNew(target.known_hosts_files[0]) if self.settings.accept_new_host_keys
-            else RefuseUnknown())
+        accept_new = self.settings.accept_new_host_keys or target.strict_host_key_checking == "accept-new"
+        policy = VerifyHostKey(self.shared.host_keys, target, accept_new)
+        client.set_missing_host_key_policy(policy)
+        known = self.shared.host_keys.known_hosts(policy.paths)
         where = f"{target.user}@{target.hostname}:{target.port}"
         log.debug("%s: connecting to %s (known_hosts %s, keys %s%s)", self.host.name, where,
                   ",".join(target.known_hosts_files), ",".join(target.key_files) or "default/agent",
@@ -169,7 +130,9 @@ class SSHTransport:
         try:
             # The TCP connect is ours, so "no route" and "tarpit" are told apart cleanly; the
             # handshake gets one second more than the banner so the banner's error wins the race.
-            sock = (paramiko.ProxyCommand(target.proxy_command) if target.proxy_command
+            # As ssh runs a ProxyCommand: `exec COMMAND` in the user's shell.
+            shell = [os.environ.get("SHELL") or "/bin/sh", "-c", f"exec {target.proxy_command}"]
+            sock = (paramiko.ProxyCommand(shlex.join(shell)) if target.proxy_command
                     else socket.create_connection((target.hostname, target.port), timeout=timeout))
             if not target.proxy_command:
                 # Nagle + delayed ACK cost ~40 ms per authentication round trip.
@@ -178,27 +141,18 @@ class SSHTransport:
             client.connect(
                 target.hostname, port=target.port, username=target.user, pkey=pkey,
                 key_filename=None if pkey else (target.key_files or None),
-                look_for_keys=not target.key_files,
+                look_for_keys=False,     # OpenSSH's default keys are in key_files (passwd home)
+                allow_agent=not target.identities_only,
                 timeout=timeout + 1, banner_timeout=timeout, auth_timeout=timeout,
-                channel_timeout=timeout, sock=sock)
+                channel_timeout=timeout, sock=sock, transport_factory=_preferring(known, target))
             log.debug("%s: host key verified, authenticated as %s", self.host.name, target.user)
             # paramiko's reader thread wakes every 0.1 s to check for shutdown; across a 10 s
             # window and hundreds of hosts that is most of our idle CPU. close() does not wait
             # for it (it closes the socket), so a slower tick costs nothing.
             client.get_transport().sock.settimeout(IDLE_TICK_S)
-        except UnknownHostKey as exc:
+        except HostKeyRefused as exc:
             client.close()
-            raise TransportError(Status.HOST_KEY_REJECTED,
-                                 f"host key of {exc.hostname} ({exc.key.get_name()} "
-                                 f"{exc.key.fingerprint}) is not in known_hosts; to trust it: "
-                                 f"{_trust_command(target)}") from None
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            raise TransportError(Status.HOST_KEY_REJECTED,
-                                 f"host key of {target.hostname} CHANGED: it presented "
-                                 f"{exc.key.get_name()} {exc.key.fingerprint}, known_hosts expects "
-                                 f"{exc.expected_key.fingerprint}; possible impersonation — verify "
-                                 f"the host, then update the known_hosts entry") from None
+            raise TransportError(Status.HOST_KEY_REJECTED, str(exc)) from None
         except paramiko.AuthenticationException as exc:
             client.close()
             raise TransportError(Status.AUTH_FAILED, f"{where} refused authentication ({exc}); check -u, "

@@ -19,7 +19,7 @@ import pytest
 from rstfleet_lab import lab_context, namespace_pids
 from rstfleet_lab import inject_closed_port
 
-from helpers import ROOT, hosts_by_name, lab_leftovers, require_root_lab
+from helpers import ROOT, broken_access_lines, hosts_by_name, lab_leftovers, require_root_lab
 
 pytestmark = pytest.mark.lab
 
@@ -61,15 +61,7 @@ def matrix(tmp_path_factory):
         lab.regenerate_host_key("h04")
         for name, command in FORCE.items():
             lab.set_faults(name, force_command=command)
-        other_key = tmp / "other_key"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True)
-        (tmp / "empty_known_hosts").write_text("")
-        lines = []
-        for host in lab.hosts:
-            key = other_key if host.name == "h05" else lab.key_path
-            known = tmp / "empty_known_hosts" if host.name == "h06" else lab.known_hosts_path
-            lines.append(f"{host.name} ansible_host={host.address} ansible_ssh_private_key_file={key} "
-                         f"'ansible_ssh_common_args=-o UserKnownHostsFile={known}'")
+        lines = broken_access_lines(lab, tmp, wrong_key="h05", unknown_key="h06")
         noroute = lab.hosts[0].address.rsplit(".", 1)[0] + ".250"
         lines.append(f"h16 ansible_host={noroute} ansible_ssh_private_key_file={lab.key_path}")
         inventory = tmp / "inv.ini"

@@ -103,3 +103,60 @@ def test_sigkilled_orchestrator_mid_capture_leaves_no_tcpdump_probe_or_trace_ins
     assert wait_until_clean(lab5, 3.0) == []
     assert set(_rstfleet_trace_instances()) - before == set()
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pcap"))
+
+
+def _tcpdump_count(pcap: str) -> int:
+    """tcpdump itself reads the kept capture back (the oracle for 'packets kept')."""
+    done = subprocess.run(["tcpdump", "-r", pcap, "-n"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return len(done.stdout.splitlines())
+
+
+def test_ctrl_c_during_triage_phase_2_keeps_the_packets_so_far_and_says_so(lab5, tmp_path):
+    """Resets injected on two hosts make them phase 2's; Ctrl-C a few seconds into their 30 s
+    captures: the probes are asked to finish early (≤ 3 s), their packets come back and are
+    stored, the report is partial and names no host as having finished phase 2."""
+    from helpers import lab_leftovers
+    from rstfleet_lab import inject_closed_port
+    out, runs = tmp_path / "triage.json", tmp_path / "runs"
+    loud = [lab5.hosts[1], lab5.hosts[3]]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with inject_closed_port(loud[0].address, rate=20, duration=25), \
+            inject_closed_port(loud[1].address, rate=20, duration=25):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rstfleet", "triage", "-i", str(lab5.inventory_path), "--window", "2",
+             "--capture", "30", "--top", "2", "--format", "json", "-o", str(out), "--run-dir", str(runs), "-q"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(ROOT),
+            preexec_fn=_sigint_as_in_a_terminal)
+        try:
+            deadline = time.monotonic() + 30
+            while sum("tcpdump" in p for p in lab_leftovers(lab5)) < 2:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("phase 2 captures did not start: " + str(lab_leftovers(lab5)))
+                time.sleep(0.1)
+            time.sleep(3)                                 # packets accumulate in the captures
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=20)
+            stop_s = time.monotonic() - started
+        finally:
+            proc.kill()
+    report = json.loads(out.read_text())
+    assert proc.returncode == 130, stderr
+    assert report["partial"] is True and report["exit_code"] == 130
+    assert report["phase2_hosts"] == []                  # none finished its 30 s
+    assert stop_s < 6, stop_s                            # 0.2 s to notice + ≤ 3 s for the probes + the report
+    hosts = {h["host"]: h for h in report["hosts"]}
+    for host in loud:
+        entry = hosts[host.name]
+        assert entry["status"] == "ok"                   # phase 1 measured it
+        capture = entry["probe"]["capture"]
+        assert capture["stopped_by"] == "stop_request", capture
+        assert entry["probe"]["phase2_window"]["stopped_early"] is True
+        assert 2 < entry["probe"]["phase2_window"]["measured_s"] < 15
+        assert capture["packets_hint"] > 0
+        assert _tcpdump_count(capture["path"]) == capture["packets_hint"]
+        assert any(note.startswith("phase 2: interrupted (Ctrl-C) after") for note in entry["evidence"]["notes"])
+        assert "capture" in entry["evidence"]["evidence_used"]    # the packets were analysed
+    assert "phase 2 stopped early, the packets so far kept, on" in stderr.decode(), stderr
+    assert wait_until_clean(lab5, 3.0) == []

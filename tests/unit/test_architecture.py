@@ -10,7 +10,8 @@ from helpers import ROOT
 
 PACKAGE = ROOT / "rstfleet"
 PURE = ("rstfleet.analysis", "rstfleet.fleet", "rstfleet.evidence.host", "rstfleet.evidence.causes",
-        "rstfleet.evidence.capture_summary", "rstfleet.netdata_rule")
+        "rstfleet.evidence.capture_summary", "rstfleet.evidence.capture_hosts", "rstfleet.transport.known_hosts",
+        "rstfleet.transport.keyblob", "rstfleet.netdata_rule")
 IO_MODULES = {"os", "io", "pathlib", "shutil", "subprocess", "socket", "tempfile", "rstfleet.evidence.captures"}
 
 

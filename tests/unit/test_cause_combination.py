@@ -3,6 +3,7 @@ in docs/causes.md (pure functions; flows are [local port, peer, reason, count]).
 
 import pytest
 
+from rstfleet.evidence.next_steps import cause_suggestion
 from rstfleet.evidence.causes import (CAUSES, SCAN_MIN_PORTS, SYN_ATTACK_MIN_PEERS, combine,
                                       from_counters, from_trace, severity)
 
@@ -52,11 +53,11 @@ def test_one_peer_on_one_port_fewer_than_the_scan_threshold_stays_a_closed_port(
 
 
 def test_many_peers_on_one_closed_port_are_a_syn_reset_attack():
-    flood = [[9, f"10.9.{i // 200}.{i % 200}", "NO_SOCKET", 1] for i in range(SYN_ATTACK_MIN_PEERS)]
+    flood = [[9, f"198.18.{i // 200}.{i % 200}", "NO_SOCKET", 1] for i in range(SYN_ATTACK_MIN_PEERS)]
     causes = from_trace(trace(*flood, [10, PEER, "NO_SOCKET", 1]))
     assert resets(causes) == {"syn_reset_attack": SYN_ATTACK_MIN_PEERS, "closed_port": 1}
     assert causes[0].ports == [9]
-    assert "dst port 9" in causes[0].next_step
+    assert "dst port 9" in cause_suggestion("h1", causes[0], [], []).line
 
 
 def test_a_listeners_wildcard_peer_counts_neither_for_a_scan_nor_as_a_peer():
@@ -73,7 +74,7 @@ def test_bare_rsts_in_a_capture_split_no_socket_resets_into_half_open():
 
 def test_the_next_step_names_the_top_port_and_peer():
     [found] = from_trace(trace([9, PEER, "NO_SOCKET", 5], [9, "192.0.2.1", "NO_SOCKET", 2]))
-    assert found.next_step.startswith("lsof -i:9 -P -n")
+    assert cause_suggestion("h1", found, [], []).line.startswith("lsof -i:9 -P -n")
     assert found.peers == [PEER, "192.0.2.1"]
 
 
@@ -112,7 +113,8 @@ def test_counters_name_a_listen_overflow_when_abort_on_overflow_is_on():
     causes = from_counters(6, {"ListenOverflows": 6}, {"net.ipv4.tcp_abort_on_overflow": 1})
     assert resets(causes) == {"listen_queue_full": 6}
     assert "TcpExt ListenOverflows +6" in causes[0].evidence[0]
-    assert "port" in causes[0].next_step.lower()      # counters know no port: find it first
+    step = cause_suggestion("h1", causes[0], [], []).argv   # counters know no port: find it first
+    assert step[0] == "tcpdump" and "-c" in step
 
 
 def test_counters_leave_what_no_counter_explains_to_closed_ports():

@@ -481,11 +481,11 @@ def test_error_message_matches_the_documented_shape(tmp_path, monkeypatch):
     assert str(caught.value) == "inventories/bad.ini:7: host range web[05:01] runs backwards"
 
 
-def test_missing_file_and_directory_are_reported_by_name(tmp_path):
+def test_missing_file_is_reported_by_name(tmp_path):
     with pytest.raises(InventoryError, match="nope.yml: cannot read inventory"):
         load_inventory(str(tmp_path / "nope.yml"))
-    with pytest.raises(InventoryError, match="is a directory"):
-        load_inventory(str(tmp_path))
+    with pytest.raises(InventoryError, match="nope/hosts: cannot read inventory: No such file"):
+        load_inventory(str(tmp_path / "nope" / "hosts"))
 
 
 def test_non_utf8_file_error_names_the_line(tmp_path):

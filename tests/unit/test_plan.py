@@ -259,3 +259,18 @@ def test_a_malformed_shard_is_refused_naming_the_flag(text):
 
 def test_a_shard_parses_to_k_and_n():
     assert parse_shard("2/5") == (2, 5)
+
+
+def test_the_default_agent_question_keeps_the_shell_fallback_an_agent_url_or_exact_minute_needs_python():
+    """--netdata auto is best effort: a host without python3 still gets the shell probe (and no
+    Netdata verdict); a URL or --baseline exact can only be served by the Python probe."""
+    assert plan("sweep").sweep.host_probe == "python-or-shell"
+    assert plan("sweep", "--netdata", "http://127.0.0.1:19999").sweep.host_probe == "python"
+    assert plan("sweep", "--baseline", "exact").sweep.host_probe == "python"
+    assert plan("sweep", "--host-probe", "shell").sweep.host_probe == "shell"
+    assert plan("sweep", "--netdata", "off").sweep.host_probe == "python-or-shell"
+
+
+@pytest.mark.parametrize("argv", [("--baseline", "exact"), ("--netdata", "http://127.0.0.1:19999")])
+def test_the_shell_probe_with_an_alert_input_it_cannot_serve_is_refused(argv):
+    assert refusal("sweep", "--host-probe", "shell", *argv).startswith("--host-probe shell reads counters only")

@@ -16,7 +16,8 @@ from rstfleet.probe.host.facts import read_uptime
 from rstfleet.probe.host.main import build_document
 from rstfleet.results import Status
 from rstfleet.sweep import pool
-from rstfleet.sweep.pool import SweepSettings, classify, sweep
+from rstfleet.sweep.pool import SweepSettings, sweep
+from rstfleet.sweep.probe_run import classify
 from rstfleet.transport import RunResult, TransportError
 
 FAST = SweepSettings(window_s=0.05, forks=4, connect_timeout_s=0.05, margin_s=0.05)
@@ -140,9 +141,6 @@ def sweep_in_background(hosts, transport_for, settings):
     return thread, box
 
 
-@pytest.mark.xfail(strict=True, reason="when the last outstanding host is abandoned, sweep() goes "
-                   "back to cond.wait(None) without rechecking its loop condition, and the stuck "
-                   "thread's late record() returns without notify: the sweep never returns")
 def test_a_sweep_whose_last_host_hangs_returns_after_budget_plus_grace(monkeypatch, release):
     monkeypatch.setattr(pool, "STUCK_THREAD_GRACE_S", 0.1)
 
@@ -155,8 +153,6 @@ def test_a_sweep_whose_last_host_hangs_returns_after_budget_plus_grace(monkeypat
     assert box[0][0].status == Status.TIMEOUT
 
 
-@pytest.mark.xfail(strict=True, reason="a stuck thread keeps its fork slot: with every worker "
-                   "stuck, hosts not yet started get no result and sweep() waits with no timeout")
 def test_hosts_queued_behind_a_stuck_run_still_get_a_result(monkeypatch, release):
     monkeypatch.setattr(pool, "STUCK_THREAD_GRACE_S", 0.1)
 
@@ -170,10 +166,6 @@ def test_hosts_queued_behind_a_stuck_run_still_get_a_result(monkeypatch, release
     assert not thread.is_alive(), "sweep() still waiting 1 s after h1's deadline"
 
 
-@pytest.mark.xfail(strict=True, reason="an exception other than TransportError from transport_for "
-                   "kills the worker thread: the host is reported as an abandoned timeout only after "
-                   "budget + grace, and with every worker dead the queued hosts get nothing")
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_transport_factory_that_crashes_gives_an_internal_error_not_a_lost_host(monkeypatch):
     monkeypatch.setattr(pool, "STUCK_THREAD_GRACE_S", 0.1)
 

@@ -5,7 +5,8 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from rstfleet.sweep.pool import SweepSettings, classify
+from rstfleet.sweep.pool import SweepSettings
+from rstfleet.sweep.probe_run import classify
 from rstfleet.results import ProbeOutputError, parse_probe_output
 from rstfleet.transport import RunResult
 

@@ -28,8 +28,8 @@ WORST_CAUSE = WORST["evidence"]["causes"][0]
 README_FIELDS = ["schema", "generated_at", "window_s", "thresholds", "summary", "exit_code", "hosts"]
 README_HOST_FIELDS = ["rank", "host", "address", "groups", "status", "reason", "resets_sent_per_s",
                       "baseline_per_s", "verdict", "spike", "window_s", "elapsed_s", "score",
-                      "score_explained", "evidence", "probe", "rule", "lifetime_verdict", "netdata",
-                      "episode"]
+                      "score_explained", "evidence", "next_commands", "probe", "rule", "lifetime_verdict",
+                      "netdata", "episode"]
 
 
 def rendered(fmt: str, **meta_overrides) -> str:
@@ -135,7 +135,7 @@ def test_markdown_tables_keep_their_columns_and_rank_order():
     assert all(len(row) == 9 and row[8] == "lifetime baseline" for row in tables["Ranked hosts"])
     assert tables["Not checked"] == [[DOWN, "unreachable", MISSED["reason"]]]
     assert "closed\\_port" in text                       # underscores cannot start emphasis
-    assert "- `lsof -i:9 -P -n   # should something listen on 9? (crashed service)`" in text
+    assert "- `lsof -i:9 -P -n   # on h02: is something meant to listen on port 9, a crashed service`" in text
     assert text.index("## Fleet summary") < text.index("## Ranked hosts") < text.index("### 1. h02")
 
 

@@ -46,3 +46,18 @@ def test_a_saved_report_whose_pcaps_are_present_reads_them_back(tmp_path):
     evidence = hosts["h02"]["evidence"]
     assert "capture" in evidence["evidence_used"]
     assert not any("unavailable" in note for note in evidence["notes"])
+
+
+def test_a_run_folder_that_cannot_be_made_after_the_sweep_keeps_the_evidence_and_says_so(tmp_path):
+    """The sweep already ran: a full disk or a folder gone read-only loses the pcap file, never
+    the hosts' results (preflight_inputs.py catches the usual cases before the sweep)."""
+    import base64
+    from rstfleet.evidence.captures import store_captures
+    from rstfleet.results import HostResult, Status
+    pcap = PCAP.read_bytes()
+    result = HostResult("web1", "192.0.2.1", Status.OK, "", {"capture": {"pcap_b64": base64.b64encode(pcap).decode()}})
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert store_captures([result], blocker / "runs", "20260101T000000Z") is None
+    assert result.pcap == pcap and "pcap_b64" not in result.probe["capture"]
+    assert result.capture_note.startswith(f"capture not saved: the run folder {blocker / 'runs'}/20260101T000000Z")

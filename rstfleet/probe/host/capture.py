@@ -198,10 +198,14 @@ def _stop(proc, grace=STOP_GRACE_S, ending=False):
 
 
 def capture(duration_s=DEFAULT_DURATION_S, max_packets=DEFAULT_MAX_PACKETS,
-            max_bytes=DEFAULT_MAX_BYTES, tcpdump_path=None, force=False, on_ready=None):
+            max_bytes=DEFAULT_MAX_BYTES, tcpdump_path=None, force=False, on_ready=None,
+            should_stop=None):
     """Capture the guide's resets for ``duration_s``; return the pcap (base64) and how it ended.
 
     ``on_ready()``, if given, is called once tcpdump is capturing (its pcap header arrived).
+    ``should_stop()``, if given, is asked every half second at most: True ends the capture early
+    with what it holds (``stopped_by: "stop_request"``), as when the orchestrator's user presses
+    Ctrl-C and wants the packets so far.
     Raises ValueError for bad bounds and CaptureUnavailable when tcpdump cannot run here.
     """
     duration_s = check_bounds(duration_s, max_packets, max_bytes, force)
@@ -237,6 +241,8 @@ def capture(duration_s=DEFAULT_DURATION_S, max_packets=DEFAULT_MAX_PACKETS,
                     raise CaptureUnavailable("tcpdump did not start within %.0f s: %s"
                                              % (START_TIMEOUT_S, _tail(err) or "no message"))
                 stopped_by = "duration"
+            if stopped_by is None and should_stop is not None and should_stop():
+                stopped_by = "stop_request"
             if stop_at is None and stopped_by is not None:
                 stop_at = now + STOP_GRACE_S
                 proc.send_signal(signal.SIGINT)   # keep reading: tcpdump flushes, then EOF
@@ -263,6 +269,8 @@ def capture(duration_s=DEFAULT_DURATION_S, max_packets=DEFAULT_MAX_PACKETS,
     finally:
         _stop(proc, ending=out_fd is not None and out_fd not in open_fds)
     ended = time.monotonic()
+    if started is None and stopped_by == "stop_request":
+        raise CaptureUnavailable("stopped on the orchestrator's request before tcpdump was capturing")
     if started is None:
         raise CaptureUnavailable("tcpdump failed to start (exit %s): %s"
                                  % (proc.returncode, _tail(err) or "no message"))

@@ -19,7 +19,11 @@ FORKS = 200                # hosts probed at once
 CONNECT_TIMEOUT_S = 10.0
 MAX_OUTPUT = 16 * 1024 * 1024              # bytes read from one host
 PROBE_MARGIN_S = 15.0      # a host's deadline beyond connect + window: python start-up, reply
+INVENTORY_SCRIPT_S = 30.0  # an executable inventory's whole run (--list, or every --host)
+INVENTORY_SCRIPT_OUTPUT = 64 * 1024 * 1024  # bytes read from an inventory script
 SELF_BOUND_MARGIN_S = 30.0  # the probe stops itself this long after its window, whatever happens
+STOP_EARLY_WAIT_S = 3.0    # on Ctrl-C, capturing probes get this long to send the packets so far
+CHECK_MARGIN_S = 10.0      # `rstfleet check`: a host's deadline beyond connect (measured: ~0.15 s of work)
 
 WARN = 10.0                # resets sent/s
 CRIT = 100.0

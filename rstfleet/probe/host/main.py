@@ -2,6 +2,13 @@
 
 Runs as `python3 -I -B - --window 10` with this package on stdin. It bounds itself (SIGALRM at the
 window plus a margin) so that a lost orchestrator can never leave it running.
+
+Finishing early: the orchestrator's user may press Ctrl-C in the middle of a 60 s capture and still
+want the packets so far. The SSH session cannot carry that request (the probe's stdin ends with
+the payload, and a closed session would lose the document), so the orchestrator runs a second,
+tiny probe, `--stop-run RUN_ID`, which sends SIGUSR1 to this host's probes started with
+`--run-id RUN_ID`. SIGUSR1 ends the window or the capture at once; the document is printed as
+usual, its window marked `stopped_early` (owners are skipped: lsof may take seconds).
 """
 
 import json
@@ -43,7 +50,12 @@ OPTIONS = {
     "netdata": (str, "off"),          # auto | off | a loopback URL (see netdata.py)
     "netdata-lookback": (int, NETDATA_LOOKBACK_S),
     "baseline": (str, "lifetime"),    # lifetime | exact (the minute before the window, measured)
+    "run-id": (str, ""),       # names this probe for --stop-run (hex, from the orchestrator)
+    "stop-run": (str, ""),     # ask this host's probes of that run id to finish early, then exit
+    "check": (bool, False),      # `rstfleet check`: facts and tracefs only, no window (check.py)
 }
+RUN_ID_CHARS = frozenset("0123456789abcdef")
+_stop_requested = []           # set by SIGUSR1: finish the window or capture early
 
 
 def parse_args(argv):
@@ -75,6 +87,14 @@ def _stop(signum, frame):
     raise Stop("signal %d" % signum)
 
 
+def _finish_early(signum, frame):
+    _stop_requested.append(signum)
+
+
+def stop_requested():
+    return bool(_stop_requested)
+
+
 def _hard_stop(signum, frame):
     sys.stderr.write("rstprobe: cleanup exceeded its bound, exiting hard\n")
     os._exit(124)
@@ -88,12 +108,12 @@ def orphaned():
 
 
 def wait_window(seconds, clock=time.monotonic, on_tick=None):
-    """Sleep the window in short slices, leaving early if the orchestrator went away; on_tick (the
-    exact baseline's sampler) runs after every slice."""
+    """Sleep the window in short slices, leaving early if the orchestrator went away (Stop) or
+    asked to finish early (return); on_tick (the exact baseline's sampler) runs after every slice."""
     end = clock() + seconds
     while True:
         left = end - clock()
-        if left <= 0:
+        if left <= 0 or stop_requested():
             return
         time.sleep(min(left, 0.5))
         if orphaned():
@@ -185,7 +205,7 @@ def _capture(args, document, tools):
     try:
         document["capture"] = capture(args["capture"], args["capture-packets"], args["capture-bytes"],
                                       tcpdump_path=tools.get("tcpdump"),
-                                      force=args["force-long-capture"])
+                                      force=args["force-long-capture"], should_stop=stop_requested)
     except (CaptureUnavailable, ValueError) as exc:
         document["capture"] = {"available": False, "reason": str(exc)}
         wait_window(args["capture"])
@@ -203,6 +223,10 @@ def _owners(args, document, tools):
     else:
         ports = [int(p) for p in wanted.split(",") if p.strip().isdigit()]
     if not ports:
+        return
+    if stop_requested():
+        document["owners"] = {"available": False, "reason": "skipped: the orchestrator asked this "
+                              "probe to finish early (Ctrl-C), and lsof may take seconds"}
         return
     from .owners import port_owners
     try:
@@ -241,6 +265,8 @@ def run(args):
         if trace is not None:
             _finish_trace(trace, extra)
     document = build_document(window, started_at, elapsed, first, last, read_uptime())
+    if stop_requested():
+        document["window"]["stopped_early"] = True
     document.update(extra)
     if sampler is not None:
         from .exact import minute_section
@@ -263,12 +289,54 @@ def run(args):
     return document
 
 
+def _probes_of_run(run_id, proc="/proc"):
+    """Pids of this host's probes started with ``--run-id run_id`` by this same interpreter (a
+    `sudo` in front of a probe carries the same argv but is not signalled: it is not python)."""
+    own_pid, own_exe = os.getpid(), os.readlink("/proc/self/exe")
+    wanted, found = ["--run-id", run_id], []
+    for name in os.listdir(proc):
+        if not name.isdigit() or int(name) == own_pid:
+            continue
+        try:
+            with open("%s/%s/cmdline" % (proc, name), "rb") as handle:
+                argv = handle.read().decode("utf-8", "replace").split("\0")
+            exe = os.readlink("%s/%s/exe" % (proc, name))
+        except OSError:
+            continue
+        if exe == own_exe and any(argv[i:i + 2] == wanted for i in range(len(argv) - 1)):
+            found.append(int(name))
+    return found
+
+
+def request_stop(run_id):
+    """`--stop-run RUN_ID`: SIGUSR1 to that run's probes here; 0 when one was asked, else 3."""
+    asked = 0
+    try:
+        pids = _probes_of_run(run_id)
+    except OSError as exc:
+        sys.stderr.write("rstprobe: cannot list this host's processes: %s\n" % exc)
+        return 3
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGUSR1)
+            asked += 1
+        except OSError:
+            pass
+    sys.stderr.write("rstprobe: asked %d probe(s) of run %s to finish early\n" % (asked, run_id))
+    return 0 if asked else 3
+
+
 def main(argv=None):
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
+        for name in ("run-id", "stop-run"):
+            if args[name] and not (len(args[name]) <= 64 and set(args[name]) <= RUN_ID_CHARS):
+                raise UsageError("--%s wants up to 64 lowercase hex digits" % name)
     except UsageError as exc:
         sys.stderr.write("rstprobe: %s\n" % exc)
         return 2
+    if args["stop-run"]:
+        return request_stop(args["stop-run"])
     window = measured_window(args["window"], args["capture"])
     if not 0 <= args["window"] <= MAX_WINDOW_S or args["capture"] < 0:
         sys.stderr.write("rstprobe: --window must be between 0 and %g seconds\n" % MAX_WINDOW_S)
@@ -280,9 +348,14 @@ def main(argv=None):
     bound = args["max-runtime"] or window + probe_lead_s(args["baseline"], args["netdata"]) + SELF_BOUND_MARGIN_S
     for signum in (signal.SIGALRM, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, _stop)
+    signal.signal(signal.SIGUSR1, _finish_early)
     signal.alarm(max(1, int(bound + 0.999)))
     try:
-        document = run(args)
+        if args["check"]:
+            from .check import readiness
+            document = readiness()
+        else:
+            document = run(args)
     except Stop as exc:
         sys.stderr.write("rstprobe: stopped early (%s); cleaned up\n" % exc)
         return 125

@@ -1,0 +1,105 @@
+"""One probe run on one host: which probe, its command, and what its output means.
+
+The Python probe (probe/host, shipped on stdin) does everything; the shell probe (probe/shell.py)
+reads counters only but needs no python3. "python-or-shell" runs the Python probe and, on a host
+without python3, the shell probe on the same connection, so such a host is still measured.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Callable
+
+from ..inventory import Host
+from ..probe import needs_python, probe_argv, probe_script_for
+from ..probe.schema import ShapeError, check_document
+from ..probe.shell import ShellOutputError, parse_shell_output, shell_argv
+from ..results import ProbeOutputError, Status, parse_probe_output
+from ..textsafe import last_line, printable
+from ..transport import RunResult, Transport
+
+if TYPE_CHECKING:
+    from .pool import SweepSettings
+
+log = logging.getLogger("rstfleet.orchestrator")
+
+SHELL_FALLBACK_NOTE = ("python3 is missing on this host: its counters were read by the shell probe "
+                       "(no trace, capture, owners or Netdata verdict here)")
+
+
+def classify(run: RunResult, settings: "SweepSettings", engine: str = "python",
+             python: str | None = None) -> tuple[Status, str, dict | None]:
+    """Turn a finished command into (status, reason, probe document); engine: "python" or "shell"."""
+    stderr = run.stderr.decode("utf-8", "replace")
+    if run.timed_out:
+        return Status.TIMEOUT, (f"probe did not finish within its deadline "
+                         f"({settings.host_budget_s:.0f} s); the host may be overloaded or hung"), None
+    if run.truncated:
+        return Status.PROBE_ERROR, (f"probe output exceeded {settings.max_output} bytes and was cut; "
+                             f"raise --max-output if this host is trusted"), None
+    if "sudo:" in stderr and run.exit_code not in (0, None):
+        if "password is required" in stderr or "a terminal is required" in stderr:
+            return Status.BECOME_FAILED, "sudo needs a password on this host: rerun with -K", None
+        if "incorrect password" in stderr:
+            return Status.BECOME_FAILED, "sudo rejected the become password given with -K", None
+        return Status.BECOME_FAILED, f"sudo failed: {last_line(run.stderr)}", None
+    if run.exit_code is None:
+        return Status.UNREACHABLE, ("connection lost before the probe finished (the host went down or its "
+                             "sshd was killed); check the host, then rerun"), None
+    if run.exit_code == -1 and not stderr.strip():
+        return Status.PROBE_ERROR, ("the probe was killed on the host before it finished (exit signal, "
+                             "no exit status); check the host's OOM killer: dmesg | tail"), None
+    interpreter = python or "python3"
+    if engine == "python" and (run.exit_code == 127 or (interpreter in stderr and (
+            "not found" in stderr or (run.exit_code == 126 and "ermission denied" in stderr)))):
+        if python:
+            return Status.NO_PYTHON, (f"the inventory's interpreter {printable(python, 200)} "
+                                      f"(ansible_python_interpreter) cannot run on this host"), None
+        return Status.NO_PYTHON, ("python3 is not installed or not on PATH on this host "
+                                  "(Debian/Ubuntu: apt-get install python3-minimal)"), None
+    if run.exit_code != 0:
+        return Status.PROBE_ERROR, f"probe exited with {run.exit_code}: {last_line(run.stderr)}", None
+    try:
+        if engine == "shell":
+            return Status.OK, "", check_document(parse_shell_output(run.stdout, settings.window_s))
+        return Status.OK, "", parse_probe_output(run.stdout, kind=settings.document_kind)
+    except (ProbeOutputError, ShellOutputError, ShapeError) as exc:
+        return Status.PROBE_ERROR, printable(str(exc)), None
+
+
+def run_probe(host: Host, transport: Transport, settings: "SweepSettings", deadline: float,
+              run_id: str | None = None) -> tuple[Status, str, dict | None]:
+    """Run the probe the settings ask for; TransportError propagates (the pool maps it).
+    ``run_id`` tags a Python probe so a Ctrl-C can ask it to finish early (interrupt.py)."""
+    if settings.host_probe == "shell":
+        run = transport.run(shell_argv(settings.window_s), b"", deadline, settings.max_output)
+        return classify(run, settings, "shell")
+    options = list(settings.probe_options) + (["--run-id", run_id] if run_id else [])
+    argv = probe_argv(settings.window_s, options, host.python)
+    run = transport.run(argv, probe_script_for(settings.probe_options), deadline, settings.max_output)
+    status, reason, probe = classify(run, settings, python=host.python)
+    if status != Status.NO_PYTHON or settings.host_probe != "python-or-shell" \
+            or needs_python(settings.probe_options) \
+            or host.python:            # an interpreter the inventory names is not second-guessed
+        return status, reason, probe
+    run = transport.run(shell_argv(settings.window_s), b"", deadline, settings.max_output)
+    fallback, why, probe = classify(run, settings, "shell")
+    if fallback != Status.OK:
+        return status, f"{reason}; the shell probe failed too: {why}", None
+    probe.setdefault("notes", []).append(SHELL_FALLBACK_NOTE)
+    return Status.OK, "", probe
+
+
+def ask_to_finish_early(host: Host, transport_for: Callable[[Host], Transport], run_id: str,
+                        settings: "SweepSettings", deadline: float) -> None:
+    """On a fresh session, ask this host's probes of ``run_id`` to finish early (main.py's
+    --stop-run); their documents then come back on their own sessions. Best effort."""
+    try:
+        transport = transport_for(host)
+        try:
+            transport.run(probe_argv(settings.window_s, ["--stop-run", run_id], host.python),
+                          probe_script_for(()), deadline, 64 * 1024)
+        finally:
+            transport.close()
+    except BaseException:  # noqa: B902 - a failed request leaves that host cancelled
+        log.debug("asking %s to finish early failed", host.name, exc_info=True)

@@ -1,0 +1,124 @@
+"""Where, as whom and through what rstfleet connects to one host: the inventory, the command line
+and ssh_config merged into an SSHTarget, and the whole fleet's checked before the first connection.
+
+Precedence, as Ansible (whose variables become ssh options) and ssh (first value wins) give it:
+inventory host variables (ansible_port, ansible_user, ansible_ssh_private_key_file, and
+UserKnownHostsFile / ProxyCommand / ProxyJump in ansible_ssh_*_args), then the command line (-u,
+--private-key, --known-hosts, --connect-timeout, --accept-new-host-keys), then ssh_config, then
+OpenSSH's defaults.  Kept apart from ssh.py so the preflight needs no paramiko.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from . import SSHSettings
+from ..inventory import Host
+from .ssh_config import (ClientConfig, ConfigError, ResolvedHost, expand_home, load_client_config,
+                         unhonoured_warning)
+from .ssh_config_file import parse_hop
+
+
+@dataclass
+class SSHTarget:
+    """One host's connection plan (docs/ssh.md says where each field comes from)."""
+    hostname: str
+    port: int
+    user: str
+    key_files: list[str]
+    known_hosts_files: list[str]
+    proxy_command: str | None = None       # a shell command, tokens expanded; run as `exec COMMAND`
+    proxy_jump: tuple[str, ...] = ()       # the hops as written; proxy_command then runs ssh -W
+    host_key_alias: str | None = None      # the name to look up in known_hosts instead of hostname
+    strict_host_key_checking: str = "ask"  # as ssh -G prints it: true | false | ask | accept-new
+    identities_only: bool = False
+    connect_timeout: float | None = None   # seconds, None: the run's --connect-timeout
+    global_known_hosts_files: list[str] = field(default_factory=list)
+
+
+def resolve_target(host: Host, settings: SSHSettings, config: ClientConfig | None) -> SSHTarget:
+    """ssh_config resolved for the inventory address (what Ansible passes to ssh), then the
+    inventory and the command line laid over it."""
+    config = config or ClientConfig((), "none")
+    return _target(host, settings, config, config.resolve(host.address))
+
+
+def _target(host: Host, settings: SSHSettings, config: ClientConfig, resolved: ResolvedHost) -> SSHTarget:
+    port = host.port or resolved.port
+    user = host.user or settings.user or resolved.user
+    # OpenSSH skips configured identities that are not there; --private-key and the inventory's
+    # key are checked with the other local inputs.
+    keys = [k for k in (host.key_file, settings.key_file) if k]
+    keys += [k for k in resolved.identity_paths() if os.path.exists(k)]
+    known = [k for k in (host.known_hosts_file,) if k] + list(settings.known_hosts_files)
+    timeout = resolved.connect_timeout if not settings.connect_timeout_given else None
+    target = SSHTarget(
+        resolved.hostname, port, user, [expand(k) for k in keys],
+        [expand(k) for k in known] or list(resolved.user_known_hosts_files),
+        host_key_alias=resolved.host_key_alias,
+        strict_host_key_checking=resolved.strict_host_key_checking,
+        identities_only=resolved.identities_only,
+        connect_timeout=float(timeout) if timeout else settings.connect_timeout,
+        global_known_hosts_files=list(resolved.global_known_hosts_files))
+    command, jump = _proxy(host, resolved)
+    if command:
+        target.proxy_command = resolved.expanded_proxy_command(command, target.hostname, port, user)
+    elif jump:
+        target.proxy_jump = jump
+        target.proxy_command = jump_command(jump, target.hostname, port, config.source)
+    return target
+
+
+def expand(path: str) -> str:
+    try:
+        return expand_home(path)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _proxy(host: Host, resolved: ResolvedHost) -> tuple[str | None, tuple[str, ...]]:
+    """The inventory's ProxyCommand or ProxyJump wins over ssh_config's (its ProxyCommand first
+    when it gives both); `none` in the inventory means a direct connection."""
+    if host.proxy_command is not None or host.proxy_jump is not None:
+        if host.proxy_command is not None:
+            return (None if host.proxy_command.lower() == "none" else host.proxy_command), ()
+        if host.proxy_jump.lower() == "none":
+            return None, ()
+        hops = tuple(host.proxy_jump.split(","))
+        for hop in hops:
+            try:
+                parse_hop(hop)
+            except ValueError as exc:
+                raise ConfigError(f"host {host.name}: ProxyJump: {exc}") from None
+        return None, hops
+    return resolved.proxy_command, resolved.proxy_jump
+
+
+def jump_command(hops: tuple[str, ...], hostname: str, port: int | str, source: str | None) -> str:
+    """The local OpenSSH client as a ProxyCommand: `ssh -W [host]:port LAST`, reaching the earlier
+    hops through nested ProxyCommands so that every ssh in the chain runs with BatchMode=yes (ssh's
+    own -J would not pass it on) and never prompts.  `-F` passes an explicit --ssh-config on."""
+    *before, last = hops
+    user, jump_host, jump_port = parse_hop(last)
+    argv = ["ssh", "-o", "BatchMode=yes"] + (["-F", source] if source else [])
+    if before:
+        argv += ["-o", "ProxyCommand=" + jump_command(tuple(before), "%h", "%p", source)]
+    argv += (["-l", user] if user else []) + (["-p", str(jump_port)] if jump_port else [])
+    return shlex.join(argv + ["-W", f"[{hostname}]:{port}", "--", jump_host])
+
+
+def preflight(settings: SSHSettings, hosts: Iterable[Host]) -> tuple[str, ...]:
+    """Every SSH host's target resolved before any connection: a bad ssh_config line, an explicit
+    --ssh-config that is not there, a bad ProxyJump raise ConfigError (exit 2); what rstfleet will
+    not follow comes back as one warning for the run."""
+    config = load_client_config(settings.ssh_config_path)
+    resolved = []
+    for host in hosts:
+        if host.connection != "local":
+            resolved.append(config.resolve(host.address))
+            _target(host, settings, config, resolved[-1])
+    warning = unhonoured_warning(resolved)
+    return (warning,) if warning else ()
