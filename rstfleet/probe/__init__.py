@@ -49,7 +49,22 @@ sys.exit(main(sys.argv[1:]))
 CORE_MODULES = ("__init__", "counters", "facts", "limits", "main")
 # probe option -> the extra modules it imports on the host
 OPTION_MODULES = {"--trace": ("tracefs",), "--capture": ("capture", "tracefs"), "--owners": ("owners",),
-                  "--check": ("check", "tracefs")}
+                  "--netdata": ("netdata",), "--baseline": ("exact",), "--check": ("check", "tracefs")}
+# options a host without python3 may go without: the shell probe serves it, with no Netdata verdict
+BEST_EFFORT_OPTIONS = (("--netdata", "auto"), ("--netdata", "off"))
+
+
+def needs_python(options) -> bool:
+    """Whether these probe options need the Python probe; ``--netdata auto`` alone does not (it asks
+    an agent if one listens, so a host without python3 still gets its counters from the shell probe)."""
+    options, rest = list(options), []
+    while options:
+        pair = tuple(options[:2])
+        if pair in BEST_EFFORT_OPTIONS:
+            del options[:2]
+        else:
+            rest.append(options.pop(0))
+    return bool(rest)
 
 
 @functools.lru_cache(maxsize=None)

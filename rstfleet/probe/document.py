@@ -2,8 +2,8 @@
 
 Consumers (analysis, evidence) read these fields instead of indexing the JSON by key; the raw
 document stays on the HostResult for the JSON report (the schema is unchanged). The trace,
-capture and owners sections keep their checked JSON shape: the cause and capture code reads
-them as the probe wrote them (docs/report-schema.json describes each).
+capture, owners, netdata and exact-baseline sections keep their checked JSON shape: the cause,
+capture and alert-rule code reads them as the probe wrote them (docs/report-schema.json).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ class ProbeDocument:
     trace: dict = field(default_factory=dict)      # {} when the tracepoint was not asked for
     capture: dict = field(default_factory=dict)
     owners: dict = field(default_factory=dict)
+    netdata: dict = field(default_factory=dict)    # the host's Netdata agent, {} when not asked
+    exact_baseline: dict = field(default_factory=dict)  # --baseline exact: the minute before the window
 
     @property
     def out_rsts(self) -> int | None:
@@ -41,4 +43,6 @@ class ProbeDocument:
                    sysctls=document.get("sysctls") or {},
                    addresses=tuple((document.get("facts") or {}).get("addresses") or ()),
                    notes=tuple(document.get("notes") or ()), trace=document.get("trace") or {},
-                   capture=document.get("capture") or {}, owners=document.get("owners") or {})
+                   capture=document.get("capture") or {}, owners=document.get("owners") or {},
+                   netdata=document.get("netdata") or {},
+                   exact_baseline=(document.get("baseline") or {}).get("exact") or {})
