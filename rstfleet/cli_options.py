@@ -95,6 +95,11 @@ def _add_fleet(parser: argparse.ArgumentParser, play: bool = False, check: bool 
     parser.add_argument("--host-probe", choices=("auto", "shell", "python"), default="auto",
                         help="counters-only sweeps: 'shell' runs a POSIX sh probe (no python3, less CPU); "
                              "auto: python, the shell probe where python3 is missing")
+    parser.add_argument("--netdata", default=limits.NETDATA_DEFAULT, metavar="auto|off|URL",
+                        help="take the verdict from the host's Netdata agent on loopback (default %(default)s; "
+                             "a URL needs python3 on the host, auto skips hosts without it)")
+    parser.add_argument("--baseline", choices=limits.BASELINES, default=limits.BASELINE_DEFAULT,
+                        help="exact: Netdata's rule on the minute before the window (+60 s a host; python3)")
     parser.add_argument("--capture-packets", type=int, default=limits.CAPTURE_PACKETS)
     parser.add_argument("--capture-bytes", type=int, default=limits.CAPTURE_BYTES)
     parser.add_argument("--force-long-capture", action="store_true",

@@ -24,9 +24,12 @@ from .analysis import Thresholds
 from .expected import rules_for_hosts
 from .playbook import load_expected
 from .inventory import Host, Inventory, load_inventory, localhost_inventory
-from .probe.host.limits import (CAPTURE_BYTES, CONNECT_TIMEOUT_S, FAIL_ON, FAIL_ON_DEFAULT, FORKS,
-                                MAX_CAPTURE_BYTES, MAX_CAPTURE_PACKETS, MAX_CAPTURE_S, MAX_WINDOW_S, MIN_CAPTURE_BYTES, PHASE2_TOP, PROBE_MARGIN_S, SPIKE_FLOOR,
-                                measured_window)
+from .probe import needs_python
+from .probe.host.limits import (BASELINE_DEFAULT, BASELINES, CAPTURE_BYTES, CONNECT_TIMEOUT_S, FAIL_ON,
+                                FAIL_ON_DEFAULT, FORKS, MAX_CAPTURE_BYTES, MAX_CAPTURE_PACKETS, MAX_CAPTURE_S,
+                                MAX_WINDOW_S, MIN_CAPTURE_BYTES, NETDATA_DEFAULT, PHASE2_TOP, PROBE_MARGIN_S,
+                                SPIKE_FLOOR, measured_window, probe_lead_s)
+from .probe.host.netdata import parse_agent_url
 from .sweep.coverage import dig_argv
 from .sweep.pool import SweepSettings
 from .textsafe import printable
@@ -52,6 +55,12 @@ class ProbeOptions:
     capture_bytes: int = CAPTURE_BYTES
     force_long_capture: bool = False
     owners: bool = False
+    netdata: str = "off"                 # auto | off | a loopback URL: ask the host's Netdata agent
+    baseline: str = BASELINE_DEFAULT     # lifetime | exact (+60 s: the minute before the window)
+
+    @property
+    def lead_s(self) -> float:
+        return probe_lead_s(self.baseline, self.netdata)
 
     def argv(self) -> tuple[str, ...]:
         """The probe's command-line options (every value is ours, never text from a host)."""
@@ -63,6 +72,10 @@ class ProbeOptions:
                 options.append("--force-long-capture")
         if self.owners:
             options += ["--owners", "auto"]
+        if self.netdata != "off":
+            options += ["--netdata", self.netdata]
+        if self.baseline != "lifetime":
+            options += ["--baseline", self.baseline]
         return tuple(options)
 
 
@@ -177,6 +190,18 @@ def _number(options: dict, key: str, flag: str, low: float, high: float | None =
     return int(value) if integer else float(value)
 
 
+def netdata_option(value) -> str:
+    """--netdata: auto, off, or the agent's URL on the host's loopback (checked like the probe will)."""
+    value = NETDATA_DEFAULT if value is None else value
+    if value in ("auto", "off"):
+        return value
+    try:
+        parse_agent_url(value)
+    except ValueError as exc:
+        raise PlanError(f"--netdata: must be auto, off or http://127.0.0.1:PORT (loopback only): {exc}") from None
+    return value
+
+
 def _checked(o: dict, hosts: list[Host] | None, groups: frozenset = frozenset()) -> Plan:
     """Validate every number and combination, then build the Plan; PlanError names the flag."""
     window = _number(o, "window", "--window", 0.0, MAX_WINDOW_S, low_open=True)
@@ -214,6 +239,10 @@ def _checked(o: dict, hosts: list[Host] | None, groups: frozenset = frozenset())
                                   MAX_CAPTURE_BYTES, integer=True),
             force_long_capture=bool(o.get("force_long_capture")))
     top = _number(o, "top", "--top", 1, None, integer=True) if triage else PHASE2_TOP
+    baseline = o.get("baseline") or BASELINE_DEFAULT
+    if baseline not in BASELINES:
+        raise PlanError(f"--baseline: must be one of {', '.join(BASELINES)}, not {baseline!r}")
+    alert = {"netdata": netdata_option(o.get("netdata")), "baseline": baseline}
     no_trace = bool(o.get("no_trace"))
 
     host_probe = o.get("host_probe") or "auto"
@@ -225,21 +254,22 @@ def _checked(o: dict, hosts: list[Host] | None, groups: frozenset = frozenset())
         python3 is missing, or everywhere with --host-probe shell); evidence runs add the tracepoint
         (measured: a tracefs instance costs ~80 ms wall per host) and need the Python probe."""
         probe = replace(probe, trace=(bool(o.get("trace")) or bool(probe.capture_s)) and not no_trace)
-        if host_probe == "shell" and probe.argv():
-            raise PlanError("--host-probe shell reads counters only: --trace, --capture, --owners "
-                            "and triage's phase 2 need the Python probe")
-        engine = ("python" if probe.argv() or host_probe == "python" else
+        if host_probe == "shell" and needs_python(probe.argv()):
+            raise PlanError("--host-probe shell reads counters only: --trace, --capture, --owners, "
+                            "--netdata URL, --baseline exact and triage's phase 2 need the Python probe")
+        engine = ("python" if needs_python(probe.argv()) or host_probe == "python" else
                   "shell" if host_probe == "shell" else "python-or-shell")
         margin = PROBE_MARGIN_S + (probe.capture_bytes * CAPTURE_READ_S_PER_BYTE if probe.capture_s else 0.0)
         return SweepSettings(window_s=measured_window(window, probe.capture_s), forks=forks,
                              connect_timeout_s=connect, margin_s=margin,
                              max_output=max(max_output, 2 * probe.capture_bytes if probe.capture_s else 0),
-                             probe_options=probe.argv(), host_probe=engine)
+                             probe_options=probe.argv(), lead_s=probe.lead_s, host_probe=engine)
 
+    # The alert rule's inputs (agent, exact minute) belong to the verdict: phase 1, never phase 2.
     if triage:
-        sweep, phase2 = settings(ProbeOptions()), settings(replace(probe_capture, owners=bool(o.get("phase2_owners", True))))
+        sweep, phase2 = settings(ProbeOptions(**alert)), settings(replace(probe_capture, owners=bool(o.get("phase2_owners", True))))
     else:
-        sweep, phase2 = settings(replace(probe_capture, owners=bool(o.get("owners")))), None
+        sweep, phase2 = settings(replace(probe_capture, owners=bool(o.get("owners")), **alert)), None
     fmt = o.get("format") or "table"
     outputs = Outputs(fmt, o.get("output"), bool(o.get("quiet")), o.get("run_dir") or "rstfleet-runs")
     ssh = SSHSettings(user=o.get("user"), key_file=o.get("private_key"),

@@ -2,8 +2,8 @@
 
 Consumers (analysis, evidence) read these fields instead of indexing the JSON by key; the raw
 document stays on the HostResult for the JSON report (the schema is unchanged). The trace,
-capture and owners sections keep their checked JSON shape: the cause and capture code reads
-them as the probe wrote them (docs/report-schema.json describes each).
+capture, owners, netdata and exact-baseline sections keep their checked JSON shape: the cause,
+capture and alert-rule code reads them as the probe wrote them (docs/report-schema.json).
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class ProbeDocument:
     owners: dict = field(default_factory=dict)
     resets: tuple[ResetRow, ...] = ()              # both directions, from the tracepoints
     reset_sample: tuple[SampledReset, ...] = ()
+    netdata: dict = field(default_factory=dict)    # the host's Netdata agent, {} when not asked
+    exact_baseline: dict = field(default_factory=dict)  # --baseline exact: the minute before the window
 
     @property
     def received_traced(self) -> bool:
@@ -78,4 +80,6 @@ class ProbeDocument:
                    capture=document.get("capture") or {}, owners=document.get("owners") or {},
                    resets=tuple(ResetRow(*row) for row in (document.get("trace") or {}).get("resets", [])),
                    reset_sample=tuple(SampledReset(direction, *event) for direction in ("sent", "received")
-                                      for event in ((document.get("trace") or {}).get("sample") or {}).get(direction, [])))
+                                      for event in ((document.get("trace") or {}).get("sample") or {}).get(direction, [])),
+                   netdata=document.get("netdata") or {},
+                   exact_baseline=(document.get("baseline") or {}).get("exact") or {})

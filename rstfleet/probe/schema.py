@@ -28,6 +28,10 @@ DIRECTIONS = ("sent", "received")
 MAX_PORTS = 100
 MAX_OWNERS = 100
 MAX_TEXT = 4096
+MAX_HISTORY = 600          # limits.MAX_HISTORY_POINTS: points of an OutRsts history
+MAX_ALARMS = 16            # Netdata alarms kept: 2 generations x 10s/1m x sent/received
+NETDATA_STATUSES = ("REMOVED", "UNDEFINED", "UNINITIALIZED", "CLEAR", "RAISED", "WARNING", "CRITICAL",
+                    "UNKNOWN")
 MAX_PORT = 65535
 SCOPE_ID = re.compile(r"[0-9A-Za-z_.-]{1,16}")   # an interface name or index, as a kernel prints it
 
@@ -207,6 +211,63 @@ def check_owners(owners, where: str = "owners") -> None:
             text(owner.get("user"), f"{here}.owners[{i}].user", optional=True)
 
 
+def check_history(history, where: str) -> None:
+    """[[epoch seconds, resets/s ≥ 0], ...], oldest first, bounded."""
+    if not isinstance(history, list) or len(history) > MAX_HISTORY:
+        _fail(where, f"a list of at most {MAX_HISTORY} points", history)
+    previous = None
+    for i, point in enumerate(history):
+        if not isinstance(point, list) or len(point) != 2:
+            _fail(f"{where}[{i}]", "[time, resets/s]", point)
+        number(point[0], f"{where}[{i}][0]", minimum=0)
+        number(point[1], f"{where}[{i}][1]", minimum=0)
+        if previous is not None and point[0] < previous:
+            _fail(f"{where}[{i}][0]", "in time order", point[0])
+        previous = point[0]
+
+
+def check_netdata(netdata, where: str = "netdata") -> None:
+    """The agent's answer as the probe summarised it (probe/host/netdata.py): every figure a finite
+    number, every status one of Netdata's, the history bounded and in time order."""
+    if not mapping(netdata, where, optional=True):
+        return
+    if not isinstance(netdata.get("available"), bool):
+        _fail(f"{where}.available", "true or false", netdata.get("available"))
+    for key in ("reason", "url", "version", "chart"):
+        text(netdata.get(key), f"{where}.{key}", optional=True)
+    number(netdata.get("cost_s"), f"{where}.cost_s", optional=True, minimum=0)
+    integer(netdata.get("lookback_s"), f"{where}.lookback_s", optional=True, minimum=0)
+    alarms = netdata.get("alarms", {})
+    if not isinstance(alarms, dict) or len(alarms) > MAX_ALARMS:
+        _fail(f"{where}.alarms", f"an object of at most {MAX_ALARMS} alarms", alarms)
+    for name, alarm in alarms.items():
+        here = f"{where}.alarms.{name}"
+        text(name, here)
+        mapping(alarm, here)
+        if alarm.get("status") not in NETDATA_STATUSES:
+            _fail(f"{here}.status", "a Netdata alarm status", alarm.get("status"))
+        number(alarm.get("value"), f"{here}.value", optional=True)
+        number(alarm.get("last_status_change"), f"{here}.last_status_change", optional=True, minimum=0)
+        text(alarm.get("chart"), f"{here}.chart", optional=True)
+    check_history(netdata.get("history", []), f"{where}.history")
+    notes = netdata.get("notes", [])
+    if not isinstance(notes, list) or len(notes) > 20:
+        _fail(f"{where}.notes", "a list of at most 20 notes", notes)
+    for i, note in enumerate(notes):
+        text(note, f"{where}.notes[{i}]")
+
+
+def check_exact_baseline(exact, where: str = "baseline.exact") -> None:
+    """--baseline exact: the minute before the window, measured on the host."""
+    if not mapping(exact, where, optional=True):
+        return
+    number(exact.get("measured_s"), f"{where}.measured_s", minimum=0)
+    number(exact.get("started_at"), f"{where}.started_at", optional=True)
+    integer(exact.get("OutRsts"), f"{where}.OutRsts", optional=True, minimum=0)
+    number(exact.get("per_s"), f"{where}.per_s", optional=True, minimum=0)
+    check_history(exact.get("history", []), f"{where}.history")
+
+
 def check_document(document: dict, trusted_paths: bool = False) -> dict:
     """Raise ShapeError naming the first field that is not what downstream code expects."""
     mapping(document.get("window"), "window")
@@ -228,6 +289,7 @@ def check_document(document: dict, trusted_paths: bool = False) -> dict:
         number(baseline.get("uptime_s"), "baseline.uptime_s", optional=True, minimum=0)
         integer(baseline.get("OutRsts_total"), "baseline.OutRsts_total", optional=True)
         number(baseline.get("OutRsts_per_s_lifetime"), "baseline.OutRsts_per_s_lifetime", optional=True)
+        check_exact_baseline(baseline.get("exact"))
     if mapping(document.get("sysctls"), "sysctls", optional=True):
         for name, value in document["sysctls"].items():
             if value is not None and not _is_int(value):
@@ -251,6 +313,7 @@ def check_document(document: dict, trusted_paths: bool = False) -> dict:
     check_trace(document.get("trace"))
     check_capture(document.get("capture"), trusted=trusted_paths)
     check_owners(document.get("owners"))
+    check_netdata(document.get("netdata"))
     return document
 
 

@@ -12,7 +12,7 @@ import time
 
 from ..analysis import Assessment, Thresholds, Verdict
 from . import both_ends, view
-from .chart import stacked_bars
+from .chart import sparkline_svg, stacked_bars
 from .escape import html_text as h
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -60,7 +60,17 @@ def _cards(assessments: list[Assessment], total: float, meta: dict) -> str:
                                            for value, label in counts) + "</div>"
 
 
+def _spark(a: Assessment) -> str:
+    return sparkline_svg(a.episode.history, a.episode.line) if a.episode else ""
+
+
+def _netdata_cells(a: Assessment) -> str:
+    return (f'<td class="netdata">{h(view.netdata_text(a), 40)}</td><td>{h(view.lifetime_text(a), 20)}</td>'
+            f'<td class="history">{_spark(a) or "-"}</td>')
+
+
 def _ranked(assessments: list[Assessment]) -> str:
+    netdata = view.shows_netdata(assessments)
     rows = []
     expected = view.any_expected(assessments)
     for a in view.checked(assessments):
@@ -69,11 +79,14 @@ def _ranked(assessments: list[Assessment]) -> str:
                     f'{h(a.host, 80)}</td><td class="num rate">{view.rate_text(a.resets_sent_per_s)}</td>'
                     f'{excused}<td class="num">{view.rate_text(a.baseline_per_s)}</td><td>{_verdict(a)}</td>'
                     f'<td class="num">{a.score:.1f}</td><td>{h(view.top_cause(a), 60)}</td>'
-                    f'<td>{h(view.top_port(a), 60)}</td></tr>')
+                    f'<td>{h(view.top_port(a), 60)}</td><td class="rule">{h(view.rule_text(a), 40)}</td>'
+                    + (_netdata_cells(a) if netdata else "") + "</tr>")
+    extra = "<th>Netdata</th><th>lifetime</th><th>OutRsts history</th>" if netdata else ""
     return ('<table id="ranked"><thead><tr><th>rank</th><th>host</th><th>resets sent/s</th>'
             + ("<th>expected/s</th>" if expected else "") +
             '<th>baseline/s</th><th>verdict</th><th>score</th><th>top cause</th>'
-            '<th>top port (owner)</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
+            f'<th>top port (owner)</th><th>rule</th>{extra}</tr></thead><tbody>' + "".join(rows)
+            + "</tbody></table>")
 
 
 def _fact(label: str, text: str, limit: int = 300) -> str:
@@ -86,7 +99,7 @@ def _host_section(a: Assessment, meta: dict) -> str:
     items = [_fact(label, text) for label, text in view.host_lines(a, meta)]
     return (f'<section class="host {h(a.verdict, 10)}" id="host-{a.rank}"><h3>{a.rank}. {h(a.host, 80)} '
             f'{_verdict(a)} {view.rate_text(a.resets_sent_per_s)} resets/s</h3>'
-            f'<ul class="facts">{"".join(items)}</ul></section>')
+            f'<ul class="facts">{"".join(items)}</ul>{_spark(a)}</section>')
 
 
 def _not_checked(assessments: list[Assessment]) -> str:

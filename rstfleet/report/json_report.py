@@ -46,6 +46,11 @@ def host_entry(a: Assessment, rules: tuple = ()) -> dict:
         "expected_resets_per_s": a.expected_per_s,
         "expected_rules": [rule.to_json() for rule in rules],
         "probe": a.result.probe,
+        "rule": a.rule if a.rank is not None else None,
+        "lifetime_verdict": a.lifetime_verdict,
+        "netdata": dataclasses.asdict(a.netdata) if a.netdata else None,
+        "episode": ({k: v for k, v in dataclasses.asdict(a.episode).items() if k != "history"}
+                    if a.episode else None),
     }
 
 

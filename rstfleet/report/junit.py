@@ -38,7 +38,9 @@ def _detail(a: Assessment, meta: dict, names: dict[str, str] | None = None) -> s
 def _failure_message(a: Assessment, thresholds: Thresholds) -> str:
     limit = thresholds.crit if a.verdict == Verdict.CRIT else thresholds.warn
     why = f"{a.verdict} ≥ {limit:g}/s"
-    if a.spike:
+    if a.rule != "lifetime baseline":
+        why = f"{a.verdict} by the {a.rule}: Netdata says {view.netdata_text(a)}"
+    elif a.spike:
         why += f"; spike over {thresholds.spike_factor:g}× baseline {view.rate_text(a.baseline_per_s)}/s"
     rate = view.rate_text(a.resets_sent_per_s, 1)
     if a.expected_per_s > 0:

@@ -65,15 +65,20 @@ def render_markdown(assessments: list[Assessment], thresholds: Thresholds, meta:
     if ends:
         lines += ["", "## Both ends of the resets", ""] + [_fact(label, text, 600) for label, text in ends]
     if checked:
-        expected = view.any_expected(assessments)
+        expected, netdata = view.any_expected(assessments), view.shows_netdata(assessments)
         lines += ["", "## Ranked hosts", ""]
         lines += _table(["rank", "host", "resets sent/s"] + ["expected/s"] * expected
-                        + ["baseline/s", "verdict", "score", "top cause", "top port (owner)"],
-                        ["---:", "---", "---:"] + ["---:"] * expected + ["---:", "---", "---:", "---", "---"],
+                        + ["baseline/s", "verdict", "score", "top cause", "top port (owner)", "rule"]
+                        + (["Netdata", "lifetime", "OutRsts history"] if netdata else []),
+                        ["---:", "---", "---:"] + ["---:"] * expected + ["---:", "---", "---:", "---", "---", "---"]
+                        + (["---", "---", "---"] if netdata else []),
                         [[str(a.rank), md(a.host, 80), view.rate_text(a.resets_sent_per_s)]
                          + [view.expected_rate_text(a)] * expected
                          + [view.rate_text(a.baseline_per_s), _verdict(a), f"{a.score:.1f}",
-                            md(view.top_cause(a), 60), md(view.top_port(a), 60)] for a in checked])
+                            md(view.top_cause(a), 60), md(view.top_port(a), 60), md(view.rule_text(a))]
+                         + ([md(view.netdata_text(a)), md(view.lifetime_text(a)),
+                             view.sparkline(a.episode.history if a.episode else []) or "-"] if netdata else [])
+                         for a in checked])
     detailed = [a for a in checked if view.has_resets(a)]
     if detailed:
         lines += ["", "## Hosts that sent resets", ""]

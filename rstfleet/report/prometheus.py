@@ -38,6 +38,8 @@ METRICS = {
                                            "rules excuse (still in resets_sent; left out of verdict and score).",
     "rstfleet_phase2_covered": "triage: 1 if phase 2 dug into the host, 0 if it was left out "
                                "(the other reports say why and give the command).",
+    "rstfleet_verdict_rule": "1 for the rule that produced the host's verdict (netdata agent, "
+                             "Netdata rule, exact, lifetime baseline).",
     "rstfleet_last_run_timestamp_seconds": "Unix time at which this report was written.",
 }
 
@@ -92,6 +94,7 @@ def render_prometheus(assessments: list[Assessment], thresholds: Thresholds, met
         if a.baseline_per_s is not None:
             add("rstfleet_baseline_resets_per_second", host, a.baseline_per_s)
         add("rstfleet_score", host, a.score)
+        add("rstfleet_verdict_rule", _labels(names[index], rule=a.rule), 1)
         for cause, rate in view.cause_rates(a):
             add("rstfleet_cause_resets_per_second", _labels(names[index], cause=cause), rate)
         if a.evidence is not None and a.evidence.expected is not None:

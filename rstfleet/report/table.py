@@ -35,21 +35,26 @@ def _labelled(pairs: list[tuple[str, str]], indent: str = "  ", limit: int = 300
 
 
 def ranked_rows(assessments: list[Assessment], colour: bool = False) -> list[list[str]]:
-    expected = view.any_expected(assessments)
+    expected, netdata = view.any_expected(assessments), view.shows_netdata(assessments)
     return [[str(a.rank), terminal(a.host, 60), view.rate_text(a.resets_sent_per_s)]
             + ([view.expected_rate_text(a)] if expected else [])
             + [view.rate_text(a.baseline_per_s), _paint(view.verdict_text(a), a.verdict, colour),
-               f"{a.score:.1f}", terminal(view.top_cause(a), 40), terminal(view.top_port(a), 40)]
+               f"{a.score:.1f}", terminal(view.top_cause(a), 40), terminal(view.top_port(a), 40),
+               view.rule_text(a)]
+            + ([view.netdata_text(a), view.lifetime_text(a), view.sparkline(a.episode.history if a.episode else [])
+                or "-"] if netdata else [])
             for a in view.checked(assessments)]
 
 
 def ranked_headers(assessments: list[Assessment]) -> list[str]:
     """The ranked table's columns; 'expected/s' only when some host has expected-reset rules."""
-    return RANKED_HEADERS[:3] + ["expected/s"] * view.any_expected(assessments) + RANKED_HEADERS[3:]
+    return (RANKED_HEADERS[:3] + ["expected/s"] * view.any_expected(assessments) + RANKED_HEADERS[3:]
+            + (NETDATA_HEADERS if view.shows_netdata(assessments) else []))
 
 
 RANKED_HEADERS = ["rank", "host", "resets sent/s", "baseline/s", "verdict", "score", "top cause",
-                  "top port (owner)"]
+                  "top port (owner)", "rule"]
+NETDATA_HEADERS = ["Netdata", "lifetime", "OutRsts history"]
 
 
 def render_table(assessments: list[Assessment], thresholds: Thresholds, meta: dict) -> str:

@@ -10,6 +10,7 @@ the Markdown, the HTML and the JUnit output tell the same story:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from ..analysis import Assessment, Thresholds
@@ -156,6 +157,99 @@ def has_resets(a: Assessment) -> bool:
     return a.rank is not None and (a.resets_sent_per_s or 0.0) > 0.005
 
 
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(history: list, width: int = 24) -> str:
+    """'▁▁▁▁▅██▇' — OutRsts/s over time in ``width`` buckets (each its highest point, so a short
+    burst still shows), scaled to the highest point; '' without history."""
+    if not history:
+        return ""
+    buckets = [[] for _ in range(min(width, len(history)))]
+    for i, (_, value) in enumerate(history):
+        buckets[i * len(buckets) // len(history)].append(value)
+    peak = max(max(b) for b in buckets)
+    if peak <= 0:
+        return SPARK[0] * len(buckets)
+    return "".join(SPARK[min(len(SPARK) - 1, int(max(b) / peak * (len(SPARK) - 1) + 0.5))] for b in buckets)
+
+
+def clock_text(epoch: float | None) -> str:
+    return "-" if epoch is None else time.strftime("%H:%M:%SZ", time.gmtime(epoch))
+
+
+def rule_text(a: Assessment) -> str:
+    """Which rule produced the verdict: 'netdata agent', 'Netdata rule, exact', 'lifetime baseline'."""
+    return str(a.rule) if a.rank is not None else "-"
+
+
+def shows_netdata(assessments: list[Assessment]) -> bool:
+    """True when some host has Netdata's view (an agent that answered, the exact rule) or a history:
+    the formats then add the Netdata, lifetime and history columns."""
+    return any(a.episode is not None or (a.netdata is not None and (a.netdata.status or a.netdata.source == "exact"))
+               for a in checked(assessments))
+
+
+def netdata_text(a: Assessment) -> str:
+    """Netdata's verdict: the agent's status ('WARNING'), 'warn (exact)', or '-'."""
+    view = a.netdata
+    if view is None:
+        return "-"
+    if view.source == "exact":
+        return f"{view.verdict} (exact)" if view.verdict else "-"
+    return view.status or "-"
+
+
+def lifetime_text(a: Assessment) -> str:
+    return str(a.lifetime_verdict) if a.lifetime_verdict is not None else "-"
+
+
+def episode_text(a: Assessment) -> str:
+    """'over 10/s since 14:02:05Z, peak 80.0/s at 14:02:30Z, still going' (the latest run)."""
+    e = a.episode
+    if e is None:
+        return "-"
+    span = f"in the {e.last_at - e.first_at:.0f} s of history"
+    if e.started_at is None:
+        return f"never ≥ {e.line:g}/s {span}; peak {e.peak_per_s:.1f}/s at {clock_text(e.peak_at)}"
+    since = ("before " if e.started_before_history else "") + clock_text(e.started_at)
+    going = "still going" if e.still_going else f"ended by {clock_text(e.last_at)}"
+    return f"≥ {e.line:g}/s since {since}, peak {e.peak_per_s:.1f}/s at {clock_text(e.peak_at)}, {going}"
+
+
+def alert_lines(a: Assessment) -> list[tuple[str, str]]:
+    """(label, line) pairs saying which rule produced the verdict and what Netdata says."""
+    if a.rank is None:
+        return []
+    lines = []
+    view = a.netdata
+    if view is not None and view.verdict is not None and view.line is not None:
+        since = f" since {clock_text(view.since)}" if view.since else ""
+        status = f" {view.status}{since}" if view.status else ""
+        lines.append(("rule", f"{a.verdict} by the {a.rule}: {view.alarm}{status}, "
+                              f"{rate_text(view.value, 1)}/s vs line {view.line:.1f}/s = max(1m "
+                              f"{rate_text(view.baseline_1m, 1)}/s, 5) × {view.line / max(view.baseline_1m or 0, 5):g}"))
+    elif view is not None and view.verdict is not None:
+        lines.append(("rule", f"{a.verdict} by the {a.rule}: {view.alarm} {view.status or ''}".rstrip()))
+    else:
+        lines.append(("rule", f"{a.verdict} by the {a.rule} (rate vs --warn/--crit, spike over lifetime average)"))
+    if a.rule != "lifetime baseline" and a.lifetime_verdict is not None:
+        agree = "agrees" if a.lifetime_verdict == a.verdict else "DISAGREES"
+        lines.append(("lifetime", f"the lifetime baseline says {a.lifetime_verdict} "
+                                  f"(baseline {rate_text(a.baseline_per_s)}/s): {agree}"))
+    if view is not None and view.source == "agent":
+        if view.status:
+            extra = f", received {view.received_status}" if view.received_status else ""
+            lines.append(("netdata", f"agent {view.version or '?'}: {view.alarm} {view.status}{extra}"
+                                     + (f" — no verdict: {view.reason}" if view.reason else "")))
+        else:
+            lines.append(("netdata", view.reason))
+    if a.episode is not None:
+        lines.append(("resets", f"{episode_text(a)} ({a.episode.source}) {sparkline(a.episode.history)}"))
+    lines.extend(("netdata note", note) for note in (view.notes if view is not None else ()))
+    return lines
+
+
 def host_detail(a: Assessment) -> list[tuple[str, str]]:
     """(label, line) pairs for one checked host: causes, ports, peers, evidence, next commands."""
     lines = [("rate", f"{rate_text(a.resets_sent_per_s)} resets/s sent "
@@ -286,5 +380,6 @@ def phase2_host_lines(a: Assessment, meta: dict) -> list[tuple[str, str]]:
 def host_lines(a: Assessment, meta: dict) -> list[tuple[str, str]]:
     """Everything a host's section shows: its detail, expected resets and phase-2 coverage."""
     detail = host_detail(a)
+    detail = detail[:2] + alert_lines(a) + detail[2:]          # Netdata's verdict beside the rate
     at = next((i for i, (label, _) in enumerate(detail) if label == "score"), len(detail) - 1) + 1
     return detail[:at] + expected_detail(a) + detail[at:] + phase2_host_lines(a, meta)

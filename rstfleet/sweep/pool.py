@@ -71,13 +71,14 @@ class SweepSettings:
     margin_s: float = PROBE_MARGIN_S         # time allowed beyond the window for python start-up and reply
     max_output: int = DEFAULT_MAX_OUTPUT
     probe_options: tuple[str, ...] = ()   # e.g. ("--trace",), ("--capture", "60", "--owners", "auto")
+    lead_s: float = 0.0                   # probe time besides the window (limits.probe_lead_s)
     host_probe: str = "python-or-shell"   # or "python", or "shell" (probe/shell.py: counters only)
     document_kind: str = PROBE_KIND       # the document the probe must print ("rstfleet-check": --check)
 
     @property
     def host_budget_s(self) -> float:
-        """A host's whole deadline: connect + window + margin."""
-        return self.connect_timeout_s + self.window_s + self.margin_s
+        """A host's whole deadline: connect + window + lead (exact baseline, agent) + margin."""
+        return self.connect_timeout_s + self.window_s + self.lead_s + self.margin_s
 
     @property
     def finishes_early_on_interrupt(self) -> bool:

@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Callable
 
 from ..inventory import Host
-from ..probe import probe_argv, probe_script_for
+from ..probe import needs_python, probe_argv, probe_script_for
 from ..probe.schema import ShapeError, check_document
 from ..probe.shell import ShellOutputError, parse_shell_output, shell_argv
 from ..results import ProbeOutputError, Status, parse_probe_output
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("rstfleet.orchestrator")
 
 SHELL_FALLBACK_NOTE = ("python3 is missing on this host: its counters were read by the shell probe "
-                       "(no trace, capture or owners here)")
+                       "(no trace, capture, owners or Netdata verdict here)")
 
 
 def classify(run: RunResult, settings: "SweepSettings", engine: str = "python",
@@ -78,7 +78,8 @@ def run_probe(host: Host, transport: Transport, settings: "SweepSettings", deadl
     argv = probe_argv(settings.window_s, options, host.python)
     run = transport.run(argv, probe_script_for(settings.probe_options), deadline, settings.max_output)
     status, reason, probe = classify(run, settings, python=host.python)
-    if status != Status.NO_PYTHON or settings.host_probe != "python-or-shell" or settings.probe_options \
+    if status != Status.NO_PYTHON or settings.host_probe != "python-or-shell" \
+            or needs_python(settings.probe_options) \
             or host.python:            # an interpreter the inventory names is not second-guessed
         return status, reason, probe
     run = transport.run(shell_argv(settings.window_s), b"", deadline, settings.max_output)

@@ -63,7 +63,7 @@ def test_a_sigkilled_orchestrator_leaves_no_shell_probe_running(lab5, tmp_path):
         from helpers import lab_leftovers
         while time.monotonic() < deadline and len([p for p in lab_leftovers(lab5) if "rstfleet-shell" in p]) < 5:
             time.sleep(0.05)
-        assert len([p for p in lab_leftovers(lab5) if "rstfleet-shell" in p]) == 5
+        assert len([p for p in lab_leftovers(lab5) if "rstfleet-shell" in p]) >= 5   # a pipeline may fork a subshell
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=5)
     finally:

@@ -139,6 +139,11 @@ def test_the_whole_run_deadline_is_the_longest_host_budget_plus_grace_per_wave()
     assert run_deadline_s(450, 200, settings_) == 3 * (35 + pool.STUCK_THREAD_GRACE_S)
 
 
+def test_the_whole_run_deadline_includes_the_probes_lead_exact_minute_and_agent():
+    settings_ = SweepSettings(window_s=10, connect_timeout_s=10, margin_s=15, forks=200, lead_s=61)
+    assert run_deadline_s(450, 200, settings_) == 3 * (96 + pool.STUCK_THREAD_GRACE_S)
+
+
 def test_a_stuck_host_does_not_narrow_the_pool_the_queued_hosts_still_finish_in_time(monkeypatch, release):
     """One fork, the first host stalls forever: it is abandoned after its budget + grace and a
     fresh worker probes the others, so they are measured, not abandoned."""

@@ -32,7 +32,10 @@ def test_fixture_validates_against_the_published_schema():
     validate_schema(load_fixture())
 
 
-def test_fixture_assessments_render_back_to_the_same_hosts():
+ADDED_HOST_FIELDS = {"rule", "lifetime_verdict", "netdata", "episode"}   # since the fixture was written
+
+
+def test_fixture_assessments_render_back_to_the_same_hosts_plus_only_the_added_fields():
     report = load_fixture()
     rendered = json.loads(render("json", *fixture_assessments()))
     # next_commands are rebuilt from the evidence by every render (the fixture predates them)
@@ -44,6 +47,10 @@ def test_fixture_assessments_render_back_to_the_same_hosts():
                                 "is something meant to listen on port 9, a crashed service"}]
     # the fixture predates the received side: its saved evidence has none, and renders without it
     assert [h["evidence"].pop("received") for h in rendered["hosts"] if h["evidence"]] == [None, None, None]
-    assert rendered["hosts"] == report["hosts"]
+    for old, new in zip(report["hosts"], rendered["hosts"], strict=True):
+        assert set(new) - set(old) == ADDED_HOST_FIELDS
+        assert {k: new[k] for k in old} == old
+        assert new["rule"] == ("lifetime baseline" if old["rank"] is not None else None)
     assert rendered["fleet"].pop("both_ends")["pairs"] == []
     assert rendered["fleet"] == report["fleet"]
+    validate_schema(rendered)

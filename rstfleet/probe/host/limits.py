@@ -44,8 +44,32 @@ SPIKE_FLOOR = 5.0          # ... with the baseline floored at this many resets/s
 FAIL_ON = ("warn", "crit", "never")
 FAIL_ON_DEFAULT = "warn"
 
+# Netdata's rule (health.d/tcp_resets.conf): warn when the 10 s average exceeds
+# max(1 min average measured 10 s earlier, 5) x (1 when already WARNING else 10).
+NETDATA_FLOOR = 5.0
+NETDATA_FACTOR = 10.0
+NETDATA_MIN_UPTIME_S = 60.0   # `$netdata.uptime.uptime > 60`
+EXACT_MINUTE_S = 60.0         # --baseline exact: the minute before the window, measured by the probe
+BASELINES = ("lifetime", "exact")
+BASELINE_DEFAULT = "lifetime"  # free; exact costs every host 60 s more
+NETDATA_DEFAULT = "auto"       # ask a Netdata agent on the host's loopback, if one listens
+NETDATA_PORT = 19999
+NETDATA_TIMEOUT_S = 1.0        # the whole conversation with the agent, all requests
+NETDATA_MAX_BYTES = 256 * 1024  # one reply from the agent
+NETDATA_LOOKBACK_S = 300       # OutRsts history asked of the agent
+MAX_NETDATA_LOOKBACK_S = 3600
+MAX_HISTORY_POINTS = 600       # history points kept in a probe document
+
 
 def measured_window(window_s, capture_s):
     """A capture replaces the window: the counters are sampled around it (one rule, used by the
     probe and by the controller's deadlines)."""
     return capture_s or window_s
+
+
+def probe_lead_s(baseline, netdata):
+    """Seconds a probe spends besides its window: the exact baseline's minute before it, and the
+    bounded conversation with a Netdata agent after it (the probe's self-bound and the
+    controller's per-host deadline both add this)."""
+    return (EXACT_MINUTE_S if baseline == "exact" else 0.0) + (0.0 if netdata in (None, "", "off")
+                                                               else NETDATA_TIMEOUT_S)

@@ -22,8 +22,9 @@ import time
 from . import PROBE_VERSION, SCHEMA
 from .counters import TCP_KEYS, counter_deltas, read_snapshot
 from .facts import host_facts, read_sysctls, read_uptime
-from .limits import (CAPTURE_BYTES, CAPTURE_PACKETS, MAX_WINDOW_S, SELF_BOUND_MARGIN_S, TRACE_DRAIN_S,
-                     WINDOW_S, measured_window)
+from .limits import (BASELINES, CAPTURE_BYTES, CAPTURE_PACKETS, EXACT_MINUTE_S, MAX_NETDATA_LOOKBACK_S,
+                     MAX_WINDOW_S, NETDATA_LOOKBACK_S, SELF_BOUND_MARGIN_S, TRACE_DRAIN_S, WINDOW_S,
+                     measured_window, probe_lead_s)
 
 
 class UsageError(ValueError):
@@ -44,6 +45,9 @@ OPTIONS = {
     "capture-bytes": (int, CAPTURE_BYTES),
     "force-long-capture": (bool, False),
     "owners": (str, ""),
+    "netdata": (str, "off"),          # auto | off | a loopback URL (see netdata.py)
+    "netdata-lookback": (int, NETDATA_LOOKBACK_S),
+    "baseline": (str, "lifetime"),    # lifetime | exact (the minute before the window, measured)
     "run-id": (str, ""),       # names this probe for --stop-run (hex, from the orchestrator)
     "stop-run": (str, ""),     # ask this host's probes of that run id to finish early, then exit
     "check": (bool, False),      # `rstfleet check`: facts and tracefs only, no window (check.py)
@@ -101,9 +105,10 @@ def orphaned():
     return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in poller.poll(0))
 
 
-def wait_window(seconds, clock=time.monotonic, tick=None, slice_s=0.5):
+def wait_window(seconds, clock=time.monotonic, tick=None, slice_s=0.5, on_tick=None):
     """Sleep the window in short slices, leaving early if the orchestrator went away (Stop) or
-    asked to finish early (return); ``tick()`` runs after each slice (the trace's drain; True: busy)."""
+    asked to finish early (return); ``tick()`` runs after each slice (the trace's drain; True: busy),
+    then on_tick (the exact baseline's sampler, which samples once a second whatever the slice)."""
     end, busy = clock() + seconds, False
     while True:
         left = end - clock()
@@ -113,6 +118,8 @@ def wait_window(seconds, clock=time.monotonic, tick=None, slice_s=0.5):
         busy = bool(tick()) if tick is not None else False
         if orphaned():
             raise Stop("orchestrator went away")
+        if on_tick is not None:
+            on_tick()
 
 
 def build_document(window_s, started_at, elapsed, first, last, uptime):
@@ -221,9 +228,22 @@ def _owners(args, document, tools):
         document["owners"] = {"available": False, "reason": "owner lookup failed: %r" % (exc,)}
 
 
+def _minute_before(args):
+    """--baseline exact: the minute before the window, sampled (before the trace starts, so the
+    tracepoint covers the window only). Returns (sampler, monotonic start, epoch start)."""
+    if args["baseline"] != "exact":
+        return None, None, None
+    from .exact import OutRstsSampler
+    sampler = OutRstsSampler()
+    started_at, started = time.time(), sampler.last[0]
+    wait_window(EXACT_MINUTE_S, on_tick=sampler.tick)
+    return sampler, started, started_at
+
+
 def run(args):
     window = measured_window(args["window"], args["capture"])
     extra = {}
+    sampler, minute_t0, minute_at = _minute_before(args)
     trace = _start_trace(extra) if args["trace"] else None
     try:
         started_at, t0 = time.time(), time.monotonic()
@@ -232,7 +252,8 @@ def run(args):
         if args["capture"]:
             _capture(args, extra, host_facts(), tick)
         else:
-            wait_window(window, tick=tick, slice_s=TRACE_DRAIN_S if tick else 0.5)
+            wait_window(window, tick=tick, slice_s=TRACE_DRAIN_S if tick else 0.5,
+                        on_tick=sampler.tick if sampler else None)
         last = read_snapshot()
         elapsed = time.monotonic() - t0
     finally:
@@ -242,6 +263,14 @@ def run(args):
     if stop_requested():
         document["window"]["stopped_early"] = True
     document.update(extra)
+    if sampler is not None:
+        from .exact import minute_section
+        document["baseline"]["exact"] = minute_section(minute_at, sampler.first_out_rsts,
+                                                       first["Tcp"].get("OutRsts"), t0 - minute_t0,
+                                                       sampler.history)
+    if args["netdata"] != "off":       # after the window: its requests never enter the measurement
+        from .netdata import ask_agent
+        document["netdata"] = ask_agent(args["netdata"], args["netdata-lookback"])
     if args["trace"] or args["capture"]:
         from .tracefs import local_addresses
         document["facts"]["addresses"] = sorted(local_addresses())
@@ -307,7 +336,11 @@ def main(argv=None):
     if not 0 <= args["window"] <= MAX_WINDOW_S or args["capture"] < 0:
         sys.stderr.write("rstprobe: --window must be between 0 and %g seconds\n" % MAX_WINDOW_S)
         return 2
-    bound = args["max-runtime"] or window + SELF_BOUND_MARGIN_S
+    if args["baseline"] not in BASELINES or not 1 <= args["netdata-lookback"] <= MAX_NETDATA_LOOKBACK_S:
+        sys.stderr.write("rstprobe: --baseline must be one of %s; --netdata-lookback 1..%d s\n"
+                         % (", ".join(BASELINES), MAX_NETDATA_LOOKBACK_S))
+        return 2
+    bound = args["max-runtime"] or window + probe_lead_s(args["baseline"], args["netdata"]) + SELF_BOUND_MARGIN_S
     for signum in (signal.SIGALRM, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, _stop)
     signal.signal(signal.SIGUSR1, _finish_early)
