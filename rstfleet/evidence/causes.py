@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..expected import ExpectedResets
     from .pcap import ResetPacket
 
+from .received import ReceivedResets
+
 # key -> (the guide's words, severity weight used in the score); each cause's next command is in
 # next_steps.py (built from validated ports and peers only: host text is hostile).
 CAUSES = {
@@ -105,6 +107,7 @@ class HostEvidence:
     scan_suspects: list[dict]
     capture_path: str | None = None
     notes: list[str] = field(default_factory=list)
+    received: ReceivedResets | None = None  # the other end: resets this host received (received.py)
     expected: "ExpectedResets | None" = None   # expected.py: what declared rules excuse (None: no rule)
 
 

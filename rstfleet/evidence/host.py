@@ -13,6 +13,7 @@ from ..expected import Expectation, evidence_pieces, match_expected
 from .next_steps import cause_suggestion
 from ..results import HostResult
 from .pcap import PcapError, read_resets
+from .received import received_resets
 
 
 def host_evidence(result: HostResult, rules: tuple[Expectation, ...] = ()) -> HostEvidence | None:
@@ -29,7 +30,7 @@ def host_evidence(result: HostResult, rules: tuple[Expectation, ...] = ()) -> Ho
     scan_suspects: list[dict] = []
     bare_share: dict = {}
     pieces: list = []                     # the finest evidence, for expected-reset rules
-    pcap = result.pcap
+    pcap, packets = result.pcap, None
     notes.extend(document.notes)          # the controller's: phase 2 failed or was interrupted
     if result.capture_note:
         notes.append(result.capture_note)
@@ -51,11 +52,13 @@ def host_evidence(result: HostResult, rules: tuple[Expectation, ...] = ()) -> Ho
             pieces = [(None, port, peer, n) for (port, peer), n in sent_flows(packets, local).items()]
         except PcapError as exc:
             notes.append(f"capture unreadable: {exc}")
+            packets = None
     if trace.get("available"):
         used.insert(0, "tracepoint")
         causes = combine(trace, out_rsts, document.tcpext_delta, document.sysctls, bare_share)
         pieces = evidence_pieces(attributed_flows(trace, bare_share), causes)
         tier = "tracepoint"
+        notes.extend(trace_notes(trace, out_rsts))
         ports, peers = Counter(), Counter()
         for port, peer, _, count in trace.get("flows", []):
             ports[port] += count
@@ -76,4 +79,24 @@ def host_evidence(result: HostResult, rules: tuple[Expectation, ...] = ()) -> Ho
     for cause in causes:
         cause.next_step = cause_suggestion(result.host, cause, top_ports, top_peers).line
     return HostEvidence(tier, used, causes, top_ports, top_peers, scan_suspects, capture.get("path"), notes,
+                        received_resets(document, packets),
                         match_expected(pieces, rules) if rules else None)
+
+
+def trace_notes(trace: dict, out_rsts: int) -> list[str]:
+    """What the sent side's counts and sample do and do not cover, in numbers: '1,000 of 4,000'."""
+    notes, events = [], trace.get("events") or 0
+    kept = trace.get("kept_sample")
+    if kept is not None and kept < events:
+        notes.append(f"sample: {kept:,} of {events:,} traced resets sent kept with time and 4-tuple (for "
+                     f"pairing); the counts by port, peer and reason cover all {events:,}")
+    if trace.get("flows_cut"):
+        notes.append(f"{trace['flows_cut']:,} of {events:,} traced resets found no room among the counted "
+                     f"keys: in the total, not by port")
+    if trace.get("dropped") and "kept_sample" not in trace:   # a probe from before host-side counting
+        notes.append(f"{trace['dropped']:,} traced resets were not kept (the probe's event cap, or the "
+                     f"kernel's trace buffer): OutRsts +{out_rsts:,} is exact")
+    elif trace.get("dropped"):
+        notes.append(f"the kernel's trace buffer lost {trace['dropped']:,} events (any host on this kernel, "
+                     f"either direction): {events:,} traced, OutRsts +{out_rsts:,} is exact")
+    return notes

@@ -48,8 +48,9 @@ sys.exit(main(sys.argv[1:]))
 
 CORE_MODULES = ("__init__", "counters", "facts", "limits", "main")
 # probe option -> the extra modules it imports on the host
-OPTION_MODULES = {"--trace": ("tracefs",), "--capture": ("capture", "tracefs"), "--owners": ("owners",),
-                  "--netdata": ("netdata",), "--baseline": ("exact",), "--check": ("check", "tracefs")}
+TRACE_MODULES = ("tracefs", "traceformat", "tally")
+OPTION_MODULES = {"--trace": TRACE_MODULES, "--capture": ("capture",) + TRACE_MODULES, "--owners": ("owners",),
+                  "--netdata": ("netdata",), "--baseline": ("exact",), "--check": ("check",) + TRACE_MODULES}
 # options a host without python3 may go without: the shell probe serves it, with no Netdata verdict
 BEST_EFFORT_OPTIONS = (("--netdata", "auto"), ("--netdata", "off"))
 

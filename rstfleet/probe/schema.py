@@ -22,7 +22,9 @@ import ipaddress
 import math
 import re
 
-MAX_FLOWS = 5000
+MAX_FLOWS = 5000              # rows of trace.flows and of trace.resets
+MAX_SAMPLE = 5000             # single resets of each direction in trace.sample
+DIRECTIONS = ("sent", "received")
 MAX_PORTS = 100
 MAX_OWNERS = 100
 MAX_TEXT = 4096
@@ -111,7 +113,7 @@ def check_trace(trace, where: str = "trace") -> None:
     if not isinstance(trace.get("available"), bool):
         _fail(f"{where}.available", "true or false", trace.get("available"))
     text(trace.get("reason"), f"{where}.reason", optional=True)
-    for key in ("events", "dropped", "flows_cut", "foreign"):
+    for key in ("events", "dropped", "flows_cut", "foreign", "kept_sample"):
         integer(trace.get(key), f"{where}.{key}", optional=True, minimum=0)
     flows = trace.get("flows", [])
     if not isinstance(flows, list) or len(flows) > MAX_FLOWS:
@@ -123,6 +125,50 @@ def check_trace(trace, where: str = "trace") -> None:
         address(flow[1], f"{where}.flows[{i}][1]")
         text(flow[2], f"{where}.flows[{i}][2]", optional=True)
         integer(flow[3], f"{where}.flows[{i}][3]", minimum=0)
+    check_both_ends(trace, where)
+
+
+def _port(value, where: str) -> None:
+    integer(value, where, optional=True, minimum=0, maximum=MAX_PORT)
+
+
+def check_both_ends(trace: dict, where: str = "trace") -> None:
+    """The sections both reset tracepoints fill (probe/host/tally.py): counts by key for both
+    directions, the sample of single resets, and the received side's own state."""
+    if mapping(trace.get("received"), f"{where}.received", optional=True):
+        received = trace["received"]
+        if received.get("available") is not None and not isinstance(received["available"], bool):
+            _fail(f"{where}.received.available", "true or false", received["available"])
+        text(received.get("reason"), f"{where}.received.reason", optional=True)
+        for key in ("events", "kept_sample"):
+            integer(received.get(key), f"{where}.received.{key}", optional=True, minimum=0)
+    if mapping(trace.get("resets_cut"), f"{where}.resets_cut", optional=True):
+        for direction, count in trace["resets_cut"].items():
+            integer(count, f"{where}.resets_cut.{direction}", minimum=0)
+    rows = trace.get("resets", [])
+    if not isinstance(rows, list) or len(rows) > MAX_FLOWS:
+        _fail(f"{where}.resets", f"a list of at most {MAX_FLOWS} rows", rows)
+    for i, row in enumerate(rows):
+        here = f"{where}.resets[{i}]"
+        if not isinstance(row, list) or len(row) != 9 or row[0] not in DIRECTIONS:
+            _fail(here, "[direction, local, port, peer, port, reason, count, first ts, last ts]", row)
+        address(row[1], f"{here}[1]"), _port(row[2], f"{here}[2]"), address(row[3], f"{here}[3]")
+        _port(row[4], f"{here}[4]"), text(row[5], f"{here}[5]", optional=True)
+        integer(row[6], f"{here}[6]", minimum=0)
+        number(row[7], f"{here}[7]", optional=True), number(row[8], f"{here}[8]", optional=True)
+    if not mapping(trace.get("sample"), f"{where}.sample", optional=True):
+        return
+    for direction in DIRECTIONS:
+        events = trace["sample"].get(direction, [])
+        if not isinstance(events, list) or len(events) > MAX_SAMPLE:
+            _fail(f"{where}.sample.{direction}", f"a list of at most {MAX_SAMPLE} resets", events)
+        for i, event in enumerate(events):
+            here = f"{where}.sample.{direction}[{i}]"
+            if not isinstance(event, list) or len(event) != 6:
+                _fail(here, "[ts, local, port, peer, port, reason]", event)
+            number(event[0], f"{here}[0]", optional=True), address(event[1], f"{here}[1]")
+            _port(event[2], f"{here}[2]"), address(event[3], f"{here}[3]"), _port(event[4], f"{here}[4]")
+            text(event[5], f"{here}[5]", optional=True)
 
 
 def check_capture(capture, where: str = "capture", trusted: bool = False) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from ..analysis import Assessment, Thresholds, Verdict
-from . import view
+from . import both_ends, view
 from .chart import sparkline_svg, stacked_bars
 from .escape import html_text as h
 
@@ -127,12 +127,23 @@ def render_html(assessments: list[Assessment], thresholds: Thresholds, meta: dic
     parts.append(_cards(assessments, total, meta))
     parts.append('<h2>Fleet summary</h2><ul class="facts" id="fleet">' + "".join(
         _fact(label, text, 600) for label, text in fleet.lines + view.phase2_fleet_lines(meta)) + "</ul>")
+    ends = both_ends.both_ends_lines(fleet.summary)
+    if ends:
+        parts.append('<h2>Both ends of the resets</h2><ul class="facts" id="both-ends">' + "".join(
+            f'<li><span class="label">{h(label, 30)}</span> {h(text, 600)}</li>' for label, text in ends) + "</ul>")
     parts.append("<h2>Resets sent per second, by cause</h2>" + stacked_bars(assessments))
     if view.checked(assessments):
         parts.append("<h2>Ranked hosts</h2>" + _ranked(assessments))
     detailed = [a for a in assessments if view.has_resets(a)]
     if detailed:
         parts.append("<h2>Hosts that sent resets</h2>" + "".join(_host_section(a, meta) for a in detailed))
+    receiving = both_ends.receiving_hosts(assessments)
+    if receiving:
+        names = both_ends.address_names(assessments)
+        parts.append('<h2>Resets received</h2>' + "".join(
+            f'<section class="host" id="received-{index}"><h3>{h(a.host, 80)}</h3><ul class="facts">'
+            + "".join(_fact(label, text) for label, text in both_ends.received_lines(a, names)) + "</ul></section>"
+            for index, a in enumerate(receiving)))
     if view.not_checked(assessments):
         parts.append("<h2>Not checked</h2>" + _not_checked(assessments))
     parts.append("</body></html>")

@@ -19,7 +19,8 @@ import time
 import xml.etree.ElementTree as ET
 
 from ..analysis import Assessment, Thresholds, Verdict
-from . import view
+from ..fleet import summarize_fleet
+from . import both_ends, view
 from .escape import xml_block, xml_text
 
 
@@ -28,8 +29,9 @@ def classname(a: Assessment) -> str:
     return xml_text(groups[0], 100) if groups else "rstfleet"
 
 
-def _detail(a: Assessment, meta: dict) -> str:
-    lines = [f"{label}: {text}" for label, text in view.host_lines(a, meta)]
+def _detail(a: Assessment, meta: dict, names: dict[str, str] | None = None) -> str:
+    pairs = view.host_lines(a, meta) + both_ends.received_lines(a, names)
+    lines = [f"{label}: {text}" for label, text in pairs]
     return xml_block("\n".join(xml_text(line, 400) for line in lines))
 
 
@@ -48,7 +50,7 @@ def _failure_message(a: Assessment, thresholds: Thresholds) -> str:
     return f"{rate} ({why}); top cause {view.top_cause(a)}"
 
 
-def _testcase(suite: ET.Element, a: Assessment, thresholds: Thresholds, meta: dict) -> str:
+def _testcase(suite: ET.Element, a: Assessment, thresholds: Thresholds, meta: dict, names: dict[str, str]) -> str:
     case = ET.SubElement(suite, "testcase", classname=classname(a), name=xml_text(a.host, 200),
                          time=f"{a.result.elapsed_s:.3f}")
     if a.rank is None:
@@ -64,7 +66,7 @@ def _testcase(suite: ET.Element, a: Assessment, thresholds: Thresholds, meta: di
         ET.SubElement(case, "failure", type=a.verdict, message=xml_text(message, 400)).text = \
             xml_block(f"{message}\n{commands}".strip())
         outcome = "failure"
-    ET.SubElement(case, "system-out").text = _detail(a, meta)
+    ET.SubElement(case, "system-out").text = _detail(a, meta, names)
     return outcome
 
 
@@ -81,7 +83,12 @@ def render_junit(assessments: list[Assessment], thresholds: Thresholds, meta: di
     for label, text in ([view.expected_fleet_line(assessments)] if view.any_expected(assessments) else []) \
             + view.phase2_fleet_lines(meta):
         ET.SubElement(props, "property", name=xml_text(label, 40), value=xml_text(text, 600))
-    outcomes = [_testcase(suite, a, thresholds, meta) for a in assessments]
+    names = both_ends.address_names(assessments)
+    outcomes = [_testcase(suite, a, thresholds, meta, names) for a in assessments]
+    ends = both_ends.both_ends_lines(summarize_fleet(assessments))
+    if ends:     # the fleet's pairing: the suite's own output, as a CI system shows it
+        ET.SubElement(suite, "system-out").text = xml_block("\n".join(xml_text(f"{label}: {text}", 600)
+                                                                       for label, text in ends))
     wall = meta.get("wall_s")
     if not isinstance(wall, (int, float)):
         wall = max((a.result.elapsed_s for a in assessments), default=0.0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from ..analysis import Assessment, Thresholds, Verdict
-from . import view
+from . import both_ends, view
 from .escape import markdown as md
 from .escape import markdown_code
 
@@ -61,6 +61,9 @@ def render_markdown(assessments: list[Assessment], thresholds: Thresholds, meta:
                   "not checked.", ""]
     lines += ["## Fleet summary", ""]
     lines += [_fact(label, text, 600) for label, text in fleet.lines + view.phase2_fleet_lines(meta)]
+    ends = both_ends.both_ends_lines(fleet.summary)
+    if ends:
+        lines += ["", "## Both ends of the resets", ""] + [_fact(label, text, 600) for label, text in ends]
     if checked:
         expected, netdata = view.any_expected(assessments), view.shows_netdata(assessments)
         lines += ["", "## Ranked hosts", ""]
@@ -81,6 +84,13 @@ def render_markdown(assessments: list[Assessment], thresholds: Thresholds, meta:
         lines += ["", "## Hosts that sent resets", ""]
         for a in detailed:
             lines += _host_section(a, meta)
+    receiving = both_ends.receiving_hosts(assessments)
+    if receiving:
+        names = both_ends.address_names(assessments)
+        lines += ([] if lines[-1] == "" else [""]) + ["## Resets received", ""]
+        for a in receiving:
+            lines += [f"### {md(a.host, 80)}", ""]
+            lines += [_fact(label, text) for label, text in both_ends.received_lines(a, names)] + [""]
     if missed:
         lines += ([] if lines[-1] == "" else [""]) + ["## Not checked", ""]
         lines += _table(["host", "status", "reason"], ["---", "---", "---"],

@@ -16,6 +16,8 @@ from __future__ import annotations
 import time
 
 from ..analysis import VERDICT_ORDER, Assessment, Thresholds
+from ..fleet import summarize_fleet
+from ..pairing import PairVerdict
 from . import view
 from .escape import prometheus_label
 
@@ -28,6 +30,10 @@ METRICS = {
     "rstfleet_cause_resets_per_second": "TCP resets sent per second attributed to each cause.",
     "rstfleet_score": "Ranking score: resets/s weighted by spike and cause severity.",
     "rstfleet_verdict": "1 for the host's verdict (ok, warn, crit, unknown), 0 for the others.",
+    "rstfleet_resets_received_per_second":
+        "TCP resets received per second over the window (tcp:tcp_receive_reset, else the capture).",
+    "rstfleet_resets_not_sent_by_kernel":
+        "Resets a host received from a fleet host whose kernel sent none of them (firewall, middlebox).",
     "rstfleet_expected_resets_per_second": "TCP resets sent per second that declared expected-reset "
                                            "rules excuse (still in resets_sent; left out of verdict and score).",
     "rstfleet_phase2_covered": "triage: 1 if phase 2 dug into the host, 0 if it was left out "
@@ -93,6 +99,18 @@ def render_prometheus(assessments: list[Assessment], thresholds: Thresholds, met
             add("rstfleet_cause_resets_per_second", _labels(names[index], cause=cause), rate)
         if a.evidence is not None and a.evidence.expected is not None:
             add("rstfleet_expected_resets_per_second", host, a.expected_per_s)
+    label_of = {a.host: names[index] for index, a in enumerate(assessments)}
+    for a in view.checked(assessments):
+        received = a.evidence.received if a.evidence else None
+        if received is not None and received.resets is not None and a.window_s:
+            add("rstfleet_resets_received_per_second", _labels(label_of[a.host]), received.resets / a.window_s)
+    not_sent: dict[tuple[str, str], int] = {}
+    for pair in summarize_fleet(assessments).both_ends.pairs:
+        if pair.verdict == PairVerdict.NOT_SENT:
+            key = (pair.receiver, pair.sender)
+            not_sent[key] = not_sent.get(key, 0) + pair.received
+    for (receiver, sender), count in sorted(not_sent.items()):
+        add("rstfleet_resets_not_sent_by_kernel", _labels(label_of[receiver], sender=sender), count)
     add("rstfleet_last_run_timestamp_seconds", "", time.time())
     lines = []
     for name, help_text in METRICS.items():

@@ -18,7 +18,7 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from ..analysis import Assessment, Thresholds, Verdict
-from . import view
+from . import both_ends, view
 from .escape import terminal
 
 COLOURS = {Verdict.CRIT: "\x1b[1;31m", Verdict.WARN: "\x1b[33m", Verdict.OK: "\x1b[32m", Verdict.UNKNOWN: "\x1b[2m"}
@@ -64,6 +64,9 @@ def render_table(assessments: list[Assessment], thresholds: Thresholds, meta: di
         lines.append("PARTIAL: the run was interrupted; hosts that did not finish are listed as not checked")
     fleet = view.fleet_view(assessments)
     lines += ["", "Fleet"] + _labelled(fleet.lines + view.phase2_fleet_lines(meta), limit=600)
+    ends = both_ends.both_ends_lines(fleet.summary)
+    if ends:
+        lines += ["", "Both ends of the resets (received, paired with the sender's kernel)"] + _labelled(ends, limit=600)
     rows = ranked_rows(assessments, colour)
     if rows:
         lines += ["", tabulate(rows, headers=ranked_headers(assessments), disable_numparse=True)]
@@ -74,6 +77,12 @@ def render_table(assessments: list[Assessment], thresholds: Thresholds, meta: di
         lines.append(f"#{a.rank} {terminal(a.host, 60)} — "
                      + _paint(view.verdict_text(a), a.verdict, colour))
         lines += _labelled(view.host_lines(a, meta))
+    receiving = both_ends.receiving_hosts(assessments)
+    if receiving:
+        names = both_ends.address_names(assessments)
+        lines += ["", "Resets received (hosts whose connections were reset, most first)"]
+        for a in receiving:
+            lines += [terminal(a.host, 60)] + _labelled(both_ends.received_lines(a, names))
     missed = view.not_checked(assessments)
     if missed:
         lines += ["", "Not checked:",

@@ -45,9 +45,12 @@ def test_fixture_assessments_render_back_to_the_same_hosts_plus_only_the_added_f
     assert {h["evidence"].pop("expected") for h in rendered["hosts"] if h["evidence"]} == {None}
     assert commands["h02"] == [{"argv": ["lsof", "-i:9", "-P", "-n"], "line": "lsof -i:9 -P -n   # on h02: "
                                 "is something meant to listen on port 9, a crashed service"}]
+    # the fixture predates the received side: its saved evidence has none, and renders without it
+    assert [h["evidence"].pop("received") for h in rendered["hosts"] if h["evidence"]] == [None, None, None]
     for old, new in zip(report["hosts"], rendered["hosts"], strict=True):
         assert set(new) - set(old) == ADDED_HOST_FIELDS
         assert {k: new[k] for k in old} == old
         assert new["rule"] == ("lifetime baseline" if old["rank"] is not None else None)
+    assert rendered["fleet"].pop("both_ends")["pairs"] == []
     assert rendered["fleet"] == report["fleet"]
     validate_schema(rendered)

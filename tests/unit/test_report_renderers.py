@@ -217,7 +217,8 @@ def test_prometheus_textfile_has_help_and_type_for_every_metric_and_parses():
     assert set(names) == {"rstfleet_resets_sent_per_second", "rstfleet_baseline_resets_per_second",
                           "rstfleet_host_up", "rstfleet_cause_resets_per_second", "rstfleet_score",
                           "rstfleet_verdict", "rstfleet_verdict_rule", "rstfleet_last_run_timestamp_seconds",
-                          "rstfleet_expected_resets_per_second", "rstfleet_phase2_covered"}
+                          "rstfleet_expected_resets_per_second", "rstfleet_phase2_covered",
+                          "rstfleet_resets_received_per_second", "rstfleet_resets_not_sent_by_kernel"}
     samples = parse_prometheus(text)
     h02 = frozenset({("host", "h02")})
     assert samples[("rstfleet_resets_sent_per_second", h02)] == pytest.approx(WORST["resets_sent_per_s"])

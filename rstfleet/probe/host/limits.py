@@ -19,6 +19,10 @@ PHASE2_TOP = 20            # triage's phase 2 covers every host at or over warn,
                            # shows in the fleet's shared ports and peers, and each host left out
                            # gets its own dig command
 PHASE2_QUIET = 5           # no host at or over warn: phase 2 digs into this many worst that sent resets
+TRACE_KEYS = 2000          # the probe's reset counts: at most this many distinct keys (the rest counted)
+TRACE_SAMPLE = 1000        # ... and this many single resets with timestamps and 4-tuples, per direction
+TRACE_DRAIN_S = 0.25       # the trace buffer is read this often during the window (256 KB a CPU)
+EPHEMERAL_PORT_MIN = 32768  # Linux's default ip_local_port_range starts here: a client's side
 
 FORKS = 200                # hosts probed at once
 CONNECT_TIMEOUT_S = 10.0

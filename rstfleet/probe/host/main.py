@@ -23,10 +23,8 @@ from . import PROBE_VERSION, SCHEMA
 from .counters import TCP_KEYS, counter_deltas, read_snapshot
 from .facts import host_facts, read_sysctls, read_uptime
 from .limits import (BASELINES, CAPTURE_BYTES, CAPTURE_PACKETS, EXACT_MINUTE_S, MAX_NETDATA_LOOKBACK_S,
-                     MAX_WINDOW_S, NETDATA_LOOKBACK_S, SELF_BOUND_MARGIN_S, WINDOW_S, measured_window,
-                     probe_lead_s)
-
-MAX_FLOWS = 2000
+                     MAX_WINDOW_S, NETDATA_LOOKBACK_S, SELF_BOUND_MARGIN_S, TRACE_DRAIN_S, WINDOW_S,
+                     measured_window, probe_lead_s)
 
 
 class UsageError(ValueError):
@@ -107,30 +105,21 @@ def orphaned():
     return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in poller.poll(0))
 
 
-def wait_window(seconds, clock=time.monotonic, on_tick=None):
+def wait_window(seconds, clock=time.monotonic, tick=None, slice_s=0.5, on_tick=None):
     """Sleep the window in short slices, leaving early if the orchestrator went away (Stop) or
-    asked to finish early (return); on_tick (the exact baseline's sampler) runs after every slice."""
-    end = clock() + seconds
+    asked to finish early (return); ``tick()`` runs after each slice (the trace's drain; True: busy),
+    then on_tick (the exact baseline's sampler, which samples once a second whatever the slice)."""
+    end, busy = clock() + seconds, False
     while True:
         left = end - clock()
         if left <= 0 or stop_requested():
             return
-        time.sleep(min(left, 0.5))
+        time.sleep(min(left, slice_s / 10 if busy else slice_s))  # a busy trace is read 10 times as often
+        busy = bool(tick()) if tick is not None else False
         if orphaned():
             raise Stop("orchestrator went away")
         if on_tick is not None:
             on_tick()
-
-
-def summarize_trace(events):
-    """Per-reset events into flows [[local port, peer, reason, count], ...], most first, bounded."""
-    counts = {}
-    for event in events:
-        key = (event.get("sport"), event.get("daddr"), event.get("reason"))
-        counts[key] = counts.get(key, 0) + 1
-    flows = sorted(([p, a, r, n] for (p, a, r), n in counts.items()),
-                   key=lambda row: (-row[3], str(row[0]), str(row[1])))
-    return flows[:MAX_FLOWS], max(0, len(flows) - MAX_FLOWS)
 
 
 def build_document(window_s, started_at, elapsed, first, last, uptime):
@@ -177,12 +166,15 @@ def _start_trace(document):
 
 
 def _finish_trace(trace, document):
-    events = trace.stop()
-    flows, cut = summarize_trace(events)
+    """The trace section: counts by key for both directions (bounded by keys, never by events),
+    the sample, and what was lost: in the kernel (ring buffer full between two drains) or foreign."""
+    trace.stop()
     stats = trace.stats
-    document["trace"] = {"available": True, "events": len(events), "flows": flows, "flows_cut": cut,
-                         "dropped": stats.get("dropped", 0) + stats.get("lost_in_kernel", 0),
-                         "foreign": stats.get("foreign", 0), "errors": stats.get("errors", [])[:5]}
+    section = {"available": True, "dropped": stats.get("lost_in_kernel", 0), "foreign": stats.get("foreign", 0),
+               "errors": stats.get("errors", [])[:5]}
+    section.update(trace.tally.document())
+    section["received"].update(trace.received)
+    document["trace"] = section
 
 
 def _watch_orchestrator(done):
@@ -197,7 +189,7 @@ def _watch_orchestrator(done):
             return
 
 
-def _capture(args, document, tools):
+def _capture(args, document, tools, tick=None):
     import threading
     from .capture import CaptureUnavailable, capture
     done = threading.Event()
@@ -205,10 +197,11 @@ def _capture(args, document, tools):
     try:
         document["capture"] = capture(args["capture"], args["capture-packets"], args["capture-bytes"],
                                       tcpdump_path=tools.get("tcpdump"),
-                                      force=args["force-long-capture"], should_stop=stop_requested)
+                                      force=args["force-long-capture"],
+                                      should_stop=lambda: (tick and tick(), stop_requested())[1])
     except (CaptureUnavailable, ValueError) as exc:
         document["capture"] = {"available": False, "reason": str(exc)}
-        wait_window(args["capture"])
+        wait_window(args["capture"], tick=tick, slice_s=TRACE_DRAIN_S if tick else 0.5)
     finally:
         done.set()
 
@@ -255,10 +248,12 @@ def run(args):
     try:
         started_at, t0 = time.time(), time.monotonic()
         first = read_snapshot()
+        tick = trace.drain if trace is not None else None
         if args["capture"]:
-            _capture(args, extra, host_facts())
+            _capture(args, extra, host_facts(), tick)
         else:
-            wait_window(window, on_tick=sampler.tick if sampler else None)
+            wait_window(window, tick=tick, slice_s=TRACE_DRAIN_S if tick else 0.5,
+                        on_tick=sampler.tick if sampler else None)
         last = read_snapshot()
         elapsed = time.monotonic() - t0
     finally:
