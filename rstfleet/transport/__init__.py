@@ -6,6 +6,7 @@ authenticate raise TransportError carrying a result status and a reason a person
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
@@ -35,7 +36,20 @@ class SSHSettings:
     become: bool = False
     ask_become_pass: bool = False         # -K: asked once per run, before any host (cli.py)
     become_password: str | None = field(default=None, repr=False, compare=False)
+    engine: str = "paramiko"              # or "asyncssh": one event loop for every connection
 
+
+
+SSH_ENGINES = ("paramiko", "asyncssh")
+
+
+def engine_problem(engine: str) -> str | None:
+    """Why --ssh-engine ENGINE cannot run here (checked before any host), or None."""
+    if engine not in SSH_ENGINES:
+        return f"must be one of {', '.join(SSH_ENGINES)}, not {engine!r}"
+    if engine == "asyncssh" and importlib.util.find_spec("asyncssh") is None:
+        return "asyncssh is not installed (pip install asyncssh)"
+    return None
 
 
 class TransportError(Exception):
@@ -56,7 +70,7 @@ class Transport(Protocol):
 
 def transport_factory(ssh: SSHSettings, become_password: str | None = None) -> Callable[..., Transport]:
     """One transport per host: local for ansible_connection=local, SSH otherwise (its stack, and
-    paramiko, imported only then). The -K password joins the settings here, never a Plan."""
+    paramiko or asyncssh, imported only then). The -K password joins the settings here, never a Plan."""
     from .local import LocalTransport
     from .ssh import SharedCredentials, SSHTransport
     from .ssh_config import load_client_config
@@ -64,9 +78,18 @@ def transport_factory(ssh: SSHSettings, become_password: str | None = None) -> C
     settings = replace(ssh, become_password=become_password)
     config = load_client_config(settings.ssh_config_path)
     shared = SharedCredentials()
+    if settings.engine == "asyncssh":
+        from .asyncssh_engine import AsyncSSHTransport, Credentials
+        credentials = Credentials()
+
+        def remote(host) -> Transport:
+            return AsyncSSHTransport(host, settings, config, credentials)
+    else:
+        def remote(host) -> Transport:
+            return SSHTransport(host, settings, config, shared)
 
     def transport_for(host) -> Transport:
         if host.connection == "local":
             return LocalTransport(become=settings.become or host.become)
-        return SSHTransport(host, settings, config, shared)
+        return remote(host)
     return transport_for
