@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -182,6 +183,7 @@ def bench(sizes: list[int], tools: list[str], peers_at: set[int], window: float,
                 else:
                     argv, outcome = peer_run(fleet, tool, window, Path(tmp))
                 time.sleep(pause_s)
+                load_before = round(os.getloadavg()[0], 2)
                 measured = run_measured(argv, window + 600.0, fleet.pids())
                 row = {"tool": tool, "hosts": n, "window_s": window,
                        "overhead_s": round(measured["wall_s"] - window, 2),
@@ -191,7 +193,7 @@ def bench(sizes: list[int], tools: list[str], peers_at: set[int], window: float,
                        "peak_rss_mb": round(measured["peak_rss_kb"] / 1024, 1),
                        "peak_threads": measured["peak_threads"], "peak_fds": measured["peak_fds"],
                        "sim_cpu_ms_per_host": round(1000 * measured["sim_cpu_s"] / n, 2),
-                       "exit": measured["exit"], **outcome(measured)}
+                       "exit": measured["exit"], "load_1m_before": load_before, **outcome(measured)}
                 if not row["ok"]:
                     row["stderr"] = measured["stderr"][-400:]
                 rows.append(row)
@@ -216,7 +218,7 @@ def ratios(rows: list[dict]) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     columns = ["tool", "hosts", "ok", "overhead_s", "cpu_ms_per_host", "peak_rss_kb_per_host", "peak_threads",
-               "one_window", "fleet_window_span_s", "sim_cpu_ms_per_host"]
+               "one_window", "fleet_window_span_s", "sim_cpu_ms_per_host", "load_1m_before"]
     return tabulate([[r.get(c, "") for c in columns] for r in rows], headers=columns)
 
 
@@ -230,6 +232,7 @@ def main() -> int:
     parser.add_argument("--pid-max", type=int, default=0, help="raise kernel.pid_max for the run (restored)")
     parser.add_argument("--out", type=Path, default=HERE / "simfleet-results.json")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # so the finally below restores pid_max
     before = PID_MAX.read_text().strip()
     try:
         if args.pid_max:

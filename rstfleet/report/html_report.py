@@ -1,4 +1,5 @@
-"""One self-contained HTML file: summary, an SVG chart, the ranked table, per-host details.
+"""One self-contained HTML file: summary, an SVG chart, the ranked table, per-host details
+(past 50 hosts: the worst 20 of each, the rest as counts; summary.py).
 
 No script, no external URL (inline CSS, inline SVG), so it opens from a ticket attachment or
 an air-gapped laptop and reads the same without JavaScript. A Content-Security-Policy meta tag
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 
 from ..analysis import Assessment, Thresholds, Verdict
-from . import view
+from . import summary, view
 from .chart import stacked_bars
 from .escape import html_text as h
 
@@ -62,7 +63,7 @@ def _cards(assessments: list[Assessment], total: float, meta: dict) -> str:
 
 def _ranked(assessments: list[Assessment]) -> str:
     rows = []
-    for a in view.checked(assessments):
+    for a in assessments:
         rows.append(f'<tr id="rank-{a.rank}"><td class="num rank">{a.rank}</td><td class="host">'
                     f'{h(a.host, 80)}</td><td class="num rate">{view.rate_text(a.resets_sent_per_s)}</td>'
                     f'<td class="num">{view.rate_text(a.baseline_per_s)}</td><td>{_verdict(a)}</td>'
@@ -86,7 +87,7 @@ def _host_section(a: Assessment) -> str:
 def _not_checked(assessments: list[Assessment]) -> str:
     rows = "".join(f'<tr><td class="host">{h(a.host, 80)}</td><td>{h(a.result.status, 40)}</td>'
                    f'<td class="reason">{h(a.result.reason, 300)}</td></tr>'
-                   for a in view.not_checked(assessments))
+                   for a in assessments)
     return ('<table id="not-checked"><thead><tr><th>host</th><th>status</th><th>reason</th></tr>'
             f"</thead><tbody>{rows}</tbody></table>")
 
@@ -113,12 +114,16 @@ def render_html(assessments: list[Assessment], thresholds: Thresholds, meta: dic
                      + h(", ".join(meta["phase2_hosts"]), 600) + "</li>")
     parts.append("</ul>")
     parts.append("<h2>Resets sent per second, by cause</h2>" + stacked_bars(assessments))
-    if view.checked(assessments):
-        parts.append("<h2>Ranked hosts</h2>" + _ranked(assessments))
-    detailed = [a for a in assessments if view.has_resets(a)]
-    if detailed:
-        parts.append("<h2>Hosts that sent resets</h2>" + "".join(_host_section(a) for a in detailed))
-    if view.not_checked(assessments):
-        parts.append("<h2>Not checked</h2>" + _not_checked(assessments))
+    listed = summary.shown(assessments)
+    if listed.ranked:
+        parts.append("<h2>Ranked hosts</h2>" + _ranked(listed.ranked))
+    if listed.detailed:
+        parts.append("<h2>Hosts that sent resets</h2>" + "".join(_host_section(a) for a in listed.detailed))
+    if listed.missed:
+        parts.append(f"<h2>{h(summary.not_checked_line(listed), 300)}</h2>" + _not_checked(listed.missed))
+    hidden = summary.hidden_lines(listed)
+    if hidden:
+        parts.append('<h2>Not listed</h2><ul class="facts" id="not-listed">'
+                     + "".join(f"<li>{h(line, 400)}</li>" for line in hidden) + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

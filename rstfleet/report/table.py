@@ -1,5 +1,6 @@
 """The terminal report: fleet summary, the ranked table, details of the hosts that sent resets,
-then the hosts that could not be checked.
+then the hosts that could not be checked (past 50 hosts: the worst 20 of each, the rest as
+counts; summary.py).
 
 Colour is off unless ``meta["color"]`` is true (the CLI decides: a TTY and no NO_COLOR); every
 piece of host text goes through `escape.terminal`, so a host cannot move the cursor, retitle the
@@ -18,7 +19,7 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from ..analysis import Assessment, Thresholds, Verdict
-from . import view
+from . import summary, view
 from .escape import terminal
 
 COLOURS = {Verdict.CRIT: "\x1b[1;31m", Verdict.WARN: "\x1b[33m", Verdict.OK: "\x1b[32m", Verdict.UNKNOWN: "\x1b[2m"}
@@ -35,6 +36,7 @@ def _labelled(pairs: list[tuple[str, str]], indent: str = "  ", limit: int = 300
 
 
 def ranked_rows(assessments: list[Assessment], colour: bool = False) -> list[list[str]]:
+    """One row a checked host, for the hosts given (render_table gives the listed ones)."""
     return [[str(a.rank), terminal(a.host, 60), view.rate_text(a.resets_sent_per_s),
              view.rate_text(a.baseline_per_s), _paint(view.verdict_text(a), a.verdict, colour),
              f"{a.score:.1f}", terminal(view.top_cause(a), 40), terminal(view.top_port(a), 40)]
@@ -54,20 +56,22 @@ def render_table(assessments: list[Assessment], thresholds: Thresholds, meta: di
     lines += ["", "Fleet"] + _labelled(fleet.lines, limit=600)
     if meta.get("phase2_hosts"):
         lines += _labelled([("phase 2", "capture and owners on " + ", ".join(meta["phase2_hosts"]))])
-    rows = ranked_rows(assessments, colour)
+    listed = summary.shown(assessments)
+    rows = ranked_rows(listed.ranked, colour)
     if rows:
         lines += ["", tabulate(rows, headers=RANKED_HEADERS, disable_numparse=True)]
-    detailed = [a for a in assessments if view.has_resets(a)]
-    if detailed:
+    if listed.detailed:
         lines += ["", "Details (hosts that sent resets, worst first)"]
-    for a in detailed:
+    for a in listed.detailed:
         lines.append(f"#{a.rank} {terminal(a.host, 60)} — "
                      + _paint(view.verdict_text(a), a.verdict, colour))
         lines += _labelled(view.host_detail(a))
-    missed = view.not_checked(assessments)
-    if missed:
-        lines += ["", "Not checked:",
+    if listed.missed:
+        lines += ["", summary.not_checked_line(listed) + ":",
                   tabulate([[terminal(a.host, 60), terminal(a.result.status, 30),
-                             terminal(a.result.reason, 300)] for a in missed],
+                             terminal(a.result.reason, 300)] for a in listed.missed],
                            headers=["host", "status", "reason"], disable_numparse=True)]
+    hidden = summary.hidden_lines(listed)
+    if hidden:
+        lines += [""] + hidden
     return "\n".join(lines) + "\n"

@@ -36,8 +36,8 @@ class HostKeyIndex:
                     continue
                 try:
                     entry = paramiko.hostkeys.HostKeyEntry.from_line(line, lineno)
-                except paramiko.SSHException:
-                    continue
+                except (paramiko.SSHException, paramiko.hostkeys.InvalidHostKey):
+                    continue          # as OpenSSH: a bad line is skipped (paramiko's load raises)
                 if entry is not None and entry.key is not None:
                     self._add_entry(entry)
 

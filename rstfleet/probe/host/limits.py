@@ -14,6 +14,8 @@ CAPTURE_BYTES = 8 * 1024 * 1024            # default and cap of one host's pcap
 MIN_CAPTURE_BYTES = 1024
 MAX_CAPTURE_BYTES = 8 * 1024 * 1024        # base64 of it stays well under MAX_OUTPUT
 PHASE2_TOP = 5             # triage digs into this many worst hosts
+REPORT_WHOLE_UP_TO = 50    # the table and HTML list every host up to this many; past it they summarise
+REPORT_TOP = 20            # ... the worst this many in full, the rest as counts (the JSON keeps all)
 
 FORKS = 200                # hosts probed at once
 CONNECT_TIMEOUT_S = 10.0

@@ -69,7 +69,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 PROBE_SCHEMA = 1
-PROBE_SHA256 = '15e25912c3e39812a9517625587826163cacd43db3679bcc54261e6e1da07229'
+PROBE_SHA256 = 'ad4f449ccc5f457e2a01f0acb676565b68cb510e66eed7eea947359748c55b9a'
 # rstfleet.probe.probe_script(), verbatim: the bytes `rstfleet sweep` pipes to `python3 -I -B -`.
 PROBE_SCRIPT = (
     'import sys\n'
@@ -593,6 +593,8 @@ PROBE_SCRIPT = (
     'MIN_CAPTURE_BYTES = 1024\\n'
     'MAX_CAPTURE_BYTES = 8 * 1024 * 1024        # base64 of it stays well under MAX_OUTPUT\\n'
     'PHASE2_TOP = 5             # triage digs into this many worst hosts\\n'
+    'REPORT_WHOLE_UP_TO = 50    # the table and HTML list every host up to this many; past it they summarise\\n'
+    'REPORT_TOP = 20            # ... the worst this many in full, the rest as counts (the JSON keeps all)\\n'
     '\\n'
     'FORKS = 200                # hosts probed at once\\n'
     'CONNECT_TIMEOUT_S = 10.0\\n'
