@@ -231,6 +231,7 @@ def main() -> int:
     parser.add_argument("--pause", type=float, default=5.0, help="seconds between runs")
     parser.add_argument("--pid-max", type=int, default=0, help="raise kernel.pid_max for the run (restored)")
     parser.add_argument("--out", type=Path, default=HERE / "simfleet-results.json")
+    parser.add_argument("--merge", action="store_true", help="keep --out's other rows (same tool and size: replaced)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # so the finally below restores pid_max
     before = PID_MAX.read_text().strip()
@@ -241,6 +242,10 @@ def main() -> int:
                      {int(s) for s in args.peers_at.split(",") if s}, args.window, args.pause)
     finally:
         PID_MAX.write_text(before)
+    if args.merge and args.out.exists():
+        fresh = {(r["tool"], r["hosts"]) for r in rows}
+        kept = [r for r in json.loads(args.out.read_text())["rows"] if (r["tool"], r["hosts"]) not in fresh]
+        rows = sorted(kept + rows, key=lambda r: (r["hosts"], r["tool"]))
     print(table(rows))
     print()
     print(tabulate(ratios(rows), headers="keys"))

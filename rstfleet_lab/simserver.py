@@ -101,9 +101,9 @@ class Worker:
         host = self.host_of(process)
         request = parse_command(process.command or "")
         try:
-            if request.kind in ("python", "sample"):
-                script = await process.stdin.read(MAX_STDIN)
-                if request.kind == "sample" and not request.window_s:
+            if request.kind == "python" or (request.kind == "sample" and not request.window_s):
+                script = await process.stdin.read(MAX_STDIN)     # the script comes on stdin
+                if request.kind == "sample":
                     request = Request("sample", sample_window(script.decode("utf-8", "replace")))
             if request.kind == "unknown":
                 process.stderr.write(b"simfleet: command not simulated\n")

@@ -105,3 +105,31 @@ def test_a_killed_parent_leaves_nothing_listening(tmp_path):
         time.sleep(0.2)
     assert not [p for p in pids if alive(p)]
     assert not listening_on(addresses)
+
+
+@pytest.mark.parametrize("engine", ["paramiko", "asyncssh"])
+def test_host_keys_are_checked_as_openssh_checks_them(fleet, tmp_path, engine):
+    """A changed key is refused even with --accept-new-host-keys; an unknown one is recorded, and
+    the next sweep verifies against what was recorded."""
+    ok_hosts = [h for h in fleet.hosts if h.kind == "ok"][:2]
+    unknown = [h for h in fleet.hosts if h.kind == "unknown_key"]
+    lines = fleet.known_hosts_path.read_text().splitlines()
+    first, second = (next(l for l in lines if l.startswith(f"[{h.address}]:")) for h in ok_hosts)
+    known = tmp_path / "known_hosts"
+    known.write_text("\n".join(l if l != first else first.split()[0] + " " + " ".join(second.split()[1:])
+                               for l in lines) + "\n")
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(fleet.inventory_path.read_text().replace(str(fleet.known_hosts_path), str(known)))
+    limit = ":".join(h.name for h in [ok_hosts[0]] + unknown)
+    out = tmp_path / "r.json"
+    sweep = ("sweep", "-i", str(inventory), "-l", limit, "--window", "1", "--ssh-engine", engine,
+             "--format", "json", "-o", str(out), "--fail-on", "never")
+    run_cli(*sweep, "--accept-new-host-keys")
+    hosts = hosts_by_name(json_report(out))
+    assert hosts[ok_hosts[0].name]["status"] == "host_key_rejected"
+    assert "CHANGED" in hosts[ok_hosts[0].name]["reason"]
+    assert all(hosts[h.name]["status"] == "ok" for h in unknown), [hosts[h.name]["reason"] for h in unknown]
+    recorded = known.read_text()
+    assert all(f"[{h.address}]:2222 ssh-ed25519 " in recorded for h in unknown)
+    run_cli(*sweep)
+    assert all(hosts_by_name(json_report(out))[h.name]["status"] == "ok" for h in unknown)

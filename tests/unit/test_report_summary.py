@@ -75,3 +75,16 @@ def test_a_fleet_at_the_bound_is_listed_whole():
     assert len(ranked) == REPORT_WHOLE_UP_TO - 1 and len(missed) == 1
     assert "not listed" not in text and JSON_HINT not in text
     assert "not-listed" not in render("html", assessments, Thresholds(), META)
+
+
+def test_the_json_report_keeps_one_line_a_host_and_reads_back_as_the_document():
+    from rstfleet.report.json_report import report_document
+    _, assessments = fleet(300, spiking=3, timeouts=2, auth_failed=1)
+    text = render("json", assessments, Thresholds(), META)
+    document = report_document(assessments, Thresholds(), META)
+    read = json.loads(text)
+    read.pop("generated_at"), document.pop("generated_at")
+    assert read == json.loads(json.dumps(document))
+    assert list(json.loads(text)) == list(report_document(assessments, Thresholds(), META))   # key order kept
+    host_lines = [line for line in text.splitlines() if line.startswith('    {"rank": ')]
+    assert len(host_lines) == 300
