@@ -133,12 +133,14 @@ def windows_of(report: dict) -> dict:
             "start_spread_s": round(latest_start - min(s for s, _ in spans), 2)}
 
 
-def rstfleet_run(fleet, n: int, window: float, workdir: Path, engine: str | None) -> tuple[list[str], callable]:
+def rstfleet_run(fleet, n: int, window: float, workdir: Path, engine: str | None,
+                 extra: list[str]) -> tuple[list[str], callable]:
     out = workdir / f"sweep-{engine or 'paramiko'}-{n}.json"
     argv = [sys.executable, "-m", "rstfleet", "sweep", "-i", str(fleet.inventory_path), "--window",
             repr(window), "-f", str(n), "--format", "json", "-o", str(out), "--fail-on", "never"]
     if engine:
         argv += ["--ssh-engine", engine]
+    argv += extra
 
     def outcome(measured: dict) -> dict:
         try:
@@ -169,7 +171,8 @@ def peer_run(fleet, tool: str, window: float, workdir: Path) -> tuple[list[str],
     return argv, outcome
 
 
-def bench(sizes: list[int], tools: list[str], peers_at: set[int], window: float, pause_s: float) -> list[dict]:
+def bench(sizes: list[int], tools: list[str], peers_at: set[int], window: float, pause_s: float,
+          sweep_args: list[str]) -> list[dict]:
     rows = []
     for n in sizes:
         scenario = {"hosts": n, "seed": n, "spiking": {"share": 0.01}}
@@ -179,13 +182,14 @@ def bench(sizes: list[int], tools: list[str], peers_at: set[int], window: float,
                 if tool in ("fabric", "pssh") and n not in peers_at:
                     continue
                 if tool.startswith("rstfleet"):
-                    argv, outcome = rstfleet_run(fleet, n, window, Path(tmp), tool.partition("-")[2] or None)
+                    argv, outcome = rstfleet_run(fleet, n, window, Path(tmp), tool.partition("-")[2] or None,
+                                                sweep_args)
                 else:
                     argv, outcome = peer_run(fleet, tool, window, Path(tmp))
                 time.sleep(pause_s)
                 load_before = round(os.getloadavg()[0], 2)
                 measured = run_measured(argv, window + 600.0, fleet.pids())
-                row = {"tool": tool, "hosts": n, "window_s": window,
+                row = {"tool": tool, "hosts": n, "window_s": window, "sweep_args": " ".join(sweep_args),
                        "overhead_s": round(measured["wall_s"] - window, 2),
                        "wall_s": round(measured["wall_s"], 2),
                        "cpu_ms_per_host": round(1000 * measured["cpu_s"] / n, 2),
@@ -231,6 +235,7 @@ def main() -> int:
     parser.add_argument("--pause", type=float, default=5.0, help="seconds between runs")
     parser.add_argument("--pid-max", type=int, default=0, help="raise kernel.pid_max for the run (restored)")
     parser.add_argument("--out", type=Path, default=HERE / "simfleet-results.json")
+    parser.add_argument("--sweep-args", default="", help="more rstfleet sweep options, e.g. '--connect-timeout 60'")
     parser.add_argument("--merge", action="store_true", help="keep --out's other rows (same tool and size: replaced)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # so the finally below restores pid_max
@@ -239,7 +244,8 @@ def main() -> int:
         if args.pid_max:
             PID_MAX.write_text(str(args.pid_max))
         rows = bench([int(s) for s in args.sizes.split(",")], args.tools.split(","),
-                     {int(s) for s in args.peers_at.split(",") if s}, args.window, args.pause)
+                     {int(s) for s in args.peers_at.split(",") if s}, args.window, args.pause,
+                     args.sweep_args.split())
     finally:
         PID_MAX.write_text(before)
     if args.merge and args.out.exists():
