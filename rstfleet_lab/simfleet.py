@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rstfleet_lab.simmodel import MAX_HOSTS, SimHost, load_scenario, plan_hosts
-from rstfleet_lab.simserver import host_public_line
+from rstfleet_lab.simserver import WORKDIR_PREFIX, host_public_line
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_LIFETIME_S = 3600.0
@@ -155,7 +155,7 @@ def start(scenario: dict, workers: int = WORKERS, lifetime_s: float = 600.0,
     if not 0 < lifetime_s <= MAX_LIFETIME_S:
         raise SimFleetError(f"lifetime {lifetime_s} s: wanted 0 < lifetime <= {MAX_LIFETIME_S:.0f} s")
     workers = max(1, min(workers, len(hosts)))
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="rstfleet-simfleet-"))
+    workdir = Path(workdir or tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
     workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     seed = secrets.token_hex(32)
     key_path, known_hosts, inventory, public = _write_files(hosts, workdir, seed)

@@ -10,7 +10,7 @@ fleet's client key, and exec channels that answer rstfleet's probe (simmodel.py)
 refuse it), `slow_banner` accepts TCP and never speaks.
 
 Bounded: the worker exits when its stdin closes (the parent went away, even by SIGKILL), after
-LIFETIME_S, or on SIGTERM. One asyncio loop and no thread per connection: measured in
+LIFETIME_S, or on SIGTERM; worker 0 then removes the fleet's temporary folder (keys, plan). One asyncio loop and no thread per connection: measured in
 docs/benchmarks.md ("The simulated fleet"), paramiko's server mode costs a thread per connection.
 """
 
@@ -21,9 +21,11 @@ import hashlib
 import json
 import logging
 import resource
+import shutil
 import signal
 import sys
 import time
+from pathlib import Path
 
 import asyncssh
 from cryptography.hazmat.primitives import serialization
@@ -32,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rstfleet_lab.simmodel import Request, SimHost, hosts_from_json, parse_command, probe_document
 from rstfleet_lab.simmodel import sample_answer, sample_window, shell_head, shell_tail
 
+WORKDIR_PREFIX = "rstfleet-simfleet-"   # simfleet.start's temporary folder: keys, plan, inventory
 MAX_STDIN = 1024 * 1024       # the probe's payload is ~40 KB; more is not a probe
 LOGIN_TIMEOUT_S = 60.0
 
@@ -192,6 +195,10 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"error {exc}", flush=True)
         return 1
+    finally:
+        folder = Path(plan_path).resolve().parent
+        if worker == 0 and folder.name.startswith(WORKDIR_PREFIX):
+            shutil.rmtree(folder, ignore_errors=True)    # the parent may have died without stop()
     return 0
 
 

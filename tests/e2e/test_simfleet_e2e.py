@@ -86,16 +86,17 @@ def test_the_shell_probe_reads_the_modelled_counters(fleet, tmp_path):
 
 
 def test_a_killed_parent_leaves_nothing_listening(tmp_path):
-    """SIGKILL gives no finally and no atexit: the workers must notice their stdin closing."""
+    """SIGKILL gives no finally and no atexit: the workers must notice their stdin closing, and
+    take the fleet's private keys with them."""
     scenario = dict(SCENARIO, hosts=20, first_address="127.4.0.1", spiking={"count": 1}, broken={})
     starter = subprocess.Popen(
         [sys.executable, "-c", "import json, sys, time\n"
          "from rstfleet_lab.simfleet import start\n"
          f"fleet = start(json.loads({json.dumps(json.dumps(scenario))}), lifetime_s=120)\n"
-         "print(json.dumps(fleet.pids()), flush=True)\n"
+         "print(json.dumps([fleet.pids(), str(fleet.workdir)]), flush=True)\n"
          "time.sleep(120)\n"], stdout=subprocess.PIPE, text=True, cwd=str(ROOT),
         env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    pids = json.loads(starter.stdout.readline())
+    pids, workdir = json.loads(starter.stdout.readline())
     addresses = {f"127.4.0.{i}" for i in range(1, 21)}
     assert len(listening_on(addresses)) == 20
     starter.send_signal(signal.SIGKILL)
@@ -105,6 +106,7 @@ def test_a_killed_parent_leaves_nothing_listening(tmp_path):
         time.sleep(0.2)
     assert not [p for p in pids if alive(p)]
     assert not listening_on(addresses)
+    assert not os.path.exists(workdir)             # keys and plan removed by the last worker
 
 
 @pytest.mark.parametrize("engine", ["paramiko", "asyncssh"])
