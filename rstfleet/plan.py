@@ -33,7 +33,7 @@ from .probe.host.netdata import parse_agent_url
 from .sweep.coverage import dig_argv
 from .sweep.pool import SweepSettings
 from .textsafe import printable
-from .transport import SSHSettings
+from .transport import SSHSettings, engine_problem
 from .transport.target import preflight
 
 HOST_PROBES = ("auto", "shell", "python")   # auto: python, the shell probe where python3 is missing
@@ -272,12 +272,15 @@ def _checked(o: dict, hosts: list[Host] | None, groups: frozenset = frozenset())
         sweep, phase2 = settings(replace(probe_capture, owners=bool(o.get("owners")), **alert)), None
     fmt = o.get("format") or "table"
     outputs = Outputs(fmt, o.get("output"), bool(o.get("quiet")), o.get("run_dir") or "rstfleet-runs")
+    engine = o.get("ssh_engine") or "paramiko"
+    if engine_problem(engine):
+        raise PlanError(f"--ssh-engine: {engine_problem(engine)}")
     ssh = SSHSettings(user=o.get("user"), key_file=o.get("private_key"),
                       known_hosts_files=tuple(o.get("known_hosts") or ()),
                       accept_new_host_keys=bool(o.get("accept_new_host_keys")), connect_timeout=connect,
                       connect_timeout_given=connect_given,
                       ssh_config_path=o.get("ssh_config"), become=bool(o.get("become") or o.get("ask_become_pass")),
-                      ask_become_pass=bool(o.get("ask_become_pass")))
+                      ask_become_pass=bool(o.get("ask_become_pass")), engine=engine)
     declared = tuple(o.get("expected_rules") or ()) + (load_expected(o["expected"]) if o.get("expected") else ())
     if hosts is None:
         shard = o.get("shard")

@@ -77,7 +77,7 @@ def parse_table(text: str) -> tuple[list[list[str]], list[list[str]]]:
                 return rows
         return []
 
-    missed_at = next((i for i, line in enumerate(lines) if line == "Not checked:"), len(lines))
+    missed_at = next((i for i, line in enumerate(lines) if line.startswith("Not checked") and line.endswith(":")), len(lines))
     return rows_after("rank "), rows_after("host ", missed_at)
 
 

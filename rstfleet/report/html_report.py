@@ -1,4 +1,5 @@
-"""One self-contained HTML file: summary, an SVG chart, the ranked table, per-host details.
+"""One self-contained HTML file: summary, an SVG chart, the ranked table, per-host details
+(past 50 hosts: the worst 20 of each, the rest as counts; summary.py).
 
 No script, no external URL (inline CSS, inline SVG), so it opens from a ticket attachment or
 an air-gapped laptop and reads the same without JavaScript. A Content-Security-Policy meta tag
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 
 from ..analysis import Assessment, Thresholds, Verdict
-from . import both_ends, view
+from . import both_ends, summary, view
 from .chart import sparkline_svg, stacked_bars
 from .escape import html_text as h
 
@@ -105,7 +106,7 @@ def _host_section(a: Assessment, meta: dict) -> str:
 def _not_checked(assessments: list[Assessment]) -> str:
     rows = "".join(f'<tr><td class="host">{h(a.host, 80)}</td><td>{h(a.result.status, 40)}</td>'
                    f'<td class="reason">{h(a.result.reason, 300)}</td></tr>'
-                   for a in view.not_checked(assessments))
+                   for a in assessments)
     return ('<table id="not-checked"><thead><tr><th>host</th><th>status</th><th>reason</th></tr>'
             f"</thead><tbody>{rows}</tbody></table>")
 
@@ -132,19 +133,23 @@ def render_html(assessments: list[Assessment], thresholds: Thresholds, meta: dic
         parts.append('<h2>Both ends of the resets</h2><ul class="facts" id="both-ends">' + "".join(
             f'<li><span class="label">{h(label, 30)}</span> {h(text, 600)}</li>' for label, text in ends) + "</ul>")
     parts.append("<h2>Resets sent per second, by cause</h2>" + stacked_bars(assessments))
-    if view.checked(assessments):
-        parts.append("<h2>Ranked hosts</h2>" + _ranked(assessments))
-    detailed = [a for a in assessments if view.has_resets(a)]
-    if detailed:
-        parts.append("<h2>Hosts that sent resets</h2>" + "".join(_host_section(a, meta) for a in detailed))
+    listed = summary.shown(assessments)
+    if listed.ranked:
+        parts.append("<h2>Ranked hosts</h2>" + _ranked(listed.ranked))
+    if listed.detailed:
+        parts.append("<h2>Hosts that sent resets</h2>" + "".join(_host_section(a, meta) for a in listed.detailed))
     receiving = both_ends.receiving_hosts(assessments)
     if receiving:
         names = both_ends.address_names(assessments)
         parts.append('<h2>Resets received</h2>' + "".join(
             f'<section class="host" id="received-{index}"><h3>{h(a.host, 80)}</h3><ul class="facts">'
             + "".join(_fact(label, text) for label, text in both_ends.received_lines(a, names)) + "</ul></section>"
-            for index, a in enumerate(receiving)))
-    if view.not_checked(assessments):
-        parts.append("<h2>Not checked</h2>" + _not_checked(assessments))
+            for index, a in enumerate(receiving[:summary.REPORT_TOP if len(assessments) > summary.REPORT_WHOLE_UP_TO else None])))
+    if listed.missed:
+        parts.append(f"<h2>{h(summary.not_checked_line(listed), 300)}</h2>" + _not_checked(listed.missed))
+    hidden = summary.hidden_lines(listed)
+    if hidden:
+        parts.append('<h2>Not listed</h2><ul class="facts" id="not-listed">'
+                     + "".join(f"<li>{h(line, 400)}</li>" for line in hidden) + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -104,4 +104,15 @@ def report_document(assessments: list[Assessment], thresholds: Thresholds, meta:
 
 
 def render_json(assessments: list[Assessment], thresholds: Thresholds, meta: dict) -> str:
-    return json.dumps(report_document(assessments, thresholds, meta), indent=2) + "\n"
+    """Indented, but one line a host: `indent` makes json use its pure-Python encoder, which at
+    10,000 hosts spent 1.6 s of the 2.6 s this takes; a host per line is also what grep and diff
+    want (measured: 0.45 s, a third smaller)."""
+    document = report_document(assessments, thresholds, meta)
+    fields = []
+    for key, value in document.items():
+        if key == "hosts" and value:
+            text = "[\n" + ",\n".join("    " + json.dumps(host) for host in value) + "\n  ]"
+        else:
+            text = json.dumps(value, indent=2).replace("\n", "\n  ")
+        fields.append(f"  {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(fields) + "\n}\n"

@@ -1,5 +1,6 @@
 """The terminal report: fleet summary, the ranked table, details of the hosts that sent resets,
-then the hosts that could not be checked.
+then the hosts that could not be checked (past 50 hosts: the worst 20 of each, the rest as
+counts; summary.py).
 
 Colour is off unless ``meta["color"]`` is true (the CLI decides: a TTY and no NO_COLOR); every
 piece of host text goes through `escape.terminal`, so a host cannot move the cursor, retitle the
@@ -18,7 +19,7 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from ..analysis import Assessment, Thresholds, Verdict
-from . import both_ends, view
+from . import both_ends, summary, view
 from .escape import terminal
 
 COLOURS = {Verdict.CRIT: "\x1b[1;31m", Verdict.WARN: "\x1b[33m", Verdict.OK: "\x1b[32m", Verdict.UNKNOWN: "\x1b[2m"}
@@ -67,13 +68,13 @@ def render_table(assessments: list[Assessment], thresholds: Thresholds, meta: di
     ends = both_ends.both_ends_lines(fleet.summary)
     if ends:
         lines += ["", "Both ends of the resets (received, paired with the sender's kernel)"] + _labelled(ends, limit=600)
-    rows = ranked_rows(assessments, colour)
+    listed = summary.shown(assessments)
+    rows = ranked_rows(listed.ranked, colour)
     if rows:
-        lines += ["", tabulate(rows, headers=ranked_headers(assessments), disable_numparse=True)]
-    detailed = [a for a in assessments if view.has_resets(a)]
-    if detailed:
+        lines += ["", tabulate(rows, headers=ranked_headers(listed.ranked), disable_numparse=True)]
+    if listed.detailed:
         lines += ["", "Details (hosts that sent resets, worst first)"]
-    for a in detailed:
+    for a in listed.detailed:
         lines.append(f"#{a.rank} {terminal(a.host, 60)} — "
                      + _paint(view.verdict_text(a), a.verdict, colour))
         lines += _labelled(view.host_lines(a, meta))
@@ -81,12 +82,14 @@ def render_table(assessments: list[Assessment], thresholds: Thresholds, meta: di
     if receiving:
         names = both_ends.address_names(assessments)
         lines += ["", "Resets received (hosts whose connections were reset, most first)"]
-        for a in receiving:
+        for a in receiving[:summary.REPORT_TOP if len(assessments) > summary.REPORT_WHOLE_UP_TO else None]:
             lines += [terminal(a.host, 60)] + _labelled(both_ends.received_lines(a, names))
-    missed = view.not_checked(assessments)
-    if missed:
-        lines += ["", "Not checked:",
+    if listed.missed:
+        lines += ["", summary.not_checked_line(listed) + ":",
                   tabulate([[terminal(a.host, 60), terminal(a.result.status, 30),
-                             terminal(a.result.reason, 300)] for a in missed],
+                             terminal(a.result.reason, 300)] for a in listed.missed],
                            headers=["host", "status", "reason"], disable_numparse=True)]
+    hidden = summary.hidden_lines(listed)
+    if hidden:
+        lines += [""] + hidden
     return "\n".join(lines) + "\n"

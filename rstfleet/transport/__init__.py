@@ -6,6 +6,7 @@ authenticate raise TransportError carrying a result status and a reason a person
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -35,7 +36,20 @@ class SSHSettings:
     become: bool = False
     ask_become_pass: bool = False         # -K: asked once per run, before any host (cli.py)
     become_password: str | None = field(default=None, repr=False, compare=False)
+    engine: str = "paramiko"              # or "asyncssh": one event loop for every connection
 
+
+
+SSH_ENGINES = ("paramiko", "asyncssh")
+
+
+def engine_problem(engine: str) -> str | None:
+    """Why --ssh-engine ENGINE cannot run here (checked before any host), or None."""
+    if engine not in SSH_ENGINES:
+        return f"must be one of {', '.join(SSH_ENGINES)}, not {engine!r}"
+    if engine == "asyncssh" and importlib.util.find_spec("asyncssh") is None:
+        return "asyncssh is not installed (pip install asyncssh)"
+    return None
 
 
 class TransportError(Exception):
@@ -68,6 +82,10 @@ class Transports:
         self.config = load_client_config(self.settings.ssh_config_path)
         self.shared = SharedCredentials()
         self.jumps = JumpPool()
+        self.credentials = None
+        if self.settings.engine == "asyncssh":     # --ssh-engine asyncssh: one event loop, no jump hosts
+            from .asyncssh_engine import Credentials
+            self.credentials = Credentials()
 
     def __call__(self, host) -> Transport:
         from .local import LocalTransport
@@ -75,6 +93,9 @@ class Transports:
 
         if host.connection == "local":
             return LocalTransport(become=self.settings.become or host.become)
+        if self.credentials is not None:
+            from .asyncssh_engine import AsyncSSHTransport
+            return AsyncSSHTransport(host, self.settings, self.config, self.credentials)
         return SSHTransport(host, self.settings, self.config, self.shared, self.jumps)
 
     def close(self) -> None:

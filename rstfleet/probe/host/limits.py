@@ -23,6 +23,8 @@ TRACE_KEYS = 2000          # the probe's reset counts: at most this many distinc
 TRACE_SAMPLE = 1000        # ... and this many single resets with timestamps and 4-tuples, per direction
 TRACE_DRAIN_S = 0.25       # the trace buffer is read this often during the window (256 KB a CPU)
 EPHEMERAL_PORT_MIN = 32768  # Linux's default ip_local_port_range starts here: a client's side
+REPORT_WHOLE_UP_TO = 50    # the table and HTML list every host up to this many; past it they summarise
+REPORT_TOP = 20            # ... the worst this many in full, the rest as counts (the JSON keeps all)
 
 FORKS = 200                # hosts probed at once
 CONNECT_TIMEOUT_S = 10.0

@@ -69,7 +69,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 PROBE_SCHEMA = 1
-PROBE_SHA256 = 'a12fc888f919810ff95918a161944bf47794efb287ed977f54e6d7be6508dbb4'
+PROBE_SHA256 = 'e26e4f9154aee85c8e361190872f4e0bee8c9e235b4086a77d34a656d53da4ec'
 # rstfleet.probe.probe_script(), verbatim: the bytes `rstfleet sweep` pipes to `python3 -I -B -`.
 PROBE_SCRIPT = (
     'import sys\n'
@@ -656,6 +656,8 @@ PROBE_SCRIPT = (
     'TRACE_SAMPLE = 1000        # ... and this many single resets with timestamps and 4-tuples, per direction\\n'
     'TRACE_DRAIN_S = 0.25       # the trace buffer is read this often during the window (256 KB a CPU)\\n'
     "EPHEMERAL_PORT_MIN = 32768  # Linux\\'s default ip_local_port_range starts here: a client\\'s side\\n"
+    'REPORT_WHOLE_UP_TO = 50    # the table and HTML list every host up to this many; past it they summarise\\n'
+    'REPORT_TOP = 20            # ... the worst this many in full, the rest as counts (the JSON keeps all)\\n'
     '\\n'
     'FORKS = 200                # hosts probed at once\\n'
     'CONNECT_TIMEOUT_S = 10.0\\n'
