@@ -36,7 +36,8 @@ from . import DEFAULT_MAX_OUTPUT, RunResult, SSHSettings, TransportError
 from ..inventory import Host
 from ..results import Status
 from .hostkey_index import HostKeyIndex
-from .ssh import AcceptNew, SSHTransport, _trust_command
+from .host_keys import _append_line, _keyscan
+from .ssh import SSHTransport
 from .ssh_config import ClientConfig
 from .target import resolve_target
 
@@ -122,8 +123,8 @@ class _HostKeyCheck(asyncssh.SSHClient):
         known = self.transport.known_keys()
         if known is None:
             if self.transport.accept_new:
-                AcceptNew(self.transport.target.known_hosts_files[0]).missing_host_key(
-                    paramiko.SSHClient(), self.transport.key_name, offered)
+                _append_line(self.transport.target.known_hosts_files[0],   # accept-new, as ssh writes it
+                             f"{self.transport.key_name} {offered.get_name()} {offered.get_base64()}")
                 self.transport.credentials.host_keys(self.transport.target.known_hosts_files).add(
                     self.transport.key_name, offered)
                 return True
@@ -290,7 +291,7 @@ class AsyncSSHTransport:
                                   f"verify the host, then update the known_hosts entry")
         return TransportError(Status.HOST_KEY_REJECTED,
                               f"host key of {self.key_name} ({shown}) is not in known_hosts; to trust it: "
-                              f"{_trust_command(self.target)}")
+                              f"{_keyscan(self.target.hostname, self.target.port, self.target.known_hosts_files[0], None, None)}")
 
     # --- run ----------------------------------------------------------------------------------
 
