@@ -205,7 +205,7 @@ def test_a_bad_inventory_rule_names_the_inventory_line_and_no_host_is_touched(tm
 
 @pytest.mark.parametrize("text, problem", [
     ("- port: '8080'\n  reason: x\n", ":1: port must be a whole number 1..65535, not '8080'"),
-    ("- port: 8080\n  reason: x\n- port: 9\n  peers: 10.0.0.1/8\n  reason: y\n", ":4: peers:"),
+    ("- port: 8080\n  reason: x\n- port: 9\n  peers: 198.51.100.7/24\n  reason: y\n", ":4: peers:"),
     ("- {port: 8080, reason: x}\n- {port: 8080, reason: x, port: 9}\n", ":2: duplicate key 'port'"),
     ("- port: 8080\n  reason: x\n  why: y\n", ":3: unknown key 'why'"),
     ("rstfleet_expected_resets:\n  - {cause: closed_prot, reason: x}\n", ":2: cause must be one of"),

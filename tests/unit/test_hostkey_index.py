@@ -10,7 +10,7 @@ import pytest
 
 from rstfleet.transport.hostkey_index import HostKeyIndex
 
-NAMES = ["web1", "10.0.0.7", "[10.0.0.7]:2222", "db1", "db2", "[hashed.example]:2200", "hashed2"]
+NAMES = ["web1", "192.0.2.7", "[192.0.2.7]:2222", "db1", "db2", "[hashed.example]:2200", "hashed2"]
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def known_hosts(tmp_path):
         subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(tmp_path / f"k{i}")], check=True)
         keys.append(" ".join((tmp_path / f"k{i}.pub").read_text().split()[:2]))
     plain = tmp_path / "plain"
-    plain.write_text(f"web1 {keys[0]}\n10.0.0.7 {keys[1]}\n[10.0.0.7]:2222 {keys[2]}\n"
+    plain.write_text(f"web1 {keys[0]}\n192.0.2.7 {keys[1]}\n[192.0.2.7]:2222 {keys[2]}\n"
                      f"# a comment\ndb1,db2 {keys[3]}\nweb1 {keys[1]}\n")
     hashed = tmp_path / "hashed"
     hashed.write_text(f"[hashed.example]:2200 {keys[0]}\nhashed2 {keys[2]}\n")

@@ -110,7 +110,7 @@ def test_a_loopback_url_is_read_as_family_address_port_and_prefix(text, expected
     assert netdata.parse_agent_url(text) == expected
 
 
-@pytest.mark.parametrize("text", ["http://198.18.0.1:19999", "http://10.0.0.1", "http://[::2]", "http://[::ffff:127.0.0.1]",
+@pytest.mark.parametrize("text", ["http://198.18.0.1:19999", "http://192.0.2.1", "http://[::2]", "http://[::ffff:127.0.0.1]",
                                   "https://127.0.0.1", "http://127.0.0.1:70000", "http://127.1", "http://example.com",
                                   "http://localhost.evil.example", "http://127.0.0.1/a/../b", "http://127.0.0.1?x=1",
                                   "http://user@127.0.0.1", "", "auto "])

@@ -38,7 +38,7 @@ def test_a_scenario_makes_the_same_fleet_every_time_with_its_counts():
     ({"hosts": 5, "broken": {"auth_refused": 4}, "spiking": {"count": 2}}, "exceed hosts"),
     ({"hosts": 5, "quiet": {"rate": [0, 20]}}, "under 10/s"),
     ({"hosts": 5, "broken": {"flaky": 1}}, "unknown kind"),
-    ({"hosts": 5, "first_address": "10.0.0.1"}, "127.0.0.0/8"),
+    ({"hosts": 5, "first_address": "198.51.100.1"}, "127.0.0.0/8"),
 ])
 def test_a_scenario_that_does_not_say_a_knowable_fleet_is_refused(scenario, problem):
     with pytest.raises(ScenarioError, match=problem):
