@@ -40,6 +40,7 @@ FIRST_ADDRESS = "127.1.0.1"      # hosts take consecutive loopback addresses fro
 SIM_PORT = 2222                  # every host listens on its own address, this port
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 KERNEL = "6.1.0-simfleet"
+MAX_START_WAIT_S = 120.0         # the probe's own bound on waiting for the common start
 # /proc/net/snmp's Tcp line, in the kernel's order; the values not modelled stay put.
 SNMP_TCP = ("RtoAlgorithm", "RtoMin", "RtoMax", "MaxConn", "ActiveOpens", "PassiveOpens",
             "AttemptFails", "EstabResets", "CurrEstab", "InSegs", "OutSegs", "RetransSegs",
@@ -79,6 +80,17 @@ class Request:
     kind: str            # python (the probe on stdin) | shell | sample (bench/peers.py) | unknown
     window_s: float = 0.0
     options: tuple[str, ...] = ()
+    start_at: float = 0.0     # the fleet's common start (python probe's --start-at), epoch seconds
+    start_in: float = 0.0     # ... its --start-in bound, or the shell probe's delay ($2)
+
+    def wait_s(self, now: float) -> float:
+        """How long the host waits before its window: the probe's own rule (probe/host/main.py
+        start_wait_s: the common instant, never longer than --start-in), the shell probe's delay."""
+        if self.kind == "shell":
+            return self.start_in
+        if not self.start_at:
+            return 0.0
+        return max(0.0, min(self.start_at - now, self.start_in, MAX_START_WAIT_S))
 
 
 def _range(section: dict, key: str, default: tuple[float, float], where: str) -> tuple[float, float]:
@@ -190,16 +202,30 @@ def parse_command(command: str) -> Request:
     except ValueError:
         return Request("unknown")
     if len(argv) >= 5 and argv[0] == "sh" and argv[1] == "-c" and argv[3] == "rstfleet-shell":
-        return Request("shell", _window(argv[4]))
+        return Request("shell", _window(argv[4]), start_in=_window(argv[5]) if len(argv) > 5 else 0.0)
     if argv and argv[0].endswith("python3") and "--window" in argv:
         at = argv.index("--window")
         options = tuple(a for a in argv[at + 2:] if a.startswith("--"))
-        return Request("python", _window(argv[at + 1] if at + 1 < len(argv) else ""), options)
+        start_at, start_in = _option(argv, "--start-at"), _option(argv, "--start-in")
+        return Request("python", _window(argv[at + 1] if at + 1 < len(argv) else ""), options,
+                       _seconds(start_at), _window(start_in))
     if argv[:2] == ["python3", "-c"] and len(argv) == 3 and "time.sleep(" in argv[2]:
         return Request("sample", sample_window(argv[2]))
     if argv == ["python3", "-"]:
         return Request("sample")          # the sampling comes on stdin: sample_window(stdin)
     return Request("unknown")
+
+
+def _option(argv: list[str], flag: str) -> str:
+    """The value after FLAG, or ''."""
+    return argv[argv.index(flag) + 1] if flag in argv[:-1] else ""
+
+
+def _seconds(text: str) -> float:
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        return 0.0
 
 
 def _window(text: str) -> float:
@@ -240,6 +266,8 @@ def probe_document(host: SimHost, request: Request, started_at: float, began_s: 
         "sysctls": dict(SYSCTL_VALUES),
         "cost": {"cpu_s": 0.0, "children_cpu_s": 0.0, "max_rss_kb": 0},
     }
+    if request.start_at:
+        document["window"]["start_at"] = request.start_at
     if "--trace" in request.options:
         document["trace"] = {"available": False, "reason": "simulated host: no tracefs"}
     if "--capture" in request.options:

@@ -76,3 +76,18 @@ def test_the_bench_peers_sampling_gets_the_delta_and_anything_else_is_not_simula
     assert int(sample_answer(HOSTS[0], 0.0, 7.0)) >= 0
     assert parse_command("python3 -").kind == "sample"              # its script comes on stdin
     assert parse_command("rm -rf /").kind == "unknown"
+
+
+def test_simulated_hosts_wait_for_the_fleets_common_start_as_the_probe_does():
+    """--start-at/--start-in (Python probe) and the shell probe's delay reach the simulator, so a
+    benchmark's 'one window' is the product's alignment, not the simulator's timing."""
+    python = parse_command("/usr/bin/python3 - --window 10 --run-id ab --start-at 1000.5 --start-in 3")
+    assert (python.start_at, python.start_in) == (1000.5, 3.0)
+    assert python.wait_s(now=999.0) == pytest.approx(1.5)       # the common instant comes first
+    assert python.wait_s(now=990.0) == pytest.approx(3.0)       # never longer than --start-in
+    assert python.wait_s(now=1001.0) == 0.0                     # late: start at once
+    assert parse_command("/usr/bin/python3 - --window 10").wait_s(now=5.0) == 0.0
+    shell = parse_command(shlex.join(["sh", "-c", "SCRIPT", "rstfleet-shell", "10.0", "2.50"]))
+    assert (shell.window_s, shell.wait_s(now=0.0)) == (10.0, 2.5)
+    document = probe_document(HOSTS[0], python, 1000.5, 0.0, 10.0, 10.0)
+    assert document["window"]["start_at"] == 1000.5
