@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from inventory_parse import write_fleet  # noqa: E402
+from inventory_parse import best_of, write_fleet  # noqa: E402
 from rstfleet.cli_options import build_parser  # noqa: E402
 from rstfleet.inventory import load_inventory  # noqa: E402
 from rstfleet.inventory.listing import print_plans  # noqa: E402
@@ -85,15 +85,6 @@ Host *
     return config
 
 
-def best_cpu(repeats: int, action) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.process_time()
-        action()
-        times.append(time.process_time() - started)
-    return min(times)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[1000, 10000])
@@ -116,10 +107,11 @@ def main() -> int:
                         made(host)
 
             if count in args.hosts:
-                timings = {"parse": best_cpu(args.repeats, lambda: load_inventory(str(fleet))),
-                           "plan": best_cpu(args.repeats, lambda: Plan.from_args(options)),
-                           "transports": best_cpu(args.repeats, transports),
-                           "list-hosts": best_cpu(args.repeats, lambda: print_plans([plan], io.StringIO()))}
+                cpu = time.process_time
+                timings = {"parse": best_of(args.repeats, lambda: load_inventory(str(fleet)), cpu),
+                           "plan": best_of(args.repeats, lambda: Plan.from_args(options), cpu),
+                           "transports": best_of(args.repeats, transports, cpu),
+                           "list-hosts": best_of(args.repeats, lambda: print_plans([plan], io.StringIO()), cpu)}
                 print(f"{len(plan.hosts):6d} hosts  " + "  ".join(
                     f"{name} {seconds:5.3f} s ({1e6 * seconds / len(plan.hosts):5.1f} µs/host)"
                     for name, seconds in timings.items()), flush=True)
