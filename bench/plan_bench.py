@@ -41,6 +41,7 @@ from rstfleet.inventory import load_inventory  # noqa: E402
 from rstfleet.inventory.listing import print_plans  # noqa: E402
 from rstfleet.plan import Plan  # noqa: E402
 from rstfleet.transport import transport_factory  # noqa: E402
+import rstfleet.transport.ssh  # noqa: E402,F401  paramiko imported here, not inside the first timing
 
 
 def write_ssh_config(folder: Path) -> Path:
