@@ -34,7 +34,7 @@ from .sweep.coverage import dig_argv
 from .sweep.pool import SweepSettings
 from .textsafe import printable
 from .transport import SSHSettings, engine_problem
-from .transport.target import preflight
+from .transport.target import checked_settings
 
 HOST_PROBES = ("auto", "shell", "python")   # auto: python, the shell probe where python3 is missing
 MIN_MAX_OUTPUT = 64 * 1024          # a probe document with trace flows needs tens of KiB
@@ -291,8 +291,9 @@ def _checked(o: dict, hosts: list[Host] | None, groups: frozenset = frozenset())
     expected, unmatched = rules_for_hosts(hosts, declared)
     groups = frozenset(groups) | {g for h in hosts for g in h.groups}
     dig = dig_argv(dict(o, connect_timeout=connect if connect_given else None)) if triage else ()
+    ssh, warnings = checked_settings(ssh, hosts)   # the transports connect with these targets
     return Plan(tuple(hosts), sweep, phase2, top, thresholds, fail_on, ssh, outputs, o.get("name") or "",
-                preflight(ssh, hosts) + tuple(unmatched), expected, dig,
+                warnings + tuple(unmatched), expected, dig,
                 "the play's expected_resets are not applied by this command" if o.get("expected_rules") else "",
                 groups)
 

@@ -38,6 +38,8 @@ class SSHSettings:
     ask_become_pass: bool = False         # -K: asked once per run, before any host (cli.py)
     become_password: str | None = field(default=None, repr=False, compare=False)
     engine: str = "paramiko"              # or "asyncssh": one event loop for every connection
+    # (Host, inputs) -> SSHTarget, as the Plan's preflight resolved them (target.checked_settings)
+    targets: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 

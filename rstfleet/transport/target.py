@@ -6,13 +6,18 @@ inventory host variables (ansible_port, ansible_user, ansible_ssh_private_key_fi
 UserKnownHostsFile / ProxyCommand / ProxyJump in ansible_ssh_*_args), then the command line (-u,
 --private-key, --known-hosts, --connect-timeout, --accept-new-host-keys), then ssh_config, then
 OpenSSH's defaults.  Kept apart from ssh.py so the preflight needs no paramiko.
+
+The Plan's preflight (checked_settings) resolves every host once and keeps the targets in the
+SSHSettings it returns; the transports made from those settings connect with exactly what was
+checked instead of resolving 10,000 hosts a second time (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from dataclasses import dataclass, field
-from typing import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable
 
 from . import SSHSettings
 from ..inventory import Host
@@ -40,18 +45,30 @@ class SSHTarget:
 
 def resolve_target(host: Host, settings: SSHSettings, config: ClientConfig | None) -> SSHTarget:
     """ssh_config resolved for the inventory address (what Ansible passes to ssh), then the
-    inventory and the command line laid over it."""
+    inventory and the command line laid over it.  The target the preflight resolved for this
+    host and these settings, when they carry one (config then is the same file, read earlier)."""
+    checked = settings.targets.get((host, _inputs(settings)))
+    if checked is not None:
+        return checked
     config = config or ClientConfig((), "none")
     return _target(host, settings, config.resolve(host.address))
 
 
-def _target(host: Host, settings: SSHSettings, resolved: ResolvedHost) -> SSHTarget:
+def _inputs(settings: SSHSettings) -> tuple:
+    """What of the settings a target depends on: settings changed after the preflight (another
+    user, key or ssh_config) find no target of its and are resolved afresh."""
+    return (settings.user, settings.key_file, settings.known_hosts_files, settings.connect_timeout,
+            settings.connect_timeout_given, settings.ssh_config_path)
+
+
+def _target(host: Host, settings: SSHSettings, resolved: ResolvedHost,
+            exists: Callable[[str], bool] = os.path.exists) -> SSHTarget:
     port = host.port or resolved.port
     user = host.user or settings.user or resolved.user
     # OpenSSH skips configured identities that are not there; --private-key and the inventory's
     # key are checked with the other local inputs.
     keys = [k for k in (host.key_file, settings.key_file) if k]
-    keys += [k for k in resolved.identity_paths() if os.path.exists(k)]
+    keys += [k for k in resolved.identity_paths() if exists(k)]
     known = [k for k in (host.known_hosts_file,) if k] + list(settings.known_hosts_files)
     timeout = resolved.connect_timeout if not settings.connect_timeout_given else None
     target = SSHTarget(
@@ -101,20 +118,29 @@ def _proxy(host: Host, resolved: ResolvedHost) -> tuple[str | None, tuple[str, .
 
 
 def preflight(settings: SSHSettings, hosts: Iterable[Host]) -> tuple[str, ...]:
+    """checked_settings' warnings alone."""
+    return checked_settings(settings, hosts)[1]
+
+
+def checked_settings(settings: SSHSettings, hosts: Iterable[Host]) -> tuple[SSHSettings, tuple[str, ...]]:
     """Every SSH host's target, and its jump hosts', resolved before any connection: a bad
     ssh_config line, an explicit --ssh-config that is not there, a bad ProxyJump raise ConfigError
-    (exit 2); what rstfleet will not follow comes back as one warning for the run."""
+    (exit 2); what rstfleet will not follow comes back as one warning for the run.  The settings
+    come back carrying the targets, for the transports to connect with (resolve_target)."""
     config = load_client_config(settings.ssh_config_path)
-    resolved, hops = [], set()
+    inputs, resolved, targets = _inputs(settings), [], {}
+    exists = functools.lru_cache(maxsize=None)(os.path.exists)   # one stat a key file a fleet
+
+    def resolve(host: Host) -> SSHTarget:
+        resolved.append(config.resolve(host.address))
+        targets[(host, inputs)] = target = _target(host, settings, resolved[-1], exists)
+        return target
+
     for host in hosts:
-        if host.connection != "local":
-            resolved.append(config.resolve(host.address))
-            for hop in _target(host, settings, resolved[-1]).proxy_jump:
-                if hop in hops:      # each jump host once: hundreds of hosts share one bastion
-                    continue
-                hops.add(hop)
+        if host.connection != "local" and (host, inputs) not in targets:
+            for hop in resolve(host).proxy_jump:
                 jump = hop_host(hop)
-                resolved.append(config.resolve(jump.address))
-                _target(jump, settings, resolved[-1])
+                if (jump, inputs) not in targets:    # each jump host once: hundreds share one bastion
+                    resolve(jump)
     warning = unhonoured_warning(resolved)
-    return (warning,) if warning else ()
+    return replace(settings, targets=targets), ((warning,) if warning else ())
