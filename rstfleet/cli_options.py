@@ -59,7 +59,8 @@ def _add_fleet(parser: argparse.ArgumentParser, play: bool = False, check: bool 
                         help="take the K-th of N stable slices of the selected hosts (by a hash of the "
                              "inventory name), so N schedulers split a fleet; merge with `report`")
     parser.add_argument("-f", "--forks", type=int, default=limits.FORKS,
-                        help="hosts probed at once (default %(default)s)")
+                        help="SSH handshakes in flight at once (default %(default)s); every reached "
+                             "host's session is then held so all windows start together")
     parser.add_argument("-u", "--user", help="remote user (inventory ansible_user wins, as in Ansible)")
     parser.add_argument("--private-key", metavar="FILE", help="SSH private key")
     parser.add_argument("-b", "--become", action="store_true", help="run the probe with sudo")

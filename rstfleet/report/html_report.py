@@ -111,6 +111,9 @@ def render_html(assessments: list[Assessment], thresholds: Thresholds, meta: dic
     if meta.get("phase2_hosts"):
         parts.append('<li><span class="label">phase 2</span> capture and owners on '
                      + h(", ".join(meta["phase2_hosts"]), 600) + "</li>")
+    if meta.get("fleet_window"):
+        parts.append('<li><span class="label">window</span> '
+                     + h(view.window_sentence(meta["fleet_window"]), 400) + "</li>")
     parts.append("</ul>")
     parts.append("<h2>Resets sent per second, by cause</h2>" + stacked_bars(assessments))
     if view.checked(assessments):

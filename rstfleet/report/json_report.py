@@ -2,7 +2,8 @@
 
 Top level (schema ``rstfleet.report/1``, described by docs/report-schema.json): schema,
 generated_at, window_s, thresholds, summary, exit_code, partial, fleet, hosts (rank order:
-checked hosts worst first, then unchecked by name), and phase2_hosts after a triage. Each host
+checked hosts worst first, then unchecked by name), phase2_hosts after a triage, and fleet_window
+(when the windows ran, their span and overlap; sweep/window.py). Each host
 keeps its raw probe document so `rstfleet report` can re-assess it with other thresholds.
 
 JSON is its own escaping: host text is kept exactly as received (a consumer must escape it for
@@ -75,6 +76,8 @@ def report_document(assessments: list[Assessment], thresholds: Thresholds, meta:
     }
     if meta.get("phase2_hosts") is not None:
         document["phase2_hosts"] = list(meta["phase2_hosts"])
+    if meta.get("fleet_window") is not None:
+        document["fleet_window"] = dict(meta["fleet_window"])
     return document
 
 

@@ -58,6 +58,8 @@ def render_markdown(assessments: list[Assessment], thresholds: Thresholds, meta:
     if meta.get("phase2_hosts"):
         lines.append("- **phase 2:** capture and owners on "
                      + ", ".join(md(h, 80) for h in meta["phase2_hosts"]))
+    if meta.get("fleet_window"):
+        lines.append(f"- **window:** {md(view.window_sentence(meta['fleet_window']), 400)}")
     if checked:
         lines += ["", "## Ranked hosts", ""]
         lines += _table(["rank", "host", "resets sent/s", "baseline/s", "verdict", "score",

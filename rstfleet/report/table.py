@@ -54,6 +54,8 @@ def render_table(assessments: list[Assessment], thresholds: Thresholds, meta: di
     lines += ["", "Fleet"] + _labelled(fleet.lines, limit=600)
     if meta.get("phase2_hosts"):
         lines += _labelled([("phase 2", "capture and owners on " + ", ".join(meta["phase2_hosts"]))])
+    if meta.get("fleet_window"):
+        lines += _labelled([("window", view.window_sentence(meta["fleet_window"]))])
     rows = ranked_rows(assessments, colour)
     if rows:
         lines += ["", tabulate(rows, headers=RANKED_HEADERS, disable_numparse=True)]

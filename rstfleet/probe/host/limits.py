@@ -15,7 +15,13 @@ MIN_CAPTURE_BYTES = 1024
 MAX_CAPTURE_BYTES = 8 * 1024 * 1024        # base64 of it stays well under MAX_OUTPUT
 PHASE2_TOP = 5             # triage digs into this many worst hosts
 
-FORKS = 200                # hosts probed at once
+FORKS = 200                # handshakes (connect + host key + auth) in flight at once, like Ansible's forks
+SESSION_MEMORY_BYTES = 256 * 1024  # a held session's orchestrator memory, measured ~0.2 MB (sessions.py)
+START_LEAD_S = 0.5         # the common start is chosen at least this far ahead of the last handshake ...
+START_EXEC_SHARE = 0.6     # ... plus this share of the handshakes' controller CPU (the exec burst, measured ~0.5)
+START_LEAD_MAX_S = 10.0    # ... and never more than this, nor more than half the window
+STRAGGLER_MIN_S = 2.0      # handshakes still running this long (and 2x the slowest one done) start late
+MAX_START_WAIT_S = 120.0   # the probe waits at most this long for the common start
 CONNECT_TIMEOUT_S = 10.0
 MAX_OUTPUT = 16 * 1024 * 1024              # bytes read from one host
 PROBE_MARGIN_S = 15.0      # a host's deadline beyond connect + window: python start-up, reply

@@ -9,6 +9,13 @@ the payload, and a closed session would lose the document), so the orchestrator 
 tiny probe, `--stop-run RUN_ID`, which sends SIGUSR1 to this host's probes started with
 `--run-id RUN_ID`. SIGUSR1 ends the window or the capture at once; the document is printed as
 usual, its window marked `stopped_early` (owners are skipped: lsof may take seconds).
+
+Starting together: the orchestrator reaches hosts one after another, then gives every probe the
+fleet's common start, `--start-at EPOCH` (this host's clock; NTP keeps a fleet within
+milliseconds) and `--start-in SECONDS` (the same instant as the orchestrator counted it when it
+sent the command). The probe waits until its clock reads EPOCH, but never longer than SECONDS, so
+a host whose clock is behind does not wait for a time that never comes; one whose clock is ahead
+starts early by its skew. The first snapshot is taken at the start; the trace is set up before.
 """
 
 import json
@@ -22,8 +29,8 @@ import time
 from . import PROBE_VERSION, SCHEMA
 from .counters import TCP_KEYS, counter_deltas, read_snapshot
 from .facts import host_facts, read_sysctls, read_uptime
-from .limits import (CAPTURE_BYTES, CAPTURE_PACKETS, MAX_WINDOW_S, SELF_BOUND_MARGIN_S, WINDOW_S,
-                     measured_window)
+from .limits import (CAPTURE_BYTES, CAPTURE_PACKETS, MAX_START_WAIT_S, MAX_WINDOW_S, SELF_BOUND_MARGIN_S,
+                     WINDOW_S, measured_window)
 
 MAX_FLOWS = 2000
 
@@ -49,6 +56,8 @@ OPTIONS = {
     "run-id": (str, ""),       # names this probe for --stop-run (hex, from the orchestrator)
     "stop-run": (str, ""),     # ask this host's probes of that run id to finish early, then exit
     "check": (bool, False),      # `rstfleet check`: facts and tracefs only, no window (check.py)
+    "start-at": (float, 0.0),    # the fleet's common start, epoch seconds (0: start at once)
+    "start-in": (float, 0.0),    # ... as the orchestrator counted it: the longest wait
 }
 RUN_ID_CHARS = frozenset("0123456789abcdef")
 _stop_requested = []           # set by SIGUSR1: finish the window or capture early
@@ -101,6 +110,17 @@ def orphaned():
     poller = select.poll()
     poller.register(1, select.POLLERR | select.POLLHUP)
     return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in poller.poll(0))
+
+
+def start_wait_s(start_at, start_in, now):
+    """Seconds to wait for the common start (module docstring).
+
+    >>> start_wait_s(1000.0, 2.0, 998.5), start_wait_s(1000.0, 2.0, 990.0), start_wait_s(1000.0, 2.0, 1001.0)
+    (1.5, 2.0, 0.0)
+    """
+    if not start_at:
+        return 0.0
+    return max(0.0, min(start_at - now, start_in, MAX_START_WAIT_S))
 
 
 def wait_window(seconds, clock=time.monotonic):
@@ -234,6 +254,7 @@ def run(args):
     extra = {}
     trace = _start_trace(extra) if args["trace"] else None
     try:
+        wait_window(start_wait_s(args["start-at"], args["start-in"], time.time()))
         started_at, t0 = time.time(), time.monotonic()
         first = read_snapshot()
         if args["capture"]:
@@ -248,6 +269,8 @@ def run(args):
     document = build_document(window, started_at, elapsed, first, last, read_uptime())
     if stop_requested():
         document["window"]["stopped_early"] = True
+    if args["start-at"]:
+        document["window"]["start_at"] = args["start-at"]
     document.update(extra)
     if args["trace"] or args["capture"]:
         from .tracefs import local_addresses
@@ -314,7 +337,10 @@ def main(argv=None):
     if not 0 <= args["window"] <= MAX_WINDOW_S or args["capture"] < 0:
         sys.stderr.write("rstprobe: --window must be between 0 and %g seconds\n" % MAX_WINDOW_S)
         return 2
-    bound = args["max-runtime"] or window + SELF_BOUND_MARGIN_S
+    if args["start-at"] < 0 or not 0 <= args["start-in"] <= MAX_START_WAIT_S:
+        sys.stderr.write("rstprobe: --start-in must be between 0 and %g seconds\n" % MAX_START_WAIT_S)
+        return 2
+    bound = args["max-runtime"] or window + SELF_BOUND_MARGIN_S + (args["start-in"] if args["start-at"] else 0)
     for signum in (signal.SIGALRM, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, _stop)
     signal.signal(signal.SIGUSR1, _finish_early)

@@ -1,0 +1,46 @@
+"""One window for the fleet, for real: 60 lab hosts reached ten handshakes at a time by the real
+CLI, every window overlapping one common instant, and the report saying so."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from helpers import json_report, require_root_lab, run_cli
+
+pytestmark = pytest.mark.lab
+
+HOSTS = 60
+WINDOW = 5.0
+
+
+@pytest.fixture(scope="module")
+def lab60():
+    require_root_lab()
+    from rstfleet_lab import lab_context
+    with lab_context(HOSTS, "w" + str(os.getpid() % 10000)) as lab:
+        yield lab
+
+
+def test_sixty_hosts_ten_handshakes_at_a_time_are_measured_in_one_window(lab60, tmp_path):
+    out = tmp_path / "window.json"
+    started = time.monotonic()
+    proc = run_cli("sweep", "-i", str(lab60.inventory_path), "--forks", "10", "--window", str(WINDOW),
+                   "--format", "json", "-o", str(out))
+    wall = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr.decode()
+    report = json_report(out)
+    assert {h["status"] for h in report["hosts"]} == {"ok"}
+    windows = [(h["probe"]["window"]["started_at"], h["probe"]["window"]["measured_s"]) for h in report["hosts"]]
+    common_start = {h["probe"]["window"]["start_at"] for h in report["hosts"]}
+    assert len(common_start) == 1                       # every probe was given the same start
+    assert max(s for s, _ in windows) < min(s + m for s, m in windows)   # one instant in every window
+    fleet_window = report["fleet_window"]
+    assert (fleet_window["hosts_measured"], fleet_window["overlap"], fleet_window["groups"]) == (HOSTS, True, 1)
+    assert fleet_window["start_spread_s"] == pytest.approx(max(s for s, _ in windows) - min(s for s, _ in windows),
+                                                           abs=0.002)
+    # Six waves of handshakes, one window: not six windows one after another.
+    assert wall < 2 * WINDOW + 10, wall
+    assert "one window: 60 hosts measured" in proc.stdout.decode()
