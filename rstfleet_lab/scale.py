@@ -11,9 +11,9 @@ back — also after a failed ``up``, and only when no remaining lab still needs 
 record moves to the largest remaining lab, which restores it when it goes).
 
 **Bridges.** A Linux bridge takes at most 1,024 ports (BR_MAX_PORTS). A lab keeps to
-``BRIDGE_PORTS`` per bridge: hosts past that go on further bridges, each joined to the first one
-(which holds the gateway address) by a veth "trunk", so the lab stays one /22 segment in
-198.18.0.0/15 with unchanged addresses.
+``BRIDGE_PORTS`` per bridge: hosts past that go on further bridges, chained to the first one (which
+holds the gateway address) by veth "trunks" — each bridge keeps two ports for them — so the lab
+stays one /22 segment in 198.18.0.0/15 with unchanged addresses.
 """
 
 from __future__ import annotations
@@ -30,20 +30,35 @@ log = logging.getLogger("rstfleet_lab")
 NEIGH = "/proc/sys/net/ipv4/neigh/default/gc_thresh{}"
 RECORD_KEY = "neighbour_limits"      # in state.json: {"original": {...}, "set": {...}}
 ENTRIES_PER_HOST = 2                 # root's entry for the host + the host's entry for its gateway
-ROOM_FOR_THE_REST = 512              # the machine's own entries (the default soft limit's worth)
-BRIDGE_PORTS = 1000                  # under the kernel's 1,024 (BR_MAX_PORTS), one kept for a trunk
+OTHER_ENTRIES = 64                   # the machine's own neighbours
+BRIDGE_PORTS = 1000                  # under the kernel's 1,024 (BR_MAX_PORTS), two kept for trunks
 
 
 # --- the neighbour table ----------------------------------------------------------------------
 
-def needed_thresholds(lab_hosts: int) -> tuple[int, int]:
-    """(gc_thresh2, gc_thresh3) with room for ``lab_hosts`` lab hosts on this machine.
+def entries(lab_hosts: int) -> int:
+    return ENTRIES_PER_HOST * lab_hosts + OTHER_ENTRIES
 
-    >>> needed_thresholds(1000)
-    (2512, 5024)
+
+def fits(thresholds: dict[str, int], lab_hosts: int) -> bool:
+    """The entries stay under the soft limit (no forced garbage collection) and half the hard one.
+
+    >>> fits({"gc_thresh2": 512, "gc_thresh3": 1024}, 224), fits({"gc_thresh2": 512, "gc_thresh3": 1024}, 225)
+    (True, False)
     """
-    soft = ENTRIES_PER_HOST * lab_hosts + ROOM_FOR_THE_REST
-    return soft, 2 * soft
+    need = entries(lab_hosts)
+    return thresholds["gc_thresh2"] >= need and thresholds["gc_thresh3"] >= 2 * need
+
+
+def raised_thresholds(current: dict[str, int], lab_hosts: int) -> dict[str, int]:
+    """Twice the room ``fits`` asks for, so the next lab rarely has to raise them again.
+
+    >>> raised_thresholds({"gc_thresh2": 512, "gc_thresh3": 1024}, 1000)
+    {'gc_thresh2': 4128, 'gc_thresh3': 8256}
+    """
+    need = entries(lab_hosts)
+    return {"gc_thresh2": max(current["gc_thresh2"], 2 * need),
+            "gc_thresh3": max(current["gc_thresh3"], 4 * need)}
 
 
 def read_thresholds(path: str = NEIGH) -> dict[str, int]:
@@ -97,20 +112,19 @@ def make_room(lab_root: Path, name: str, path: str = NEIGH) -> dict | None:
     written, with its hosts) need more; the record written to its state.json, or None."""
     with _labs_locked(lab_root):
         states = _states(lab_root)
-        soft, hard = needed_thresholds(sum(_hosts_of(s) for s in states.values()))
+        hosts = sum(_hosts_of(s) for s in states.values())
         current = read_thresholds(path)
-        if current["gc_thresh2"] >= soft and current["gc_thresh3"] >= hard:
+        if fits(current, hosts):
             return None
         # The values before any lab raised them: a lab that already holds a record knows them.
         held = [s[RECORD_KEY]["original"] for s in states.values() if RECORD_KEY in s]
         original = held[0] if held else current
-        wanted = {"gc_thresh2": max(soft, current["gc_thresh2"]),
-                  "gc_thresh3": max(hard, current["gc_thresh3"])}
+        wanted = raised_thresholds(current, hosts)
         record = {"original": original, "set": wanted}
         _update_state(lab_root / name / "state.json", record)   # recorded before it is changed
         write_thresholds(wanted, path)
         log.info("neighbour table: gc_thresh2/3 %s/%s -> %s/%s for %s lab hosts", current["gc_thresh2"],
-                 current["gc_thresh3"], wanted["gc_thresh2"], wanted["gc_thresh3"], soft // 2)
+                 current["gc_thresh3"], wanted["gc_thresh2"], wanted["gc_thresh3"], hosts)
         return record
 
 
@@ -124,9 +138,8 @@ def give_back_room(lab_root: Path, name: str, path: str = NEIGH) -> str:
             return "nothing recorded"
         if any(RECORD_KEY in s for s in states.values()):
             return "another lab holds a record and restores later"
-        soft, hard = needed_thresholds(sum(_hosts_of(s) for s in states.values()))
         original = record["original"]
-        if states and (original["gc_thresh2"] < soft or original["gc_thresh3"] < hard):
+        if states and not fits(original, sum(_hosts_of(s) for s in states.values())):
             heir = max(states, key=lambda n: _hosts_of(states[n]))
             with contextlib.suppress(OSError, ValueError):
                 _update_state(lab_root / heir / "state.json", record)
@@ -142,36 +155,35 @@ def give_back_room(lab_root: Path, name: str, path: str = NEIGH) -> str:
 
 # --- bridges ----------------------------------------------------------------------------------
 
-def bridge_names(index: int, hosts: int, ports: int = BRIDGE_PORTS) -> list[str]:
+def bridge_names(index: int, hosts: int, ports: int | None = None) -> list[str]:
     """The lab's bridges: ``rfb<k>`` (the gateway's) then ``rfb<k>x1``, ``rfb<k>x2``, ...
 
-    >>> bridge_names(3, 1500)
-    ['rfb3', 'rfb3x1']
+    >>> bridge_names(3, 998), bridge_names(3, 999)
+    (['rfb3'], ['rfb3', 'rfb3x1'])
     """
-    per_bridge = ports - 1                   # each bridge keeps one port for its trunk
-    count = max(1, -(-hosts // per_bridge))
+    count = max(1, -(-hosts // ((ports or BRIDGE_PORTS) - 2)))
     return [f"rfb{index}"] + [f"rfb{index}x{j}" for j in range(1, count)]
 
 
-def bridge_of(index: int, host_number: int, ports: int = BRIDGE_PORTS) -> str:
+def bridge_of(index: int, host_number: int, ports: int | None = None) -> str:
     """The bridge host number ``host_number`` (1-based) is plugged into."""
-    j = (host_number - 1) // (ports - 1)
+    j = (host_number - 1) // ((ports or BRIDGE_PORTS) - 2)
     return f"rfb{index}" if j == 0 else f"rfb{index}x{j}"
 
 
-def extra_bridge_lines(index: int, hosts: int, ports: int = BRIDGE_PORTS) -> list[str]:
-    """`ip -batch` lines for the bridges past the first, each trunked to the first."""
-    lines = []
-    for j, bridge in enumerate(bridge_names(index, hosts, ports)[1:], 1):
+def extra_bridge_lines(index: int, hosts: int, ports: int | None = None) -> list[str]:
+    """`ip -batch` lines for the bridges past the first, each trunked to the one before it."""
+    lines, bridges = [], bridge_names(index, hosts, ports)
+    for j in range(1, len(bridges)):
         trunk, far = f"rf{index}t{j}a", f"rf{index}t{j}b"
-        lines += [f"link add {bridge} type bridge", f"link set {bridge} up",
+        lines += [f"link add {bridges[j]} type bridge", f"link set {bridges[j]} up",
                   f"link add {trunk} type veth peer name {far}",
                   f"link set {trunk} addrgenmode none", f"link set {far} addrgenmode none",
-                  f"link set {trunk} master rfb{index} up", f"link set {far} master {bridge} up"]
+                  f"link set {trunk} master {bridges[j - 1]} up", f"link set {far} master {bridges[j]} up"]
     return lines
 
 
-def extra_bridge_removal(index: int, hosts: int, ports: int = BRIDGE_PORTS) -> list[str]:
+def extra_bridge_removal(index: int, hosts: int, ports: int | None = None) -> list[str]:
     """`ip -force -batch` lines removing them (a trunk goes with either end)."""
     return ([f"link del rf{index}t{j}a" for j in range(1, len(bridge_names(index, hosts, ports)))]
             + [f"link del {b}" for b in bridge_names(index, hosts, ports)[1:]])
