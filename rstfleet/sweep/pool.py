@@ -6,15 +6,15 @@ authentication; transport/handshake.py) in flight, each reached host's session t
 session thread; **start** — once the handshakes are done (stragglers aside) a common start instant
 is chosen a short lead ahead and every held session runs its probe with it (`--start-at`), so the
 windows begin together; a host reached after it starts at once; **collect** — each document within
-start + window + margin. Sessions held at once are bounded by descriptors, memory and threads
+the host's budget from the start. Sessions held at once are bounded by descriptors, memory and threads
 (sessions.py): within that bound a fleet is never split; past it, it is swept in successive window
 groups and ``Sweep.split_reason`` says why.
 
 Nothing in one host's path can take the others down or hang the run:
   * any exception in a host's path (making its transport, the handshake, running, classifying,
     closing), of any kind, BaseException included, becomes that host's result with its reason;
-  * a host whose phase overruns its bound (handshake: ``handshake_budget_s``; probe: start +
-    window + margin) plus STUCK_THREAD_GRACE_S is abandoned as `timeout`, its session closed behind
+  * a host whose phase overruns its bound (handshake: ``handshake_budget_s``; probe: its
+    ``host_budget_s`` from the start, probe_run.probe_deadline) plus STUCK_THREAD_GRACE_S is abandoned as `timeout`, its session closed behind
     it; a stuck handshake worker is replaced, so the handshakes keep their width;
   * a whole-run deadline backs both (``run_deadline_s``); past it every unfinished host is
     `timeout` and sweep() returns, whatever threads are stuck (all are daemon threads).
@@ -54,11 +54,11 @@ CLOSERS = 16              # threads closing sessions on Ctrl-C
 
 def run_deadline_s(hosts: int, forks: int, settings: SweepSettings) -> float:
     """The whole run's bound: per window group, ceil(group / forks) waves of handshakes (each
-    ends or is abandoned within its budget + grace), the lead, then window + margin + grace."""
+    ends or is abandoned within its budget + grace), the lead, then a host's budget + grace."""
     group = min(hosts, settings.sessions or hosts) or 1
     ramp = math.ceil(group / max(1, forks)) * (settings.handshake_budget_s + STUCK_THREAD_GRACE_S)
     lead = min(START_LEAD_MAX_S, settings.window_s / 2) if settings.aligned else 0.0
-    probe = lead + settings.window_s + settings.margin_s + STUCK_THREAD_GRACE_S
+    probe = lead + settings.host_budget_s + STUCK_THREAD_GRACE_S
     return math.ceil(max(1, hosts) / group) * (ramp + probe)
 
 
@@ -283,7 +283,7 @@ class _WindowGroup:
                 overdue = [i for i, t in self.overdue_at.items() if now > t]
                 stuck_handshakes = sum(i in self.handshaking for i in overdue)
                 for index in overdue:
-                    phase = "handshake" if index in self.handshaking else "window + margin"
+                    phase = "handshake" if index in self.handshaking else "probe"
                     self.give_up_on(index, now, f"no result within its {phase} bound + grace; abandoned")
                 self.release_start_if_due()
                 if now - began > self.deadline_s:

@@ -23,7 +23,7 @@ class SweepSettings:
 
     @property
     def host_budget_s(self) -> float:
-        """A host's own time, waits aside: connect + window + margin."""
+        """The probe's bound from the common start: connect + window + margin (probe_run.py)."""
         return self.connect_timeout_s + self.window_s + self.margin_s
 
     @property

@@ -140,10 +140,10 @@ def release():
 
 def test_the_whole_run_deadline_is_the_handshake_waves_then_one_window_per_window_group():
     """Handshakes: 4 x connect timeout each, ceil(hosts / forks) waves; then the lead (at most
-    half the window), the window and the margin once; per window group."""
+    half the window) and a host's budget (connect + window + margin) once; per window group."""
     settings_ = SweepSettings(window_s=10, connect_timeout_s=10, margin_s=15, forks=200)
     grace = pool.STUCK_THREAD_GRACE_S
-    one_window = 5 + 10 + 15 + grace
+    one_window = 5 + 35 + grace
     assert run_deadline_s(150, 200, settings_) == (40 + grace) + one_window
     assert run_deadline_s(450, 200, settings_) == 3 * (40 + grace) + one_window
     split = SweepSettings(window_s=10, connect_timeout_s=10, margin_s=15, forks=200, sessions=300)
