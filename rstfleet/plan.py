@@ -44,6 +44,7 @@ class ProbeOptions:
     """What the probe does on each host besides reading counters."""
 
     trace: bool = False
+    trace_auto: bool = False         # trace where the host's kernel is its own and we are root
     capture_s: float = 0.0
     capture_packets: int = 0
     capture_bytes: int = CAPTURE_BYTES
@@ -52,7 +53,7 @@ class ProbeOptions:
 
     def argv(self) -> tuple[str, ...]:
         """The probe's command-line options (every value is ours, never text from a host)."""
-        options = ["--trace"] if self.trace else []
+        options = ["--trace"] if self.trace else ["--trace-auto"] if self.trace_auto else []
         if self.capture_s:
             options += ["--capture", repr(self.capture_s), "--capture-packets", str(self.capture_packets),
                         "--capture-bytes", str(self.capture_bytes)]
@@ -61,6 +62,11 @@ class ProbeOptions:
         if self.owners:
             options += ["--owners", "auto"]
         return tuple(options)
+
+    @property
+    def needs_python(self) -> bool:
+        """Evidence only the Python probe gathers (--trace-auto is not: it falls back quietly)."""
+        return bool(self.trace or self.capture_s or self.owners)
 
 
 @dataclass(frozen=True)
@@ -215,11 +221,12 @@ def _checked(o: dict, hosts: list[Host] | None) -> Plan:
         """The plain sweep reads counters only (the alert's figure, cheapest; the shell probe where
         python3 is missing, or everywhere with --host-probe shell); evidence runs add the tracepoint
         (measured: a tracefs instance costs ~80 ms wall per host) and need the Python probe."""
-        probe = replace(probe, trace=(bool(o.get("trace")) or bool(probe.capture_s)) and not no_trace)
-        if host_probe == "shell" and probe.argv():
+        probe = replace(probe, trace=(bool(o.get("trace")) or bool(probe.capture_s)) and not no_trace,
+                        trace_auto=not no_trace and host_probe != "shell")
+        if host_probe == "shell" and probe.needs_python:
             raise PlanError("--host-probe shell reads counters only: --trace, --capture, --owners "
                             "and triage's phase 2 need the Python probe")
-        engine = ("python" if probe.argv() or host_probe == "python" else
+        engine = ("python" if probe.needs_python or host_probe == "python" else
                   "shell" if host_probe == "shell" else "python-or-shell")
         margin = PROBE_MARGIN_S + (probe.capture_bytes * CAPTURE_READ_S_PER_BYTE if probe.capture_s else 0.0)
         return SweepSettings(window_s=measured_window(window, probe.capture_s), forks=forks,

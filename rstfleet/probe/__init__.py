@@ -48,7 +48,7 @@ sys.exit(main(sys.argv[1:]))
 
 CORE_MODULES = ("__init__", "counters", "facts", "limits", "main")
 # probe option -> the extra modules it imports on the host
-OPTION_MODULES = {"--trace": ("tracefs",), "--capture": ("capture", "tracefs"), "--owners": ("owners",),
+OPTION_MODULES = {"--trace": ("tracefs",), "--trace-auto": ("tracefs",), "--capture": ("capture", "tracefs"), "--owners": ("owners",),
                   "--check": ("check", "tracefs")}
 
 

@@ -80,7 +80,8 @@ def run_probe(host: Host, transport: Transport, settings: "SweepSettings", deadl
     argv = probe_argv(settings.window_s, options, host.python)
     run = transport.run(argv, probe_script_for(settings.probe_options), deadline, settings.max_output)
     status, reason, probe = classify(run, settings)
-    if status != Status.NO_PYTHON or settings.host_probe != "python-or-shell" or settings.probe_options:
+    if (status != Status.NO_PYTHON or settings.host_probe != "python-or-shell"
+            or set(settings.probe_options) - {"--trace-auto"}):
         return status, reason, probe
     fallback, why, probe = classify(shell(), settings, "shell")
     if fallback != Status.OK:

@@ -16,7 +16,7 @@ class SweepSettings:
     connect_timeout_s: float = CONNECT_TIMEOUT_S
     margin_s: float = PROBE_MARGIN_S         # time allowed beyond the window for python start-up and reply
     max_output: int = DEFAULT_MAX_OUTPUT
-    probe_options: tuple[str, ...] = ()   # e.g. ("--trace",), ("--capture", "60", "--owners", "auto")
+    probe_options: tuple[str, ...] = ("--trace-auto",)  # or ("--trace",), ("--capture", "60", ...), ()
     host_probe: str = "python-or-shell"   # or "python", or "shell" (probe/shell.py: counters only)
     document_kind: str = PROBE_KIND       # the document the probe must print ("rstfleet-check": --check)
     sessions: int | None = None           # cap on sessions held at once (None: what the machine allows)

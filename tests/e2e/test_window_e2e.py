@@ -44,3 +44,15 @@ def test_sixty_hosts_ten_handshakes_at_a_time_are_measured_in_one_window(lab60, 
     # Six waves of handshakes, one window: not six windows one after another.
     assert wall < 2 * WINDOW + 10, wall
     assert "one window: 60 hosts measured" in proc.stdout.decode()
+    # Lab hosts share this machine's kernel: the default sweep does not trace them (--trace-auto).
+    assert not any("trace" in h["probe"] for h in report["hosts"])
+
+
+def test_the_default_sweep_traces_a_host_whose_kernel_is_its_own(tmp_path):
+    """This machine, swept locally as root from its first network namespace: a real host."""
+    out = tmp_path / "local.json"
+    proc = run_cli("sweep", "--window", "0.5", "--format", "json", "-o", str(out), "-q")
+    assert proc.returncode in (0, 4), proc.stderr.decode()
+    [host] = json_report(out)["hosts"]
+    assert host["probe"]["trace"]["available"] is True, host["probe"].get("trace")
+    assert host["probe"]["trace"]["errors"] == []

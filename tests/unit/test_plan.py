@@ -36,7 +36,7 @@ def refusal(*argv: str) -> str:
 def test_a_plain_sweep_with_cli_defaults_is_the_default_sweep_settings():
     sweep = plan("sweep")
     assert sweep.sweep == SweepSettings()
-    assert (sweep.sweep.window_s, sweep.sweep.forks, sweep.sweep.probe_options) == (10.0, 200, ())
+    assert (sweep.sweep.window_s, sweep.sweep.forks, sweep.sweep.probe_options) == (10.0, 200, ("--trace-auto",))
     assert sweep.phase2 is None
     assert sweep.hosts == tuple(HOSTS)
     assert sweep.window_s == 10.0
@@ -127,7 +127,7 @@ def test_owners_on_a_sweep_are_asked_of_the_probe():
 
 def test_triage_sweeps_counters_only_then_captures_with_owners_on_the_worst():
     triage = plan("triage", "--top", "3", "--capture", "60")
-    assert triage.sweep.probe_options == ()
+    assert triage.sweep.probe_options == ("--trace-auto",)
     assert triage.sweep.window_s == 10.0
     assert triage.phase2 is not None and triage.phase2.window_s == 60.0
     assert triage.phase2.probe_options[:3] == ("--trace", "--capture", "60.0")

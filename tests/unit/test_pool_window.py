@@ -10,6 +10,7 @@ the real probe on this machine (LocalTransport).
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -215,7 +216,7 @@ def test_the_real_probe_waits_for_the_common_start_so_the_windows_begin_together
     1 s lead: Python's start-up on this shared 2-core machine has taken over 0.5 s under load.)"""
     monkeypatch.setattr(window, "START_LEAD_S", 1.0)
     fleet = [Host(f"local{i}", "localhost", connection="local") for i in range(3)]
-    settings = SweepSettings(window_s=2.0, forks=1, margin_s=10, host_probe="python")
+    settings = SweepSettings(window_s=2.0, forks=1, margin_s=10, host_probe="python", probe_options=())
     outcome = sweep_fleet(fleet, lambda h: SlowToReach(), settings)
     assert [r.status for r in outcome.results] == [Status.OK] * 3, [r.reason for r in outcome.results]
     starts = [r.probe["window"]["started_at"] for r in outcome.results]
@@ -270,3 +271,52 @@ def test_the_span_says_whether_one_instant_lies_inside_every_window():
     assert "do not all overlap" in view.window_sentence(apart.as_dict())
     split = window.fleet_window([doc(100.0, 10.0)], groups=3, split_reason="open-file limit 100")
     assert view.window_sentence(split.as_dict()).startswith("split into 3 successive windows (open-file limit 100)")
+
+
+def test_the_default_sweep_traces_only_where_the_kernel_is_the_hosts_own(tmp_path):
+    """--trace-auto: root and the kernel's first network namespace (a real host) traces; a lab
+    host or a container (another namespace: the tracepoint is machine-wide) does not. The /proc
+    here is a file tree, because a unit test cannot enter another network namespace."""
+    from rstfleet.probe.host import main as probe_main
+    for name in ("self", "1"):
+        (tmp_path / name / "ns").mkdir(parents=True)
+    (tmp_path / "1" / "ns" / "net").write_text("")
+    os.link(tmp_path / "1" / "ns" / "net", tmp_path / "self" / "ns" / "net")
+    assert not probe_main.shares_its_kernel(str(tmp_path))          # the same namespace
+    (tmp_path / "self" / "ns" / "net").unlink()
+    (tmp_path / "self" / "ns" / "net").write_text("")
+    assert probe_main.shares_its_kernel(str(tmp_path))              # another one
+    assert probe_main.shares_its_kernel(str(tmp_path / "missing"))  # unreadable: shared
+    (tmp_path / "1" / "ns" / "net").unlink()                          # PID 1 refuses a look:
+    (tmp_path / "2" / "ns").mkdir(parents=True)                       # kthreadd's namespace decides
+    os.link(tmp_path / "self" / "ns" / "net", tmp_path / "2" / "ns" / "net")
+    assert not probe_main.shares_its_kernel(str(tmp_path))
+    args = probe_main.parse_args(["--trace-auto"])
+    assert probe_main.trace_wanted(args) == (os.geteuid() == 0
+                                              and not probe_main.shares_its_kernel())
+    assert probe_main.trace_wanted(probe_main.parse_args(["--trace"]))
+    assert not probe_main.trace_wanted(probe_main.parse_args([]))
+
+
+def test_a_host_without_python3_still_gets_the_shell_probe_when_tracing_is_only_automatic():
+    """--trace-auto is not evidence the Python probe must give: python3 missing, the counters come
+    from the shell probe on the same session (a fake session: python3 'not found', then sh)."""
+    class NoPython:
+        def __init__(self):
+            self.argvs = []
+
+        def run(self, argv, stdin, deadline, max_output=0):
+            self.argvs.append(argv)
+            if argv[0] == "python3":
+                return RunResult(127, b"", b"sh: 1: python3: not found\n")
+            return RunResult(0, subprocess.run(argv, capture_output=True).stdout, b"")
+
+        def close(self):
+            pass
+    session = NoPython()
+    settings = SweepSettings(window_s=0.2, forks=1, margin_s=5)
+    assert settings.probe_options == ("--trace-auto",)
+    [result] = sweep_fleet(hosts(1), lambda h: session, settings).results
+    assert result.status == Status.OK, result.reason
+    assert [argv[0] for argv in session.argvs] == ["python3", "sh"]
+    assert result.probe["facts"]["probe"] == "shell"
