@@ -80,9 +80,9 @@ def run_probe(host: Host, transport: Transport, settings: "SweepSettings", deadl
     argv = probe_argv(settings.window_s, options, host.python)
     run = transport.run(argv, probe_script_for(settings.probe_options), deadline, settings.max_output)
     status, reason, probe = classify(run, settings)
-    if (status != Status.NO_PYTHON or settings.host_probe != "python-or-shell"
+    if (status != Status.NO_PYTHON or settings.host_probe != "python-or-shell" or host.python
             or set(settings.probe_options) - {"--trace-auto"}):
-        return status, reason, probe
+        return status, reason, probe       # an interpreter the inventory names is not second-guessed
     fallback, why, probe = classify(shell(), settings, "shell")
     if fallback != Status.OK:
         return status, f"{reason}; the shell probe failed too: {why}", None
