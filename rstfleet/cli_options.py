@@ -84,8 +84,8 @@ def _add_fleet(parser: argparse.ArgumentParser, play: bool = False, check: bool 
         return _add_outputs(parser, CHECK_FORMATS)
     parser.add_argument("--trace", action="store_true",
                         help="attribute every reset to a port, peer and kernel reason with the "
-                             "tcp:tcp_send_reset tracepoint (root; on by default with --capture and in "
-                             "triage's phase 2; costs the host ~15 ms CPU and ~80 ms wall)")
+                             "tcp:tcp_send_reset tracepoint even where the kernel is shared (by default: "
+                             "as root on a host's own kernel; costs it ~12 ms CPU and ~0.1 s wall)")
     parser.add_argument("--no-trace", action="store_true", help="never use the tracepoint")
     parser.add_argument("--host-probe", choices=("auto", "shell", "python"), default="auto",
                         help="counters-only sweeps: 'shell' runs a POSIX sh probe (no python3, less CPU); "

@@ -166,7 +166,8 @@ class _WindowGroup:
             if failed is not None:
                 self.record(index, failed)      # dropped if the host was given up on meanwhile
             elif not (abandoned or self.stopping.is_set()):   # else its result is there, or stop() writes it
-                if _in_background(lambda: self.session(index, transport), "rstfleet-session") is not None:
+                # Bound now: this loop rebinds index and transport before the thread may read them.
+                if _in_background(lambda i=index, t=transport: self.session(i, t), "rstfleet-session") is not None:
                     transport = None
                 else:
                     self.record(index, internal_error(self.hosts[index],
@@ -201,6 +202,11 @@ class _WindowGroup:
         self.start = StartInstant.after(lead)
         log.debug("common start in %.2f s (%d sessions held, %d handshakes left)", lead,
                   len(self.active), len(self.handshaking))
+        # Every held session is bounded from now, even one whose session thread never runs.
+        held_until = self.start.monotonic + self.settings.host_budget_s + STUCK_THREAD_GRACE_S
+        for index in self.active:
+            if index not in self.handshaking:
+                self.overdue_at.setdefault(index, held_until)
         self.go.set()
 
     # --- collect: one session thread per reached host --------------------------------------------

@@ -13,14 +13,16 @@ import pytest
 
 from rstfleet_lab import scale
 
+DEFAULTS = {"gc_thresh2": 512, "gc_thresh3": 1024}      # the kernel's
+
 
 @pytest.fixture
 def machine(tmp_path):
-    """(lab root, sysctl path pattern) with the kernel's defaults 512 / 1024."""
+    """(lab root, sysctl path pattern) with the kernel's defaults."""
     sysctl = tmp_path / "neigh"
     sysctl.mkdir()
-    for i, value in ((2, 512), (3, 1024)):
-        (sysctl / f"gc_thresh{i}").write_text(f"{value}\n")
+    for name, value in DEFAULTS.items():
+        (sysctl / name).write_text(f"{value}\n")
     root = tmp_path / "labs"
     root.mkdir()
     return root, str(sysctl / "gc_thresh{}")
@@ -41,18 +43,21 @@ def drop_lab(root, name: str, path: str) -> str:
     return done
 
 
+def restored(path: str) -> bool:
+    return scale.read_thresholds(path) == DEFAULTS
+
+
 def test_two_entries_per_lab_host_the_measured_wall_does_not_fit_the_defaults():
-    defaults = {"gc_thresh2": 512, "gc_thresh3": 1024}
-    assert scale.fits(defaults, 100)
-    assert not scale.fits(defaults, 510)           # measured: up(600) stopped at h513
-    assert scale.fits(scale.raised_thresholds(defaults, 1021), 1021)
+    assert scale.fits(DEFAULTS, 100)
+    assert not scale.fits(DEFAULTS, 510)           # measured: up(600) stopped at h513
+    assert scale.fits(scale.raised_thresholds(DEFAULTS, 1021), 1021)
 
 
 def test_a_small_lab_changes_nothing(machine):
     root, path = machine
     add_lab(root, "small", 3)
     assert scale.make_room(root, "small", path) is None
-    assert scale.read_thresholds(path) == {"gc_thresh2": 512, "gc_thresh3": 1024}
+    assert scale.read_thresholds(path) == DEFAULTS
     assert scale.RECORD_KEY not in state(root, "small")
     assert scale.give_back_room(root, "small", path) == "nothing recorded"
 
@@ -61,12 +66,11 @@ def test_a_big_lab_records_the_original_values_before_raising_and_restores_them(
     root, path = machine
     add_lab(root, "big", 1000)
     record = scale.make_room(root, "big", path)
-    assert record == {"original": {"gc_thresh2": 512, "gc_thresh3": 1024},
+    assert record == {"original": DEFAULTS,
                       "set": {"gc_thresh2": 4128, "gc_thresh3": 8256}}
     assert state(root, "big")[scale.RECORD_KEY] == record
     assert scale.read_thresholds(path) == record["set"]
-    assert drop_lab(root, "big", path) == "restored"
-    assert scale.read_thresholds(path) == {"gc_thresh2": 512, "gc_thresh3": 1024}
+    assert drop_lab(root, "big", path) == "restored" and restored(path)
 
 
 def test_the_last_of_two_big_labs_to_go_restores_the_true_original(machine):
@@ -75,12 +79,11 @@ def test_the_last_of_two_big_labs_to_go_restores_the_true_original(machine):
     scale.make_room(root, "a", path)
     add_lab(root, "b", 600)
     record_b = scale.make_room(root, "b", path)
-    assert record_b["original"] == {"gc_thresh2": 512, "gc_thresh3": 1024}     # not a's raised values
+    assert record_b["original"] == DEFAULTS     # not a's raised values
     assert scale.fits(scale.read_thresholds(path), 900)
     assert drop_lab(root, "a", path) == "another lab holds a record and restores later"
     assert scale.read_thresholds(path) == record_b["set"]
-    assert drop_lab(root, "b", path) == "restored"
-    assert scale.read_thresholds(path) == {"gc_thresh2": 512, "gc_thresh3": 1024}
+    assert drop_lab(root, "b", path) == "restored" and restored(path)
 
 
 def test_a_lab_that_still_needs_the_room_inherits_the_record(machine):
@@ -92,8 +95,7 @@ def test_a_lab_that_still_needs_the_room_inherits_the_record(machine):
     assert scale.make_room(root, "c", path) is None
     assert drop_lab(root, "a", path) == "handed to lab c"
     assert scale.read_thresholds(path) == raised
-    assert drop_lab(root, "c", path) == "restored"
-    assert scale.read_thresholds(path) == {"gc_thresh2": 512, "gc_thresh3": 1024}
+    assert drop_lab(root, "c", path) == "restored" and restored(path)
 
 
 def test_values_changed_by_someone_else_since_are_left_alone(machine):

@@ -320,3 +320,22 @@ def test_a_host_without_python3_still_gets_the_shell_probe_when_tracing_is_only_
     assert result.status == Status.OK, result.reason
     assert [argv[0] for argv in session.argvs] == ["python3", "sh"]
     assert result.probe["facts"]["probe"] == "shell"
+
+
+def test_a_session_thread_that_starts_late_still_probes_its_own_hosts_session(monkeypatch):
+    """Threads are started with a delay before their work (as a loaded machine may): each session
+    thread must still get the host and session it was started for, not the worker's next ones."""
+    started = pool._in_background
+
+    def late(function, name):
+        def delayed():
+            time.sleep(0.02)
+            function()
+        return started(delayed, name)
+    monkeypatch.setattr(pool, "_in_background", late)
+    fleet = hosts(8)
+    transport_for, _, _, made = sessions_for(fleet, all={"handshake_s": 0.0, "run_s": 0.0})
+    outcome = sweep_fleet(fleet, transport_for, SweepSettings(window_s=0.1, forks=2, connect_timeout_s=1,
+                                                              margin_s=1))
+    assert [r.status for r in outcome.results] == [Status.OK] * 8, [r.reason for r in outcome.results]
+    assert all(t.argv is not None for t in made.values())     # every host's own session ran its probe
