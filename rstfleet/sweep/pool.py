@@ -352,7 +352,8 @@ def sweep_fleet(hosts: list[Host], transport_for: Callable[[Host], Transport], s
     if not hosts:
         return Sweep([])
     interrupt = interrupt or Interrupt()
-    limit = session_limit(len(hosts))
+    capture_bytes = settings.max_output if "--capture" in settings.probe_options else 0
+    limit = session_limit(len(hosts), output_bytes=capture_bytes)
     size = min(limit.sessions, settings.sessions or len(hosts))
     reason = "" if size >= len(hosts) else (
         limit.reason if limit.sessions <= size else f"at most {size} sessions held at once (settings)")

@@ -2,10 +2,12 @@
 
 The pool keeps every reached host's session open until its window ends, so that every window can
 overlap a common instant; what bounds a fleet in one window is therefore what a held session
-costs here, not `--forks` (which only bounds handshakes in flight). Measured on the lab
-(paramiko, as rstfleet uses it; bench/window_bench.py): a connected session costs 1 descriptor (its
-socket; a ProxyCommand adds its 3 pipes) and ~56 KB of RSS, ~0.2 MB with its probe running and its
-document read; 2 threads (paramiko's reader and the session's own).
+costs here, not `--forks` (which only bounds handshakes in flight). Measured on the lab with 500
+hosts (paramiko, as rstfleet uses it; bench/window_bench.py): a connected session costs 1
+descriptor (its socket; a ProxyCommand adds its pipes), 1 thread (paramiko's reader) and 58 KB of
+RSS; 88 KB with its probe running, and a second thread. Counted here with room to spare: 3
+descriptors, 2 threads and SESSION_MEMORY_BYTES (256 KB) a session — plus, when probes capture,
+the output cap each session may be reading into at once.
 
 Within these limits a fleet is never split. Past them it is swept in successive window groups of
 ``SessionLimit.sessions`` hosts, and the reason is stated in the report.
@@ -81,7 +83,7 @@ def _cgroup_memory_left(proc: str = "/proc") -> int | None:
     return None
 
 
-def _memory_room(proc: str = "/proc") -> tuple[int | None, str]:
+def _memory_room(proc: str = "/proc", per_session: int = SESSION_MEMORY_BYTES) -> tuple[int | None, str]:
     available = None
     try:
         for line in Path(f"{proc}/meminfo").read_text().splitlines():
@@ -94,9 +96,9 @@ def _memory_room(proc: str = "/proc") -> tuple[int | None, str]:
         available = cgroup
     if available is None:
         return None, ""
-    sessions = int(available * MEMORY_SHARE) // SESSION_MEMORY_BYTES
+    sessions = int(available * MEMORY_SHARE) // per_session
     return max(1, sessions), (f"memory: {available // 2 ** 20} MB available, half of it at "
-                              f"{SESSION_MEMORY_BYTES // 1024} KB a session")
+                              f"{per_session // 1024} KB a session")
 
 
 def _thread_room(proc: str = "/proc") -> tuple[int | None, str]:
@@ -119,10 +121,11 @@ def _thread_room(proc: str = "/proc") -> tuple[int | None, str]:
     return max(1, (room - THREADS_RESERVED) // THREADS_PER_SESSION), why
 
 
-def session_limit(wanted: int, proc: str = "/proc") -> SessionLimit:
-    """How many of ``wanted`` sessions this run can hold at once, and what bounds it."""
-    bounds = [(n, why) for n, why in (_fd_room(wanted), _memory_room(proc), _thread_room(proc))
-              if n is not None]
+def session_limit(wanted: int, proc: str = "/proc", output_bytes: int = 0) -> SessionLimit:
+    """How many of ``wanted`` sessions this run can hold at once, and what bounds it;
+    ``output_bytes``: what each session may be reading into at once besides (a capture)."""
+    memory = _memory_room(proc, SESSION_MEMORY_BYTES + output_bytes)
+    bounds = [(n, why) for n, why in (_fd_room(wanted), memory, _thread_room(proc)) if n is not None]
     if not bounds:
         return SessionLimit(wanted, "")
     allowed, why = min(bounds)

@@ -97,7 +97,7 @@ SETTINGS = SweepSettings(window_s=1.0, forks=3, connect_timeout_s=1.0, margin_s=
 
 def test_no_more_handshakes_than_forks_are_in_flight_yet_every_session_is_held_for_one_window():
     fleet = hosts(12)
-    transport_for, handshakes, runs, made = sessions_for(fleet)
+    transport_for, handshakes, runs, made = sessions_for(fleet, all={"run_s": 0.5})   # long enough to meet
     outcome = sweep_fleet(fleet, transport_for, SETTINGS)
     assert [r.status for r in outcome.results] == [Status.OK] * 12
     assert 1 < handshakes.most <= 3
@@ -339,3 +339,10 @@ def test_a_session_thread_that_starts_late_still_probes_its_own_hosts_session(mo
                                                               margin_s=1))
     assert [r.status for r in outcome.results] == [Status.OK] * 8, [r.reason for r in outcome.results]
     assert all(t.argv is not None for t in made.values())     # every host's own session ran its probe
+
+
+def test_probes_that_capture_count_their_output_cap_against_memory(tmp_path):
+    (tmp_path / "meminfo").write_text("MemAvailable:  1048576 kB\n")           # 1 GB
+    plain, _ = sessions._memory_room(str(tmp_path))
+    capturing, why = sessions._memory_room(str(tmp_path), sessions.SESSION_MEMORY_BYTES + 16 * 2 ** 20)
+    assert plain == 2048 and capturing == 31 and "16640 KB a session" in why
