@@ -3,8 +3,8 @@
 
     python bench/peers.py fabric|pssh|ssh SPEC.json
 
-SPEC (written by fleet_bench.py): {"hosts": [addresses], "user", "key", "known_hosts",
-"window", "verify_host_keys", "kex" (ssh only), "timeout"}. Every peer runs the same sampling on
+SPEC (written by fleet_bench.py and simfleet_bench.py): {"hosts": [addresses], "port" (optional,
+22), "user", "key", "known_hosts", "window", "verify_host_keys", "kex" (ssh only), "timeout"}. Every peer runs the same sampling on
 every host (read Tcp OutRsts from /proc/net/snmp, sleep the window, read again, print the delta)
 and prints one JSON line: {"ok": hosts whose output is an integer, "failed": {host: reason}}.
 
@@ -50,13 +50,17 @@ def run_fabric(spec: dict) -> dict:
     from fabric import ThreadingGroup
     from fabric.exceptions import GroupException
 
-    group = ThreadingGroup(*spec["hosts"], user=spec["user"],
+    port = spec.get("port", 22)
+    group = ThreadingGroup(*(f"{h}:{port}" for h in spec["hosts"]), user=spec["user"],
                            connect_kwargs={"key_filename": spec["key"], "look_for_keys": False,
                                            "allow_agent": False})
     if spec["verify_host_keys"]:
-        # Fabric's default is AutoAddPolicy (no verification); give it the lab's known_hosts.
+        # Fabric's default is AutoAddPolicy (no verification); give it the known_hosts, parsed once
+        # and shared as rstfleet does: paramiko's HostKeys.load is O(N²), and loading it per
+        # connection (load_host_keys) kept 1,000 simulated hosts in set-up for over 2 minutes.
+        known = paramiko.HostKeys(spec["known_hosts"])
         for cxn in group:
-            cxn.client.load_host_keys(spec["known_hosts"])
+            cxn.client._system_host_keys = known
             cxn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
     try:
         results = group.run(sample_shell(spec["window"]), hide=True, warn=True)
@@ -78,7 +82,8 @@ def run_pssh(spec: dict) -> dict:
     from pssh.clients import ParallelSSHClient
 
     hosts = spec["hosts"]
-    client = ParallelSSHClient(hosts, user=spec["user"], pkey=spec["key"], pool_size=len(hosts),
+    client = ParallelSSHClient(hosts, port=spec.get("port", 22), user=spec["user"], pkey=spec["key"],
+                               pool_size=len(hosts),
                                allow_agent=False, timeout=spec["timeout"], num_retries=1)
     output = client.run_command(sample_shell(spec["window"]), stop_on_errors=False)
     client.join(output)
@@ -99,7 +104,8 @@ def run_ssh(spec: dict) -> dict:
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
 
-    base = ["ssh", "-i", spec["key"], "-o", f"UserKnownHostsFile={spec['known_hosts']}",
+    base = ["ssh", "-i", spec["key"], "-p", str(spec.get("port", 22)),
+            "-o", f"UserKnownHostsFile={spec['known_hosts']}",
             "-o", "BatchMode=yes",
             "-o", "StrictHostKeyChecking=" + ("yes" if spec["verify_host_keys"] else "no")]
     if spec.get("kex"):
@@ -139,7 +145,7 @@ def run_asyncssh(spec: dict) -> dict:
 
     async def one(address: str):
         try:
-            async with asyncssh.connect(address, username=spec["user"], client_keys=[key],
+            async with asyncssh.connect(address, spec.get("port", 22), username=spec["user"], client_keys=[key],
                                         known_hosts=known, agent_path=None,
                                         connect_timeout=spec["timeout"]) as conn:
                 result = await conn.run("python3 -", input=script, check=False,

@@ -103,7 +103,6 @@ def session_cost(lab, probe_window: float = 2.0, forks: int = 100) -> dict:
     from rstfleet.inventory import load_inventory
     from rstfleet.probe import probe_argv, probe_script_for
     from rstfleet.transport import SSHSettings, transport_factory
-    from rstfleet.transport.handshake import connect
 
     def rss_kb() -> int:
         for line in open("/proc/self/status"):
@@ -118,7 +117,7 @@ def session_cost(lab, probe_window: float = 2.0, forks: int = 100) -> dict:
 
     def reach(t):
         with slots:
-            connect(t, time.monotonic() + 40)
+            t.connect(time.monotonic() + 40)
     workers = [threading.Thread(target=reach, args=(t,)) for t in transports]
     for w in workers:
         w.start()

@@ -96,6 +96,9 @@ def pcap_case(data: bytes, max_packets: int | None = None) -> str:
         raise Finding(f"{len(packets)} packets returned with max_packets={max_packets}")
     if packets.truncated and len(packets) != max_packets:
         raise Finding("truncated set although max_packets was not reached")
+    if packets.records < len(packets) + packets.skipped + sum(packets.undecodable.values()):
+        raise Finding(f"reading counts disagree: {packets.records} records, {len(packets)} resets, "
+                      f"{packets.skipped} skipped, {packets.undecodable} undecodable")
     for p in packets:
         if not (0 <= p.sport <= 0xFFFF and 0 <= p.dport <= 0xFFFF and 0 <= p.flags <= 0xFF):
             raise Finding(f"port/flags out of range: {p}")

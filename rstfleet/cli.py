@@ -7,6 +7,7 @@ import logging
 import sys
 
 from .analysis import EXIT_INTERRUPTED, EXIT_USAGE, Thresholds, assess, exit_code
+from .analyze import run_analyze
 from .inventory import InventoryError
 from .cli_options import build_parser
 from .inventory.listing import inventory_command, print_plans
@@ -14,7 +15,8 @@ from .plan import Plan, PlanError, in_shard, load_fleet
 from .preflight_inputs import check_local_inputs, check_report_file
 from .preflight import run_check
 from .report import emit
-from .saved import load_merged
+from .playbook import load_expected
+from .saved import load_merged, saved_expected
 from .textsafe import printable
 
 def become_password(plans: list[Plan]) -> str | None:
@@ -36,7 +38,9 @@ def execute(plan: Plan, password: str | None) -> int:
     if plan.phase2 is not None and not plan.outputs.quiet:
         print(triage_banner(plan), file=sys.stderr)
     with ctrl_c() as interrupt:
-        return report_outcome(plan, run_plan(plan, transport_factory(plan.ssh, password), interrupt), interrupt)
+        with transport_factory(plan.ssh, password) as transports:   # jump connections end with the run
+            outcome = run_plan(plan, transports, interrupt)
+        return report_outcome(plan, outcome, interrupt)
 
 
 def cmd_hosts(args) -> int:
@@ -59,7 +63,8 @@ def cmd_run(args) -> int:
         hosts = in_shard(hosts, *args.shard) if args.shard else hosts
         if not hosts:
             raise PlanError(f"{book.path}:{play.line}: no hosts match {play.hosts!r}")
-        plans.append(check_local_inputs(Plan.from_play(play, hosts, vars(args), index, len(book.plays))))
+        plans.append(check_local_inputs(Plan.from_play(play, hosts, vars(args), index, len(book.plays),
+                                                       frozenset(inventory.groups))))
     if args.list_hosts:
         return print_plans(plans)
     password = become_password(plans)
@@ -87,12 +92,13 @@ def cmd_report(args) -> int:
     merged = load_merged(args.files)
     for warning in merged.warnings:
         print(f"rstfleet: warning: {printable(warning, 300)}", file=sys.stderr)
+    expected = saved_expected(merged, load_expected(args.expected) if args.expected else ())
     attach_stored_captures(merged.results)
     thresholds = Thresholds(args.warn, args.crit, args.spike_factor, args.spike_floor)
-    assessments = assess(merged.results, thresholds)
+    assessments = assess(merged.results, thresholds, expected)
     code = exit_code(assessments, args.fail_on)
     emit(Outputs(args.format, args.output, args.quiet), assessments, thresholds,
-         {"window_s": merged.window_s or 0.0, "exit_code": code})
+         {"window_s": merged.window_s or 0.0, "exit_code": code, "expected_rules": expected})
     return code
 
 
@@ -108,7 +114,7 @@ def cmd_lab(lab_args: list[str]) -> int:
 
 
 COMMANDS = {"sweep": cmd_hosts, "triage": cmd_hosts, "run": cmd_run, "probe": cmd_probe, "report": cmd_report,
-            "lab": lambda args: cmd_lab(args.lab_args), "inventory": lambda args: inventory_command(vars(args)),
+            "analyze": lambda args: run_analyze(dict(vars(args))), "lab": lambda args: cmd_lab(args.lab_args), "inventory": lambda args: inventory_command(vars(args)),
             "check": lambda args: run_check(dict(vars(args)), become_password)}
 
 

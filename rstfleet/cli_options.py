@@ -41,6 +41,12 @@ def _add_thresholds(parser: argparse.ArgumentParser) -> None:
                         help="verdict that sets exit code 4 (default %(default)s)")
 
 
+def _add_expected(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--expected", metavar="FILE", help="expected-reset rules (YAML: port, peers, "
+                        "cause, reason, hosts): still shown, left out of verdicts, scores and exit codes; "
+                        "adds to the inventory's rstfleet_expected_resets (docs/expected.md)")
+
+
 def _add_outputs(parser: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) -> None:
     parser.add_argument("--format", choices=formats, default="table")
     parser.add_argument("-o", "--output", metavar="FILE",
@@ -77,6 +83,9 @@ def _add_fleet(parser: argparse.ArgumentParser, play: bool = False, check: bool 
                         help="record unknown host keys (OpenSSH accept-new); changed keys stay refused")
     parser.add_argument("--ssh-config", metavar="FILE", help="OpenSSH client config, read as `ssh -F FILE` "
                         "(only it; 'none': no file); default ~/.ssh/config then /etc/ssh/ssh_config")
+    parser.add_argument("--ssh-engine", choices=("paramiko", "asyncssh"), default="paramiko",
+                        help="paramiko: a thread per connection; asyncssh: one event loop for all "
+                             "(lighter past a thousand hosts: docs/benchmarks.md)")
     parser.add_argument("--max-output", type=int, default=limits.MAX_OUTPUT, metavar="BYTES",
                         help="cap on what is read from one host (default %(default)s)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log SSH steps on stderr")
@@ -90,12 +99,18 @@ def _add_fleet(parser: argparse.ArgumentParser, play: bool = False, check: bool 
     parser.add_argument("--host-probe", choices=("auto", "shell", "python"), default="auto",
                         help="counters-only sweeps: 'shell' runs a POSIX sh probe (no python3, less CPU); "
                              "auto: python, the shell probe where python3 is missing")
+    parser.add_argument("--netdata", default=limits.NETDATA_DEFAULT, metavar="auto|off|URL",
+                        help="take the verdict from the host's Netdata agent on loopback (default %(default)s; "
+                             "a URL needs python3 on the host, auto skips hosts without it)")
+    parser.add_argument("--baseline", choices=limits.BASELINES, default=limits.BASELINE_DEFAULT,
+                        help="exact: Netdata's rule on the minute before the window (+60 s a host; python3)")
     parser.add_argument("--capture-packets", type=int, default=limits.CAPTURE_PACKETS)
     parser.add_argument("--capture-bytes", type=int, default=limits.CAPTURE_BYTES)
     parser.add_argument("--force-long-capture", action="store_true",
                         help=f"allow captures over {limits.MAX_CAPTURE_S:g} s")
     parser.add_argument("--run-dir", default="rstfleet-runs", metavar="DIR",
                         help="where captures are kept, one 0700 folder per run (default %(default)s)")
+    _add_expected(parser)
     if not play:
         _add_thresholds(parser)
     _add_outputs(parser)
@@ -118,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "hosts", epilog=EPILOG)
     _add_fleet(tr)
     tr.add_argument("--top", type=int, default=limits.PHASE2_TOP, metavar="K",
-                    help="phase 2 on the K worst hosts with resets (default %(default)s)")
+                    help="phase 2 covers every host at or over --warn, worst first, at most K (default "
+                         "%(default)s); each host left out says why and how to dig into it")
     tr.add_argument("--capture", type=float, default=limits.CAPTURE_S, metavar="SECONDS",
                     help="phase 2 capture length (default %(default)s, the guide's minimum)")
 
@@ -136,9 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("files", nargs="+", metavar="RESULTS.json|DIR",
                     help="saved reports, Ansible role results, or folders of them")
     _add_thresholds(rp)
+    _add_expected(rp)
     _add_outputs(rp)
 
     add_inventory_command(sub)
+    an = sub.add_parser("analyze", help="rank who sent the TCP resets in pcap/pcapng files", epilog=EPILOG)
+    an.add_argument("files", nargs="+", metavar="FILE", help="captures: the guide's tcpdump, Wireshark")
+    an.add_argument("--local", action="append", metavar="ADDR", help="a capturing-host address (repeatable)")
+    _add_thresholds(an)
+    _add_outputs(an)
+
     sub.add_parser("lab", help="the network-namespace lab fleet (root): up N | down | status | inject"
                    ).add_argument("lab_args", nargs=argparse.REMAINDER)
     return parser

@@ -1,5 +1,6 @@
 """What no single-host alert can see: the same peer hitting several hosts, the same port resetting
-across a group, and the causes summed over the fleet. Pure functions over ranked assessments."""
+across a group, the causes summed over the fleet, and both ends of each reset paired (pairing.py).
+Pure functions over ranked assessments."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .analysis import Assessment
+from .pairing import BothEnds, fleet_ends
 
 
 @dataclass
@@ -19,6 +21,7 @@ class FleetSummary:
     causes: dict[str, float]                 # cause -> resets/s across the fleet
     shared_peers: list[dict] = field(default_factory=list)   # {"peer", "hosts", "resets"}
     shared_ports: list[dict] = field(default_factory=list)   # {"port", "hosts", "groups", "listening"}
+    both_ends: BothEnds = field(default_factory=lambda: BothEnds([]))   # received resets paired (pairing.py)
 
 
 def _common_groups(assessments: list[Assessment]) -> list[str]:
@@ -58,4 +61,5 @@ def summarize_fleet(assessments: list[Assessment], top: int = 5) -> FleetSummary
         resets_sent_per_s_total=sum(a.resets_sent_per_s or 0.0 for a in checked),
         worst=[a.host for a in checked if (a.resets_sent_per_s or 0) > 0][:top],
         causes=dict(sorted(causes.items(), key=lambda kv: -kv[1])),
-        shared_peers=shared_peers[:20], shared_ports=shared_ports[:20])
+        shared_peers=shared_peers[:20], shared_ports=shared_ports[:20],
+        both_ends=fleet_ends([(a.host, a.result.address, a.result.document) for a in checked]))

@@ -17,17 +17,23 @@ import hashlib
 import math
 import os
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from .analysis import Thresholds
+from .expected import rules_for_hosts
+from .playbook import load_expected
 from .inventory import Host, Inventory, load_inventory, localhost_inventory
-from .probe.host.limits import (CAPTURE_BYTES, CONNECT_TIMEOUT_S, FAIL_ON, FAIL_ON_DEFAULT, FORKS,
-                                MAX_CAPTURE_BYTES, MAX_CAPTURE_PACKETS, MAX_CAPTURE_S, MAX_WINDOW_S, MIN_CAPTURE_BYTES, PHASE2_TOP, PROBE_MARGIN_S, SPIKE_FLOOR,
-                                measured_window)
+from .probe import needs_python
+from .probe.host.limits import (BASELINE_DEFAULT, BASELINES, CAPTURE_BYTES, CONNECT_TIMEOUT_S, FAIL_ON,
+                                FAIL_ON_DEFAULT, FORKS, MAX_CAPTURE_BYTES, MAX_CAPTURE_PACKETS, MAX_CAPTURE_S,
+                                MAX_WINDOW_S, MIN_CAPTURE_BYTES, NETDATA_DEFAULT, PHASE2_TOP, PROBE_MARGIN_S,
+                                SPIKE_FLOOR, measured_window, probe_lead_s)
+from .probe.host.netdata import parse_agent_url
+from .sweep.coverage import dig_argv
 from .sweep.pool import SweepSettings
 from .textsafe import printable
-from .transport import SSHSettings
+from .transport import SSHSettings, engine_problem
 from .transport.target import preflight
 
 HOST_PROBES = ("auto", "shell", "python")   # auto: python, the shell probe where python3 is missing
@@ -50,6 +56,12 @@ class ProbeOptions:
     capture_bytes: int = CAPTURE_BYTES
     force_long_capture: bool = False
     owners: bool = False
+    netdata: str = "off"                 # auto | off | a loopback URL: ask the host's Netdata agent
+    baseline: str = BASELINE_DEFAULT     # lifetime | exact (+60 s: the minute before the window)
+
+    @property
+    def lead_s(self) -> float:
+        return probe_lead_s(self.baseline, self.netdata)
 
     def argv(self) -> tuple[str, ...]:
         """The probe's command-line options (every value is ours, never text from a host)."""
@@ -61,12 +73,11 @@ class ProbeOptions:
                 options.append("--force-long-capture")
         if self.owners:
             options += ["--owners", "auto"]
+        if self.netdata != "off":
+            options += ["--netdata", self.netdata]
+        if self.baseline != "lifetime":
+            options += ["--baseline", self.baseline]
         return tuple(options)
-
-    @property
-    def needs_python(self) -> bool:
-        """Evidence only the Python probe gathers (--trace-auto is not: it falls back quietly)."""
-        return bool(self.trace or self.capture_s or self.owners)
 
 
 @dataclass(frozen=True)
@@ -91,21 +102,27 @@ class Plan:
     outputs: Outputs
     name: str = ""                       # the play's name, for `run`
     warnings: tuple[str, ...] = ()       # said once per run before any host (ssh_config not followed)
+    expected: dict = field(default_factory=dict, hash=False)   # host -> its expected-reset rules (expected.py)
+    dig: tuple[str, ...] = ()            # triage: the command that digs into one host (coverage.py)
+    dig_note: str = ""                   # what that command does not carry (a play's own rules)
+    groups: frozenset = frozenset()      # the inventory's group names (a dig's -l must not name one)
 
     @property
     def window_s(self) -> float:
         return self.sweep.window_s
 
     @classmethod
-    def from_args(cls, options: Mapping[str, Any], hosts: list[Host] | None = None) -> "Plan":
+    def from_args(cls, options: Mapping[str, Any], hosts: list[Host] | None = None,
+                  groups: frozenset = frozenset()) -> "Plan":
         """The command line's plan; ``options`` holds its flags by destination name."""
-        return _checked(dict(options), hosts)
+        return _checked(dict(options), hosts, groups)
 
     @classmethod
     def from_play(cls, play, hosts: list[Host], options: Mapping[str, Any], index: int = 1,
-                  plays: int = 1) -> "Plan":
-        """A playbook play over the command line's options (the play's settings win)."""
-        merged = dict(options)
+                  plays: int = 1, groups: frozenset = frozenset()) -> "Plan":
+        """A playbook play over the command line's options (the play's settings win; its
+        expected_resets add to those of --expected)."""
+        merged = dict(options, expected_rules=play.expected_resets)
         merged.update(window=play.window, warn=play.warn, crit=play.crit, spike_factor=play.spike_factor,
                       spike_floor=options.get("spike_floor", SPIKE_FLOOR), fail_on=play.fail_on, forks=play.forks or options.get("forks", FORKS),
                       become=play.become or options.get("become", False),
@@ -119,7 +136,7 @@ class Plan:
         if output and plays > 1:
             stem, ext = os.path.splitext(output)     # a dot in a folder name is not an extension
             merged["output"] = f"{stem}-{index}{ext}"
-        return _checked(merged, hosts)
+        return _checked(merged, hosts, groups)
 
 
 # --- hosts ---------------------------------------------------------------------------------------
@@ -174,7 +191,19 @@ def _number(options: dict, key: str, flag: str, low: float, high: float | None =
     return int(value) if integer else float(value)
 
 
-def _checked(o: dict, hosts: list[Host] | None) -> Plan:
+def netdata_option(value) -> str:
+    """--netdata: auto, off, or the agent's URL on the host's loopback (checked like the probe will)."""
+    value = NETDATA_DEFAULT if value is None else value
+    if value in ("auto", "off"):
+        return value
+    try:
+        parse_agent_url(value)
+    except ValueError as exc:
+        raise PlanError(f"--netdata: must be auto, off or http://127.0.0.1:PORT (loopback only): {exc}") from None
+    return value
+
+
+def _checked(o: dict, hosts: list[Host] | None, groups: frozenset = frozenset()) -> Plan:
     """Validate every number and combination, then build the Plan; PlanError names the flag."""
     window = _number(o, "window", "--window", 0.0, MAX_WINDOW_S, low_open=True)
     forks = _number(o, "forks", "--forks", 1, None, integer=True)
@@ -211,6 +240,10 @@ def _checked(o: dict, hosts: list[Host] | None) -> Plan:
                                   MAX_CAPTURE_BYTES, integer=True),
             force_long_capture=bool(o.get("force_long_capture")))
     top = _number(o, "top", "--top", 1, None, integer=True) if triage else PHASE2_TOP
+    baseline = o.get("baseline") or BASELINE_DEFAULT
+    if baseline not in BASELINES:
+        raise PlanError(f"--baseline: must be one of {', '.join(BASELINES)}, not {baseline!r}")
+    alert = {"netdata": netdata_option(o.get("netdata")), "baseline": baseline}
     no_trace = bool(o.get("no_trace"))
 
     host_probe = o.get("host_probe") or "auto"
@@ -223,34 +256,45 @@ def _checked(o: dict, hosts: list[Host] | None) -> Plan:
         (measured: a tracefs instance costs ~80 ms wall per host) and need the Python probe."""
         probe = replace(probe, trace=(bool(o.get("trace")) or bool(probe.capture_s)) and not no_trace,
                         trace_auto=not no_trace and host_probe != "shell")
-        if host_probe == "shell" and probe.needs_python:
-            raise PlanError("--host-probe shell reads counters only: --trace, --capture, --owners "
-                            "and triage's phase 2 need the Python probe")
-        engine = ("python" if probe.needs_python or host_probe == "python" else
+        if host_probe == "shell" and needs_python(probe.argv()):
+            raise PlanError("--host-probe shell reads counters only: --trace, --capture, --owners, "
+                            "--netdata URL, --baseline exact and triage's phase 2 need the Python probe")
+        engine = ("python" if needs_python(probe.argv()) or host_probe == "python" else
                   "shell" if host_probe == "shell" else "python-or-shell")
         margin = PROBE_MARGIN_S + (probe.capture_bytes * CAPTURE_READ_S_PER_BYTE if probe.capture_s else 0.0)
         return SweepSettings(window_s=measured_window(window, probe.capture_s), forks=forks,
                              connect_timeout_s=connect, margin_s=margin,
                              max_output=max(max_output, 2 * probe.capture_bytes if probe.capture_s else 0),
-                             probe_options=probe.argv(), host_probe=engine)
+                             probe_options=probe.argv(), lead_s=probe.lead_s, host_probe=engine)
 
+    # The alert rule's inputs (agent, exact minute) belong to the verdict: phase 1, never phase 2.
     if triage:
-        sweep, phase2 = settings(ProbeOptions()), settings(replace(probe_capture, owners=bool(o.get("phase2_owners", True))))
+        sweep, phase2 = settings(ProbeOptions(**alert)), settings(replace(probe_capture, owners=bool(o.get("phase2_owners", True))))
     else:
-        sweep, phase2 = settings(replace(probe_capture, owners=bool(o.get("owners")))), None
+        sweep, phase2 = settings(replace(probe_capture, owners=bool(o.get("owners")), **alert)), None
     fmt = o.get("format") or "table"
     outputs = Outputs(fmt, o.get("output"), bool(o.get("quiet")), o.get("run_dir") or "rstfleet-runs")
+    engine = o.get("ssh_engine") or "paramiko"
+    if engine_problem(engine):
+        raise PlanError(f"--ssh-engine: {engine_problem(engine)}")
     ssh = SSHSettings(user=o.get("user"), key_file=o.get("private_key"),
                       known_hosts_files=tuple(o.get("known_hosts") or ()),
                       accept_new_host_keys=bool(o.get("accept_new_host_keys")), connect_timeout=connect,
                       connect_timeout_given=connect_given,
                       ssh_config_path=o.get("ssh_config"), become=bool(o.get("become") or o.get("ask_become_pass")),
-                      ask_become_pass=bool(o.get("ask_become_pass")))
+                      ask_become_pass=bool(o.get("ask_become_pass")), engine=engine)
+    declared = tuple(o.get("expected_rules") or ()) + (load_expected(o["expected"]) if o.get("expected") else ())
     if hosts is None:
         shard = o.get("shard")
         if isinstance(shard, str):
             shard = parse_shard(shard)
-        hosts = select_hosts(load_fleet(o.get("inventory")), o.get("limit"), shard)
+        fleet = load_fleet(o.get("inventory"))
+        hosts, groups = select_hosts(fleet, o.get("limit"), shard), frozenset(fleet.groups)
+    expected, unmatched = rules_for_hosts(hosts, declared)
+    groups = frozenset(groups) | {g for h in hosts for g in h.groups}
+    dig = dig_argv(dict(o, connect_timeout=connect if connect_given else None)) if triage else ()
     return Plan(tuple(hosts), sweep, phase2, top, thresholds, fail_on, ssh, outputs, o.get("name") or "",
-                preflight(ssh, hosts))
+                preflight(ssh, hosts) + tuple(unmatched), expected, dig,
+                "the play's expected_resets are not applied by this command" if o.get("expected_rules") else "",
+                groups)
 

@@ -21,6 +21,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .expected import INVENTORY_VAR, MAX_RULES, RULE_KEYS, Expectation, rule_from_mapping
 from .inventory.model import Inventory
 from .probe.host.limits import (CAPTURE_BYTES, CAPTURE_PACKETS, CAPTURE_S, CRIT, FAIL_ON, FAIL_ON_DEFAULT,
                                MAX_CAPTURE_BYTES, MAX_CAPTURE_PACKETS, MAX_CAPTURE_S, MAX_WINDOW_S,
@@ -29,7 +30,8 @@ from .textsafe import printable
 
 MAX_FILE_BYTES = 1024 * 1024            # a playbook is a page of YAML; refuse megabytes early
 STEPS = ("sweep", "capture", "owners")
-_PLAY_KEYS = ("name", "hosts", "steps", "window", "capture", "thresholds", "forks", "become")
+_PLAY_KEYS = ("name", "hosts", "steps", "window", "capture", "thresholds", "forks", "become",
+              "expected_resets")
 _CAPTURE_KEYS = ("duration", "packets", "bytes", "top", "force")
 _THRESHOLD_KEYS = ("warn", "crit", "spike_factor", "fail_on")
 _SECTION_OF = {**{k: "capture" for k in _CAPTURE_KEYS}, **{k: "thresholds" for k in _THRESHOLD_KEYS}}
@@ -79,6 +81,7 @@ class Play:
     fail_on: str = FAIL_ON_DEFAULT
     forks: int | None = None
     become: bool = False
+    expected_resets: tuple[Expectation, ...] = ()
     line: int = 0
 
 
@@ -90,24 +93,7 @@ class Playbook:
 
 def load_playbook(path: str) -> Playbook:
     """Read and validate every play; any problem raises PlaybookError, so nothing half-runs."""
-    path = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise PlaybookError(f"{printable(path)}: cannot read playbook: {exc.strerror or exc}") from None
-    reader = _Reader(path)
-    if len(data) > MAX_FILE_BYTES:
-        raise reader.error(1, f"playbook is larger than {MAX_FILE_BYTES} bytes")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise reader.error(data[: exc.start].count(b"\n") + 1, "not UTF-8 text") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        raise reader.error(*_syntax_error(exc, text)) from None
-    except RecursionError:
-        raise reader.error(1, "YAML syntax error: lists or mappings nest too deeply") from None
+    reader, root = _compose(str(path), "playbook")
     if root is None or _kind(root) == "null":
         raise reader.error(1, "empty playbook: expected a list of plays, e.g. '- hosts: all'")
     if isinstance(root, MappingNode):
@@ -117,7 +103,43 @@ def load_playbook(path: str) -> Playbook:
         raise reader.error(root, f"a playbook is a list of plays, not {_kind(root)}")
     if not root.value:
         raise reader.error(root, "the playbook has no plays")
-    return Playbook(path, tuple(reader.play(node, number) for number, node in enumerate(root.value, 1)))
+    return Playbook(str(path), tuple(reader.play(node, number) for number, node in enumerate(root.value, 1)))
+
+
+def load_expected(path: str) -> tuple[Expectation, ...]:
+    """An expected-resets file (``--expected FILE``): a list of rules, or a group_vars-style
+    mapping holding ``rstfleet_expected_resets:``; every problem names its line."""
+    reader, root = _compose(str(path), "expected-resets file")
+    if root is None or _kind(root) == "null":
+        raise reader.error(1, "empty file: expected a list of rules, e.g. '- {port: 8080, reason: LB "
+                              "health check}'")
+    if isinstance(root, MappingNode):
+        entries = reader.mapping(root, "an expected-resets file", (INVENTORY_VAR,))
+        if INVENTORY_VAR not in entries:
+            raise reader.error(root, f"the file's mapping has no {INVENTORY_VAR}")
+        root = entries[INVENTORY_VAR]
+    return reader.expected_rules(root)
+
+
+def _compose(path: str, what: str) -> tuple["_Reader", Node | None]:
+    """The file's YAML as nodes (lines kept); size, encoding and syntax errors name the line."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise PlaybookError(f"{printable(path)}: cannot read {what}: {exc.strerror or exc}") from None
+    reader = _Reader(path)
+    if len(data) > MAX_FILE_BYTES:
+        raise reader.error(1, f"{what} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise reader.error(data[: exc.start].count(b"\n") + 1, "not UTF-8 text") from None
+    try:
+        return reader, yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise reader.error(*_syntax_error(exc, text)) from None
+    except RecursionError:
+        raise reader.error(1, "YAML syntax error: lists or mappings nest too deeply") from None
 
 
 @dataclass(frozen=True)
@@ -150,7 +172,30 @@ class _Reader:
             fields["capture"] = self.capture(entries.get("capture"))
         if "thresholds" in entries:
             fields.update(self.thresholds(entries["thresholds"]))
+        if "expected_resets" in entries:
+            fields["expected_resets"] = self.expected_rules(entries["expected_resets"])
         return Play(**fields)
+
+    def expected_rules(self, node: Node) -> tuple[Expectation, ...]:
+        """Expected-reset rules (expected.py checks each field), every error at its own line."""
+        if not isinstance(node, SequenceNode):
+            raise self.error(node, f"expected resets must be a list of rules such as '- {{port: 8080, "
+                                   f"reason: LB health check}}', not {_kind(node)}")
+        if len(node.value) > MAX_RULES:
+            raise self.error(node, f"more than {MAX_RULES} expected-reset rules")
+        rules = []
+        for item in node.value:
+            entries = self.mapping(item, "an expected-reset rule", RULE_KEYS)
+            try:
+                value = {key: SafeConstructor().construct_object(value, deep=True)
+                         for key, value in entries.items()}
+            except Exception:  # e.g. '!!int abc'
+                raise self.error(item, "an expected-reset rule holds a value YAML cannot read") from None
+            rules.append(rule_from_mapping(
+                value, lambda key, item=item, entries=entries: f"{printable(self.path)}:"
+                f"{_line(entries[key]) if key in entries else _line(item)}",
+                f"{printable(self.path)}:{_line(item)}"))
+        return tuple(rules)
 
     def mapping(self, node: Node, what: str, allowed: tuple[str, ...]) -> dict[str, Node]:
         """``{key: value node}``; unknown, duplicate, merge (``<<``) and non-string keys are errors."""

@@ -183,21 +183,22 @@ def run_check(options: dict, ask_become_password) -> int:
     """`rstfleet check`: the plan from the flags (one rule set with sweep), the pool in check mode,
     rows, the report. ``ask_become_password([plan])`` asks for -K's password before any host."""
     from .plan import Plan
+    from .preflight_inputs import check_local_inputs
     from .sweep.pool import sweep
     from .sweep.progress import Progress
     from .transport import transport_factory
 
     defaults = dict(dataclasses.asdict(Thresholds()), window=WINDOW_S, capture=0.0)
-    plan = Plan.from_args({**defaults, **options})
+    plan = check_local_inputs(Plan.from_args({**defaults, **options}))
     settings = dataclasses.replace(plan.sweep, window_s=0.0, margin_s=CHECK_MARGIN_S,
                                    probe_options=("--check",), document_kind=CHECK_KIND)
-    transport_for = transport_factory(plan.ssh, ask_become_password([plan]))
     started = time.monotonic()
     progress = Progress.for_terminal(len(plan.hosts), 0.0, plan.outputs.quiet)
     try:
         if progress:
             progress.start()
-        results = sweep(list(plan.hosts), transport_for, settings, progress.on_result if progress else None)
+        with transport_factory(plan.ssh, ask_become_password([plan])) as transport_for:
+            results = sweep(list(plan.hosts), transport_for, settings, progress.on_result if progress else None)
     finally:
         if progress:
             progress.close()

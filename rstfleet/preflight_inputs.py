@@ -6,7 +6,8 @@ fix, named as they wrote it, never blamed on the network after the sweep ran.
 
 One rule set for every Plan, from the command line or a playbook's play: the key must be a
 readable private key file; the report file (-o, and each play's numbered one) must be creatable
-or writable; the run folder (captures only) must be a folder, or creatable, and writable.
+or writable; the run folder (captures only) must be a folder, or creatable, and writable; a
+known_hosts file (--known-hosts, an inventory's UserKnownHostsFile) must be readable or absent.
 Writability is tried, not guessed from mode bits (root, ACLs, read-only mounts): a file or folder
 made for the test is removed at once; an existing report is opened for appending and left as is.
 No check reads more than a key's first bytes: all of them take milliseconds.
@@ -19,6 +20,7 @@ import stat
 import tempfile
 
 from .plan import Plan, PlanError
+from .transport.ssh_config_file import expand_home
 
 KEY_READ_BYTES = 64 * 1024          # OpenSSH private keys are a few KiB
 PUBLIC_KEY_PREFIXES = (b"ssh-", b"ecdsa-", b"sk-ssh-", b"sk-ecdsa-")
@@ -30,9 +32,7 @@ def _problem(exc: OSError) -> str:
 
 def check_private_key(path: str) -> None:
     """A private key file we can read: not missing, a folder, a device, a public key or text."""
-    if path.startswith("~"):
-        from .transport.ssh import expand_home     # OpenSSH's ~ (passwd home), as the transport
-        path = expand_home(path)
+    path = expand_home(path)                       # OpenSSH's ~ (passwd home), as the transport
     try:
         info = os.stat(path)
     except OSError as exc:
@@ -56,6 +56,24 @@ def check_private_key(path: str) -> None:
     if not (text.startswith(b"-----BEGIN ") and b"PRIVATE KEY-----" in text.split(b"\n", 1)[0]):
         raise PlanError(f"--private-key: {path} is not an SSH private key (no "
                         f"'-----BEGIN … PRIVATE KEY-----' first line)")
+
+
+def check_known_hosts(path: str, flag: str = "--known-hosts") -> None:
+    """A known_hosts file we can read, or none yet (it reads as empty; accept-new creates it): a
+    folder or an unreadable file would otherwise fail every host. Opened without blocking (a FIFO)."""
+    path = expand_home(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise PlanError(f"{flag}: {path}: {_problem(exc)}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise PlanError(f"{flag}: {path} is a folder, not a known_hosts file")
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError as exc:
+        raise PlanError(f"{flag}: {path} cannot be read ({_problem(exc)})") from None
 
 
 def check_report_file(path: str, flag: str = "--output") -> None:
@@ -98,6 +116,10 @@ def check_local_inputs(plan: Plan) -> Plan:
     """Every local input of one plan, or PlanError naming its option."""
     if plan.ssh.key_file:
         check_private_key(plan.ssh.key_file)
+    for path in plan.ssh.known_hosts_files:
+        check_known_hosts(path)
+    for path, host in {h.known_hosts_file: h for h in plan.hosts if h.known_hosts_file}.items():
+        check_known_hosts(path, f"{host.name}: UserKnownHostsFile")
     if plan.outputs.path:
         check_report_file(plan.outputs.path)
     captures = plan.phase2 is not None or "--capture" in plan.sweep.probe_options

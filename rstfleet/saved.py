@@ -27,6 +27,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .expected import Expectation, ExpectedError, rule_from_mapping, rules_for_hosts
+from .inventory.model import Host
 from .results import Status, HostResult, ProbeOutputError, STATUSES, parse_probe_output
 
 REPORT_FAMILY, REPORT_VERSION = "rstfleet.report", 1
@@ -42,6 +44,7 @@ class Merged:
     window_s: float | None
     warnings: list[str] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # host -> file it came from
+    expected: dict[str, tuple] = field(default_factory=dict)  # host -> the rules its run applied
 
 
 def expand_paths(paths: list[str]) -> list[str]:
@@ -124,7 +127,7 @@ def _window(value) -> float | None:
     return window if window is not None and window > 0 else None
 
 
-def _from_report(path: str, document: dict) -> list[tuple[HostResult, float | None, float | None]]:
+def _from_report(path: str, document: dict) -> list[tuple]:
     hosts = document.get("hosts", [])
     if not isinstance(hosts, list):
         raise ValueError(f"{path}: 'hosts' is not a list")
@@ -136,11 +139,40 @@ def _from_report(path: str, document: dict) -> list[tuple[HostResult, float | No
                                          entry.get("probe"), trusted_paths=True)
         result = HostResult(name, _text(entry.get("address"), name), status, reason, probe,
                             _finite(entry.get("elapsed_s")) or 0.0, _groups(entry.get("groups")))
-        out.append((result, window, _started(probe)))
+        out.append((result, window, _started(probe), _saved_rules(path, name, entry.get("expected_rules"))))
     return out
 
 
-def _from_envelope(path: str, envelope: dict) -> list[tuple[HostResult, float | None, float | None]]:
+def _saved_rules(path: str, host: str, saved) -> tuple[Expectation, ...]:
+    """The expected-reset rules a saved report applied to a host, checked as when first read,
+    so re-rendering it does not silently count what its run excused."""
+    if saved is None:
+        return ()
+    at = f"{path}: host {host!r}: expected_rules"
+    if not isinstance(saved, list):
+        raise ValueError(f"{at} is not a list")
+    rules = []
+    for i, rule in enumerate(saved):
+        rule = dict(rule) if isinstance(rule, dict) else rule
+        source = rule.pop("source", None) if isinstance(rule, dict) else None
+        try:
+            rules.append(rule_from_mapping(rule, lambda key: f"{at}[{i}]" + (f".{key}" if key else ""),
+                                           source if isinstance(source, str) else path))
+        except ExpectedError as exc:
+            raise ValueError(str(exc)) from None
+    return tuple(rules)
+
+
+def saved_expected(merged: "Merged", declared: tuple[Expectation, ...]) -> dict[str, tuple]:
+    """Each saved host's rules: those its run applied, then declared ones (``report --expected``)
+    whose host pattern selects it by name or saved group."""
+    hosts = [Host(r.host, r.address, groups=r.groups) for r in merged.results]
+    added, _ = rules_for_hosts(hosts, declared)
+    return {h.name: merged.expected.get(h.name, ()) + added.get(h.name, ()) for h in hosts
+            if merged.expected.get(h.name) or added.get(h.name)}
+
+
+def _from_envelope(path: str, envelope: dict) -> list[tuple]:
     name = _host_name(path, envelope)
     status, reason, probe = _checked(_text(envelope.get("status"), Status.PROBE_ERROR), _text(envelope.get("reason")),
                                      envelope.get("probe"))
@@ -151,7 +183,7 @@ def _from_envelope(path: str, envelope: dict) -> list[tuple[HostResult, float | 
         window = _window(envelope.get("window_s"))
     result = HostResult(name, _text(envelope.get("address"), name) or name, status, reason, probe,
                         _finite(envelope.get("elapsed_s")) or 0.0, _groups(envelope.get("groups")))
-    return [(result, window, _started(probe))]
+    return [(result, window, _started(probe), ())]
 
 
 def _started(probe) -> float | None:
@@ -183,11 +215,12 @@ def load_merged(paths: list[str]) -> Merged:
     windows: Counter = Counter()
     window_files: dict[float, str] = {}
     starts: list[tuple[float, str]] = []
+    expected: dict[str, tuple] = {}
     for path in expand_paths(paths):
         document = _read(path)
         family, _ = _schema(path, document)
         entries = _from_report(path, document) if family == REPORT_FAMILY else _from_envelope(path, document)
-        for result, window, started in entries:
+        for result, window, started, rules in entries:
             if result.host in results:
                 where = "twice in" if sources[result.host] == path else "in both"
                 other = "" if sources[result.host] == path else f" and {path}"
@@ -195,6 +228,8 @@ def load_merged(paths: list[str]) -> Merged:
                                  f"refusing to count it twice (merge disjoint shards or runs only)")
             results[result.host] = result
             sources[result.host] = path
+            if rules:
+                expected[result.host] = rules
             if window is not None:
                 key = round(window, 3)
                 windows[key] += 1
@@ -215,7 +250,7 @@ def load_merged(paths: list[str]) -> Merged:
         if last - first > SPREAD_WARN_S:
             warnings.append(f"inputs were measured {(last - first) / 60:.0f} min apart ({first_path} .. "
                             f"{last_path}): they may mix several runs")
-    return Merged(list(results.values()), window, warnings, sources)
+    return Merged(list(results.values()), window, warnings, sources, expected)
 
 
 def load_results(paths: list[str]) -> tuple[list[HostResult], float | None]:

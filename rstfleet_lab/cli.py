@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_up, p_down, p_status = (sub.add_parser(c) for c in ("up", "down", "status"))
     p_up.add_argument("n", type=int, help="number of hosts")
+    p_up.add_argument("--inner", type=int, default=0, metavar="M",
+                      help="M more hosts reachable only through the first one (a bastion)")
     for p in (p_up, p_down, p_status):
         p.add_argument("--name", default="lab")
     p_inj = sub.add_parser("inject", help="make a lab host send resets: connects to a closed port")
@@ -28,9 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            started, lab = time.monotonic(), up(args.n, args.name)
+            started, lab = time.monotonic(), up(args.n, args.name, args.inner)
             print(f"lab {lab.name}: {len(lab.hosts)} hosts {lab.hosts[0].address}..{lab.hosts[-1].address} "
                   f"up in {time.monotonic() - started:.1f} s\ninventory: {lab.inventory_path}")
+            if lab.inner:
+                print(f"behind {lab.hosts[0].name}: {len(lab.inner)} hosts {lab.inner[0].address}.."
+                      f"{lab.inner[-1].address} (group inner)\nssh_config: {lab.ssh_config_path}")
         elif args.command == "down":
             down(args.name)
         elif args.command == "status":

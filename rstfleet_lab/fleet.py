@@ -28,7 +28,7 @@ import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -71,10 +71,17 @@ class Lab:
     inventory_path: Path
     known_hosts_path: Path
     key_path: Path
+    inner: list[LabHost] = field(default_factory=list)  # behind the bastion hosts[0] (bastion.py)
+    inner_index: int | None = None                      # their /22 block
+
+    @property
+    def ssh_config_path(self) -> Path:
+        """ssh_config for OpenSSH and --ssh-config: `Host bastion`, inner hosts `ProxyJump bastion`."""
+        return self.state_dir / "ssh_config"
 
     def host(self, name: str) -> LabHost:
-        """Find a host by inventory name ("h01"), namespace ("rf0-h1") or address."""
-        for h in self.hosts:
+        """Find a host by inventory name ("h01", "i01"), namespace ("rf0-h1") or address."""
+        for h in self.hosts + self.inner:
             if name in (h.name, h.namespace, h.address):
                 return h
         raise KeyError(f"lab {self.name!r} has no host {name!r} (hosts: {self.hosts[0].name}..{self.hosts[-1].name})")
@@ -110,7 +117,7 @@ class Lab:
         h = self._h(host)
         if not self.sshd_pids(h):
             _start_sshd(self.host_dir(h), h)
-            _wait_ready(self, [h], timeout=10.0)
+            _wait_ready(self, [h], timeout=10.0, inside=self.hosts[0] if h in self.inner else None)
 
     def set_faults(self, host: LabHost | str, hide: tuple[str, ...] = (), force_command: str | None = None,
                    tmpfs: dict | None = None) -> None:
@@ -217,8 +224,9 @@ def _start_sshd(host_dir: Path, host: LabHost) -> None:
                        f"{_tail(host_dir / 'sshd.log')}")
 
 
-def _wait_ready(lab: Lab, hosts: list[LabHost], timeout: float) -> None:
-    """sshd writes its pid file after listen(): wait for it, then check the banner once."""
+def _wait_ready(lab: Lab, hosts: list[LabHost], timeout: float, inside: LabHost | None = None) -> None:
+    """sshd writes its pid file after listen(): wait for it, then check the banner once (from the
+    root namespace, or from ``inside``'s when only that host can reach them)."""
     deadline = time.monotonic() + timeout
     pending = list(hosts)
     while pending:
@@ -228,8 +236,12 @@ def _wait_ready(lab: Lab, hosts: list[LabHost], timeout: float) -> None:
             raise LabError(f"sshd of {h.name} ({h.namespace}, {h.address}) wrote no pid file within "
                            f"{timeout:.0f} s ({len(pending)} hosts pending); log: {_tail(lab.host_dir(h) / 'sshd.log')}")
         time.sleep(0.01 if pending else 0)
-    with ThreadPoolExecutor(WORKERS) as pool:
-        banners = list(pool.map(lambda h: _ssh_banner(h.address, 2.0), hosts))
+    if inside is not None:
+        from rstfleet_lab.bastion import banners_from
+        banners = banners_from(lab, inside, hosts)
+    else:
+        with ThreadPoolExecutor(WORKERS) as pool:
+            banners = list(pool.map(lambda h: _ssh_banner(h.address, 2.0), hosts))
     for h, banner in zip(hosts, banners):
         if not (banner or b"").startswith(b"SSH-"):
             raise LabError(f"{h.name} ({h.address}) does not serve ssh on port 22 (got {banner!r}); "
@@ -242,19 +254,24 @@ def _check_name(name: str) -> None:
         raise ValueError(f"lab name must match [a-z0-9]{{1,8}}, got {name!r}")
 
 
-def _plan(name: str, index: int, n: int) -> Lab:
-    state_dir = LAB_ROOT / name
+def _plan_hosts(index: int, n: int, prefix: str = "h") -> list[LabHost]:
     base = LAB_NETWORK.network_address + index * BLOCK
     width = max(2, len(str(n)))
-    hosts = [LabHost(f"h{i:0{width}d}", f"rf{index}-h{i}", str(base + 1 + i)) for i in range(1, n + 1)]
-    return Lab(name, index, state_dir, hosts, f"rfb{index}", str(base + 1), state_dir / "inventory.yml",
+    return [LabHost(f"{prefix}{i:0{width}d}", f"rf{index}-h{i}", str(base + 1 + i)) for i in range(1, n + 1)]
+
+
+def _plan(name: str, index: int, n: int) -> Lab:
+    state_dir = LAB_ROOT / name
+    return Lab(name, index, state_dir, _plan_hosts(index, n), f"rfb{index}",
+               str(LAB_NETWORK.network_address + index * BLOCK + 1), state_dir / "inventory.yml",
                state_dir / "known_hosts", state_dir / "id_ed25519")
 
 
 def _write_state(lab: Lab, ready: bool) -> None:
     state = {"name": lab.name, "index": lab.index, "bridge": lab.bridge, "gateway": lab.gateway,
              "subnet": str(ipaddress.ip_network(f"{lab.gateway}/22", strict=False)),
-             "hosts": [asdict(h) for h in lab.hosts], "ready": ready}
+             "hosts": [asdict(h) for h in lab.hosts], "ready": ready,
+             "inner_index": lab.inner_index, "inner": [asdict(h) for h in lab.inner]}
     state.update(_kept_records(lab.state_dir / "state.json"))
     tmp = lab.state_dir / "state.json.tmp"
     tmp.write_text(json.dumps(state, indent=1))
@@ -272,14 +289,16 @@ def _kept_records(state_file: Path) -> dict:
 def _used_indices() -> set[int]:
     used = set()
     for state_file in LAB_ROOT.glob("*/state.json"):
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            used.add(int(json.loads(state_file.read_text())["index"]))
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            state = json.loads(state_file.read_text())
+            used.add(int(state["index"]))
+            used.add(int(state["inner_index"]))
     names = _run(["ip", "-o", "link", "show"], check=False).stdout + _run(["ip", "netns", "list"], check=False).stdout
     used.update(int(k) for k in re.findall(r"\brfb?(\d+)(?:-h|v)?\d*\b", names))
     return used
 
 
-def _allocate(name: str, n: int) -> Lab:
+def _allocate(name: str, n: int, inner: int = 0) -> Lab:
     """Reserve a free index under the lock and record it at once, so down() can always clean up."""
     LAB_ROOT.mkdir(parents=True, exist_ok=True)
     with open(LAB_ROOT / ".lock", "w") as lock:
@@ -289,9 +308,11 @@ def _allocate(name: str, n: int) -> Lab:
                            f"use load({name!r}) or `rstfleet lab down --name {name}` first")
         used = _used_indices()
         free = [k for k in range(MAX_LABS) if k not in used]
-        if not free:
+        if len(free) < 1 + bool(inner):
             raise LabError(f"all {MAX_LABS} lab slots of 198.18.0.0/15 are in use; remove one with `down`")
         lab = _plan(name, free[0], n)
+        if inner:   # hosts behind a bastion take a second block, so no route covers both
+            lab.inner_index, lab.inner = free[1], _plan_hosts(free[1], inner, prefix="i")
         # 0711: sshd reads authorized_keys as the logging-in user, so non-root lab users
         # (become tests) must traverse it; the private key inside stays 0600.
         lab.state_dir.mkdir(mode=0o711)
@@ -308,6 +329,7 @@ def load(name: str = "lab") -> Lab:
         raise LabError(f"no lab {name!r} (no {LAB_ROOT / name / 'state.json'}); create it with `up`") from None
     lab = _plan(name, int(state["index"]), len(state["hosts"]))
     lab.hosts = [LabHost(**h) for h in state["hosts"]]
+    lab.inner_index, lab.inner = state.get("inner_index"), [LabHost(**h) for h in state.get("inner", [])]
     return lab
 
 
@@ -330,16 +352,17 @@ def _build_network(lab: Lab) -> None:
         list(pool.map(inside, lab.hosts))
 
 
-def up(n: int, name: str = "lab") -> Lab:
-    """Create and start a lab of ``n`` hosts; refuses if a lab of that name exists."""
+def up(n: int, name: str = "lab", inner: int = 0) -> Lab:
+    """Create and start a lab of ``n`` hosts, and ``inner`` more behind the first one (the
+    bastion, see bastion.py); refuses if a lab of that name exists."""
     _check_name(name)
-    if not 1 <= n <= MAX_HOSTS:
-        raise ValueError(f"a lab has 1..{MAX_HOSTS} hosts, got {n}")
+    if not 1 <= n <= MAX_HOSTS or not 0 <= inner <= MAX_HOSTS:
+        raise ValueError(f"a lab has 1..{MAX_HOSTS} hosts and 0..{MAX_HOSTS} behind its bastion, got {n}, {inner}")
     if os.geteuid() != 0:
         raise LabError("the lab needs root (network namespaces, bridge, sshd)")
     if not os.access(SSHD, os.X_OK):
         raise LabError(f"{SSHD} is missing: apt-get install openssh-server")
-    lab = _allocate(name, n)
+    lab = _allocate(name, n, inner)
     try:
         scale.make_room(LAB_ROOT, name)        # recorded in state.json first: down() restores it
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
@@ -366,6 +389,9 @@ def up(n: int, name: str = "lab") -> Lab:
             "ansible_user": "root", "ansible_ssh_private_key_file": str(lab.key_path),
             "ansible_ssh_common_args": f"-o UserKnownHostsFile={lab.known_hosts_path}"}}}
         lab.inventory_path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+        if lab.inner:
+            from rstfleet_lab.bastion import build_inner
+            build_inner(lab)
         _write_state(lab, ready=True)
     except BaseException:
         down(name)
@@ -385,6 +411,10 @@ def down(name: str = "lab") -> None:
     except (LabError, OSError, ValueError, KeyError):
         lab = None
     if lab is not None:
+        left_inner = []
+        if lab.inner_index is not None:
+            from rstfleet_lab.bastion import remove_inner
+            left_inner = remove_inner(lab)
         namespaces = [h.namespace for h in lab.hosts]
         pids = [p for ps in namespace_pids(namespaces).values() for p in ps]
         survivors = kill_and_wait(pids, signal.SIGKILL)
@@ -399,7 +429,7 @@ def down(name: str = "lab") -> None:
         while (left := sorted(veths & set(os.listdir("/sys/class/net")))) and time.monotonic() < deadline:
             time.sleep(0.02)
         listed = set(_run(["ip", "netns", "list"], check=False).stdout.split())
-        left += [ns for ns in namespaces if ns in listed]
+        left += [ns for ns in namespaces if ns in listed] + left_inner
         if left or survivors:
             raise LabError(f"down({name!r}) left {left[:5]} and processes {survivors[:5]}; run it again")
     scale.give_back_room(LAB_ROOT, name)
@@ -425,9 +455,10 @@ def status(name: str = "lab") -> dict:
 
 
 @contextlib.contextmanager
-def lab_context(n: int, name: str = "lab") -> Iterator[Lab]:
-    """``with lab_context(3, "tlab") as lab: ...`` — the lab is removed whatever happens inside."""
-    lab = up(n, name)
+def lab_context(n: int, name: str = "lab", inner: int = 0) -> Iterator[Lab]:
+    """``with lab_context(3, "tlab") as lab: ...`` — the lab is removed whatever happens inside;
+    ``inner=4``: four more hosts reachable only through the bastion ``lab.hosts[0]``."""
+    lab = up(n, name, inner)
     try:
         yield lab
     finally:

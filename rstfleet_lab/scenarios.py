@@ -321,8 +321,12 @@ VARIANTS = {"half_open_no_listener": ("half_open", {"keep_listener": False}),
             "half_open_bound": ("half_open", {"wildcard": False}),
             "listen_overflow_bound": ("listen_overflow", {"wildcard": False})}
 TRACER = r"""
-import json, runpy, signal, sys
-tracefs, counters = (runpy.run_path(sys.argv[1] + "/%s.py" % name) for name in ("tracefs", "counters"))
+import importlib, importlib.util, json, signal, sys
+spec = importlib.util.spec_from_file_location("rstprobe", sys.argv[1] + "/__init__.py",
+                                              submodule_search_locations=[sys.argv[1]])
+sys.modules["rstprobe"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sys.modules["rstprobe"])
+tracefs, counters = (vars(importlib.import_module("rstprobe." + name)) for name in ("tracefs", "counters"))
 signal.signal(signal.SIGALRM, lambda *_: sys.exit("tracer: time bound reached"))
 signal.alarm(int(sys.argv[2]))
 trace = tracefs["ResetTrace"](ports=[int(port) for port in sys.argv[3:]])
@@ -339,7 +343,8 @@ try:
 finally:
     events = trace.stop()
 deltas = {t: {k: v for k, v in counters["counter_deltas"](first[t], last[t]).items() if v} for t in first}
-print(json.dumps({"events": events, "stats": trace.stats, "counters": deltas}), flush=True)
+print(json.dumps({"events": events, "received": trace.tally.samples["received"], "stats": trace.stats,
+                  "counters": deltas}), flush=True)
 """
 
 
@@ -385,7 +390,9 @@ def summarize(measured: dict) -> dict:
     row = {"scenario": measured["result"]["scenario"], "result": measured["result"]}
     for side, seen in ((side, measured[side]) for side in ("host", "peer")):
         keys = Counter((e["reason"], e["state"], e["saddr"], e["sport"], e["daddr"]) for e in seen["events"])
-        row[side] = {"OutRsts": seen["OutRsts"], **seen["counters"], "events": [[*key, n] for key, n in keys.items()]}
+        got = Counter((e["saddr"], e["daddr"], e["dport"]) for e in seen.get("received", []))
+        row[side] = {"OutRsts": seen["OutRsts"], **seen["counters"], "events": [[*key, n] for key, n in keys.items()],
+                     "received": [[*key, n] for key, n in got.items()]}
     return row
 
 

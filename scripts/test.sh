@@ -10,7 +10,7 @@ for package in $(grep -v '^#' scripts/debian-packages.txt); do
 done
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    bash scripts/apt-install.sh "${need[@]}"   # starts no service (no root-namespace netdata)
 fi
 EXTRAS="[test]" bash scripts/install.sh
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

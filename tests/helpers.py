@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,37 @@ def wait_until_clean(lab, bound_s: float) -> list[str]:
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.1)
+
+
+TCPDUMP = "/usr/bin/tcpdump"
+RST_BPF = "tcp[tcpflags] & tcp-rst != 0"
+_TCPDUMP_RESET = re.compile(r"IP6? (\S+)\.(\d+) > (\S+)\.(\d+): Flags \[([^\]]*)\], seq (\d+)")
+
+
+def tcpdump_read(path, bpf: str = "") -> subprocess.CompletedProcess:
+    """`tcpdump -nn -S -r PATH [BPF]`, text out: the oracle of the capture reader."""
+    if not os.access(TCPDUMP, os.X_OK):
+        pytest.fail("tcpdump is the oracle of the capture reader: apt-get install tcpdump")
+    return subprocess.run([TCPDUMP, "-nn", "-S", "-r", str(path), *([bpf] if bpf else [])],
+                          capture_output=True, text=True, timeout=60)
+
+
+def tcpdump_resets(path, bpf: str = RST_BPF) -> tuple[list[tuple], str, int]:
+    """tcpdump -r's own reading of a capture's resets: ([(src, sport, dst, dport, flags as tcpdump
+    prints them, e.g. "R.", absolute seq)] per line, stderr, exit code)."""
+    proc = tcpdump_read(path, bpf)
+    rows = []
+    for line in proc.stdout.splitlines():
+        match = _TCPDUMP_RESET.search(line)
+        assert match, f"tcpdump printed a line the oracle cannot read: {line!r}"
+        src, sport, dst, dport, flags, seq = match.groups()
+        rows.append((src, int(sport), dst, int(dport), flags, int(seq)))
+    return rows, proc.stderr, proc.returncode
+
+
+def reset_rows(packets) -> list[tuple]:
+    """The reader's resets in tcpdump_resets' shape (flags: R, R. and so on as tcpdump prints them)."""
+    def flags(value: int) -> str:
+        return "".join(c for bit, c in ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x20, "U"))
+                       if value & bit) + ("." if value & 0x10 else "")
+    return [(p.src, p.sport, p.dst, p.dport, flags(p.flags), p.seq) for p in packets]

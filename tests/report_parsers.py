@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from rstfleet.analysis import Assessment, Thresholds
+from rstfleet.analysis import Assessment, Rule, Thresholds, Verdict
 from rstfleet.evidence.causes import Cause, HostEvidence, PortInfo
+from rstfleet.netdata_rule import Episode, NetdataView
 from rstfleet.report.escape import clean
 from rstfleet.results import HostResult
 
@@ -40,9 +41,16 @@ def assessments_from(report: dict) -> tuple[list[Assessment], Thresholds, dict]:
     for h in report["hosts"]:
         result = HostResult(h["host"], h["address"], h["status"], h["reason"], h["probe"],
                             h["elapsed_s"], tuple(h["groups"]))
-        assessments.append(Assessment(result, h["rank"], h["resets_sent_per_s"], h["baseline_per_s"],
-                                      h["verdict"], h["spike"], h["window_s"], evidence_from(h["evidence"]),
-                                      h["score"], h["score_explained"]))
+        # Fields added since the fixture was written (rule, netdata, episode) take their defaults.
+        netdata, episode = h.get("netdata"), h.get("episode")
+        assessments.append(Assessment(
+            result, h["rank"], h["resets_sent_per_s"], h["baseline_per_s"], h["verdict"], h["spike"],
+            h["window_s"], evidence_from(h["evidence"]), h["score"], h["score_explained"],
+            expected_per_s=h.get("expected_resets_per_s") or 0.0,
+            rule=Rule(h.get("rule") or Rule.LIFETIME),
+            lifetime_verdict=Verdict(h["lifetime_verdict"]) if h.get("lifetime_verdict") else None,
+            netdata=NetdataView(**dict(netdata, notes=tuple(netdata["notes"]))) if netdata else None,
+            episode=Episode(**episode) if episode else None))
     meta = {"window_s": report["window_s"], "wall_s": report["summary"]["wall_s"],
             "exit_code": report["exit_code"], "partial": report.get("partial", False)}
     return assessments, Thresholds(**report["thresholds"]), meta
@@ -69,7 +77,7 @@ def parse_table(text: str) -> tuple[list[list[str]], list[list[str]]]:
                 return rows
         return []
 
-    missed_at = next((i for i, line in enumerate(lines) if line == "Not checked:"), len(lines))
+    missed_at = next((i for i, line in enumerate(lines) if line.startswith("Not checked") and line.endswith(":")), len(lines))
     return rows_after("rank "), rows_after("host ", missed_at)
 
 

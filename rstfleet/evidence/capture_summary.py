@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Iterable, List, Optional, Set, Tuple
 if TYPE_CHECKING:  # pragma: no cover
     from .pcap import ResetPacket
 
-__all__ = ["CaptureSummary", "summarize", "bare_rst_share", "is_sent", "TOP_N"]
+__all__ = ["CaptureSummary", "summarize", "bare_rst_share", "is_sent", "sent_flows", "TOP_N"]
 
 TOP_N = 10
 RST_ACK = 0x14
@@ -69,6 +69,12 @@ def bare_rst_share(packets: Iterable["ResetPacket"], local_addresses: Set[str]) 
             seen[0] += 1
             seen[1] += pkt.flags & RST_ACK != RST_ACK
     return {flow: bare / n for flow, (n, bare) in flows.items() if bare}
+
+
+def sent_flows(packets: Iterable["ResetPacket"], local_addresses: Set[str]) -> Counter:
+    """(local port, peer) -> resets the host sent on it (what expected-reset rules match)."""
+    local = local_set(local_addresses)
+    return Counter((pkt.sport, _canonical(pkt.dst)) for pkt in packets if is_sent(pkt, local))
 
 
 def summarize(packets: Iterable["ResetPacket"], local_addresses: Set[str],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import os
 import re
@@ -65,6 +66,38 @@ def save_capture(result: HostResult, run_dir: Path | None) -> bytes | None:
 MAX_STORED_PCAP = 64 * 1024 * 1024
 
 
+class CaptureFileError(ValueError):
+    """A capture file that is not one to read: what is wrong, in words (the caller adds the path).
+    ``unavailable``: it could not be opened at all (missing, unreadable, a symbolic link)."""
+
+    def __init__(self, problem: str, unavailable: bool = False):
+        super().__init__(problem)
+        self.unavailable = unavailable
+
+
+def read_capture_file(path: str, limit: int) -> bytes:
+    """The bytes of a capture file: a regular file of at most ``limit`` bytes, opened without
+    following a symbolic link (O_NOFOLLOW) or blocking on a FIFO (O_NONBLOCK), never a device."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CaptureFileError("is a symbolic link (not followed: name the file itself)",
+                                   unavailable=True) from None
+        raise CaptureFileError(exc.strerror or str(exc), unavailable=True) from None
+    except ValueError as exc:                      # a NUL in the path
+        raise CaptureFileError(str(exc), unavailable=True) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise CaptureFileError("is not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(limit + 1) if info.st_size <= limit else b""
+        if info.st_size > limit or len(data) > limit:      # checked again: the file may grow
+            raise CaptureFileError(f"is over {limit} bytes")
+        return data
+
+
 def read_stored_pcap(capture: dict) -> tuple[bytes | None, str]:
     """(the capture the controller saved, or None and why not). The path is ours: host-sent
     paths are dropped on validation; a regular file of bounded size, never a device or a fd."""
@@ -72,16 +105,12 @@ def read_stored_pcap(capture: dict) -> tuple[bytes | None, str]:
     if not isinstance(path, str) or not path:
         return None, ""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except (OSError, ValueError) as exc:
-        problem = getattr(exc, "strerror", None) or str(exc)
-        return None, (f"capture {path} is unavailable ({problem}): its ports, peers and scan "
-                      f"evidence are missing from this report; keep the run folder with the JSON")
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_STORED_PCAP:
+        return read_capture_file(path, MAX_STORED_PCAP), ""
+    except CaptureFileError as exc:
+        if not exc.unavailable:
             return None, f"capture {path} is not a regular file of at most {MAX_STORED_PCAP} bytes; ignored"
-        return handle.read(MAX_STORED_PCAP), ""
+        return None, (f"capture {path} is unavailable ({exc}): its ports, peers and scan "
+                      f"evidence are missing from this report; keep the run folder with the JSON")
 
 
 def attach_stored_captures(results: list[HostResult]) -> None:

@@ -5,9 +5,10 @@ Evidence tiers, best first (the tier used is recorded, never silent):
                 local port, peer) — needs root and tracefs
     counters    TcpExt deltas (TCPAbortOnClose, ListenOverflows, …); resets no counter explains
                 are most likely packets to closed ports, which have no counter of their own
-    capture     the RSTs on the wire: ports, peers, and the reset's own flags (RST+ACK answers a
-                SYN to a closed port; a bare RST answers a segment of a connection the host does
-                not know — half-open)
+    capture     the RSTs on the wire: ports, peers, and the reset's own flags and sequence number
+                (RST+ACK with seq 0 answers a SYN to a closed port; RST+ACK with a sequence number
+                is an abort; a bare RST answers a segment of a connection the host does not know —
+                half-open); `rstfleet analyze` has this tier alone (from_capture)
 The kernel's reasons, TcpExt counters and the guide's causes do not map one to one; the mapping
 used here was measured on the lab (docs/causes.md).
 """
@@ -16,6 +17,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..expected import ExpectedResets
+    from .pcap import ResetPacket
+
+from .received import ReceivedResets
 
 # key -> (the guide's words, severity weight used in the score); each cause's next command is in
 # next_steps.py (built from validated ports and peers only: host text is hostile).
@@ -99,6 +107,8 @@ class HostEvidence:
     scan_suspects: list[dict]
     capture_path: str | None = None
     notes: list[str] = field(default_factory=list)
+    received: ReceivedResets | None = None  # the other end: resets this host received (received.py)
+    expected: "ExpectedResets | None" = None   # expected.py: what declared rules excuse (None: no rule)
 
 
 def _cause(key: str, resets: int, total: int, evidence: list[str], ports: Counter,
@@ -107,11 +117,12 @@ def _cause(key: str, resets: int, total: int, evidence: list[str], ports: Counte
                  [p for p, _ in ports.most_common(5)], [p for p, _ in peers.most_common(5)])
 
 
-def from_trace(trace: dict, bare_share: dict | None = None, tcpext: dict | None = None) -> list[Cause]:
-    """Causes from the tracepoint's per-reset flows: [[local port, peer, reason, count], …].
+def attributed_flows(trace: dict, bare_share: dict | None = None) -> list[tuple[str, object, object, str, int]]:
+    """Each traced flow with the cause it is attributed to: [(cause, port, peer, reason, count)].
 
-    bare_share maps (port, peer) to the fraction of that flow's RSTs a capture saw without ACK:
-    those answered a stray segment (half-open), the others a SYN (closed port).
+    flows are [[local port, peer, reason, count], …]; bare_share maps (port, peer) to the
+    fraction of that flow's RSTs a capture saw without ACK: those answered a stray segment
+    (half-open), the others a SYN (closed port). A flow split that way gives two rows.
     """
     flows = trace.get("flows", [])
     bare_share = bare_share or {}
@@ -121,18 +132,9 @@ def from_trace(trace: dict, bare_share: dict | None = None, tcpext: dict | None 
         if reason == "NO_SOCKET" and peer not in WILDCARD_PEERS:
             peer_ports.setdefault(peer, set()).add(port)
             port_peers.setdefault(port, set()).add(peer)
-    total = sum(row[3] for row in flows)
     scanners = {peer for peer, ports in peer_ports.items() if len(ports) >= SCAN_MIN_PORTS}
     attacked = {port for port, peers in port_peers.items() if len(peers) >= SYN_ATTACK_MIN_PEERS}
-    groups: dict[str, tuple[Counter, Counter, Counter]] = {}
-
-    def add(key: str, port, peer, reason: str, count: int) -> None:
-        ports, peers, reasons = groups.setdefault(key, (Counter(), Counter(), Counter()))
-        ports[port] += count
-        if peer not in WILDCARD_PEERS:
-            peers[peer] += count
-        reasons[reason] += count
-
+    rows = []
     for port, peer, reason, count in flows:
         reason = reason or "UNKNOWN"
         key = REASON_CAUSE.get(reason, "other")
@@ -142,21 +144,91 @@ def from_trace(trace: dict, bare_share: dict | None = None, tcpext: dict | None 
             key = "syn_reset_attack"
         elif reason == "NO_SOCKET" and bare_share.get((port, peer)):
             half = round(count * bare_share[(port, peer)])
-            add("half_open", port, peer, "NO_SOCKET (bare RST: answer to a non-SYN segment)", half)
+            rows.append(("half_open", port, peer, "NO_SOCKET (bare RST: answer to a non-SYN segment)", half))
             count -= half
-        if count:
-            add(key, port, peer, reason, count)
+        rows.append((key, port, peer, reason, count))
+    return [row for row in rows if row[4]]
+
+
+def from_trace(trace: dict, bare_share: dict | None = None, tcpext: dict | None = None) -> list[Cause]:
+    """Causes from the tracepoint's per-reset flows (attributed_flows says how each is attributed)."""
+    rows = attributed_flows(trace, bare_share)
+    total = sum(row[3] for row in trace.get("flows", []))
+    groups: dict[str, tuple[Counter, Counter, Counter]] = {}
+    for key, port, peer, reason, count in rows:
+        ports, peers, reasons = groups.setdefault(key, (Counter(), Counter(), Counter()))
+        ports[port] += count
+        if peer not in WILDCARD_PEERS:
+            peers[peer] += count
+        reasons[reason] += count
     causes = []
     for key, (ports, peers, reasons) in groups.items():
         evidence = [f"tracepoint: {n} × {r}" for r, n in reasons.most_common()]
         evidence += [REASON_NOTE[r] for r in reasons if r in REASON_NOTE]
         if key == "port_scan":
-            evidence.append(f"{len(scanners)} peer(s) hit ≥ {SCAN_MIN_PORTS} distinct closed ports")
+            evidence.append(f"{len(peers)} peer(s) hit ≥ {SCAN_MIN_PORTS} distinct closed ports")
         if key == "syn_reset_attack":
             evidence.append(f"≥ {SYN_ATTACK_MIN_PEERS} distinct peers on one closed port")
         if key == "listen_queue_full" and tcpext and tcpext.get("ListenOverflows"):
             evidence.append(f"TcpExt ListenOverflows +{tcpext['ListenOverflows']}")
         causes.append(_cause(key, sum(reasons.values()), total, evidence, ports, peers))
+    return _ordered(causes)
+
+
+# What an RST on the wire answers, from its own flags and sequence number (RFC 793 reset
+# generation; measured for every lab scenario, docs/causes.md "From a capture alone").
+CAPTURE_KIND_CAUSE = {"abort": "aborted_connection", "stray": "half_open"}
+CAPTURE_EVIDENCE = {
+    "syn": "capture: {n} × RST+ACK with seq 0: each answers a SYN (nothing listens on the port, "
+           "or a firewall rejects it)",
+    "abort": "capture: {n} × RST+ACK with a live sequence number: the sender aborted an open "
+             "connection (close() with unread data, SO_LINGER 0, a closing listener's queue)",
+    "stray": "capture: {n} × RST without ACK: each answers a segment of a connection the sender "
+             "does not have (half-open after a restart; also data after close, a crashed "
+             "service's old connections, a full accept queue with tcp_abort_on_overflow=1)",
+}
+
+
+def capture_kind(packet: "ResetPacket") -> str:
+    """'syn': RST+ACK with seq 0, the answer to a segment without ACK (a SYN); 'abort': RST+ACK
+    with a sequence number, sent by a connection on its own; 'stray': RST without ACK, the answer
+    to a segment that carried an ACK, for a connection the sender does not have."""
+    if not packet.flags & 0x10:
+        return "stray"
+    return "syn" if packet.seq == 0 else "abort"
+
+
+def from_capture(packets: Iterable["ResetPacket"]) -> list[Cause]:
+    """Causes of resets one address sent, from the capture alone (its port is the source port,
+    its peer the destination). SYN answers split by spread as the tracepoint's NO_SOCKET does."""
+    packets = list(packets)
+    peer_ports: dict[str, set] = {}
+    port_peers: dict[int, set] = {}
+    for packet in packets:
+        if capture_kind(packet) == "syn":
+            peer_ports.setdefault(packet.dst, set()).add(packet.sport)
+            port_peers.setdefault(packet.sport, set()).add(packet.dst)
+    scanners = {peer for peer, ports in peer_ports.items() if len(ports) >= SCAN_MIN_PORTS}
+    attacked = {port for port, peers in port_peers.items() if len(peers) >= SYN_ATTACK_MIN_PEERS}
+    groups: dict[str, tuple[Counter, Counter, Counter]] = {}
+    for packet in packets:
+        kind = capture_kind(packet)
+        key = CAPTURE_KIND_CAUSE.get(kind) or ("port_scan" if packet.dst in scanners else
+                                               "syn_reset_attack" if packet.sport in attacked else
+                                               "closed_port")
+        ports, peers, kinds = groups.setdefault(key, (Counter(), Counter(), Counter()))
+        ports[packet.sport] += 1
+        peers[packet.dst] += 1
+        kinds[kind] += 1
+    causes = []
+    for key, (ports, peers, kinds) in groups.items():
+        evidence = [CAPTURE_EVIDENCE[kind].format(n=n) for kind, n in kinds.most_common()]
+        if key == "port_scan":
+            evidence.append(f"capture: {len(scanners)} peer(s) got resets from ≥ {SCAN_MIN_PORTS} "
+                            f"distinct closed ports")
+        if key == "syn_reset_attack":
+            evidence.append(f"capture: ≥ {SYN_ATTACK_MIN_PEERS} distinct peers on one closed port")
+        causes.append(_cause(key, sum(kinds.values()), len(packets), evidence, ports, peers))
     return _ordered(causes)
 
 

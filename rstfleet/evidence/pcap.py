@@ -6,19 +6,30 @@ memory, every record/block consumes >= 12 bytes (no endless loops), and
 :class:`PcapError` -- nothing else -- for input that cannot be read.
 
 Formats: classic pcap (us and ns magic, both byte orders); pcapng (Section
-Header, Interface Description, Enhanced and Simple Packet blocks, both byte
-orders, per-interface link type, unknown blocks and link types skipped).
-Link types: EN10MB (1, 802.1Q/802.1ad tags), LINUX_SLL (113), LINUX_SLL2 (276),
-RAW (101, 12, 14), IPV4 (228), IPV6 (229), NULL (0), LOOP (108).  IPv4 honours
-IHL and total length and skips non-first fragments; IPv6 walks at most 8
-extension headers.  Non-TCP and non-RST packets are skipped silently.
+Header, Interface Description, Enhanced, Simple and obsolete Packet blocks,
+both byte orders, per-interface link type, unknown blocks skipped).
+Link types and headers: frames.py.  Non-TCP and non-RST packets are skipped.
+
+Snaplen as libpcap 1.10 reads it (sf-pcap.c, savefile.c): a file snaplen of 0
+or above the 256 KiB maximum (macOS writes 524,288) means the maximum; a pcap
+record longer than the file's snaplen but within the maximum is cut to the
+snaplen (counted in ``cut``).  A record whose caplen is beyond the maximum
+stops libpcap ("invalid packet capture length"); here, when its bytes are
+present, it is skipped and counted (``skipped``) and reading goes on.  In
+pcapng a packet longer than its interface's snaplen is read whole (libpcap
+refuses the file; Wireshark reads it).
+
+Never "no resets" for a file it could not read: records that cannot be decoded
+far enough to tell whether they are TCP resets (a link type this reader does
+not decode, a frame cut before the TCP flags) are counted in ``undecodable``;
+when no record at all could be decoded, :class:`PcapError` says why.
 
 Truncation policy: tcpdump killed by a timeout may leave a half-written last
 record.  A *cleanly truncated final record* -- a header plausible in every
 field whose bytes run past the end of the data, or a partial record header --
 ends reading; the packets before it are returned with ``partial_tail`` set.
 Anything implausible raises :class:`PcapError`: bad magic, file header under
-24 bytes, snaplen 0 or > 256 KiB, caplen > snaplen or > 256 KiB, pcapng block
+24 bytes, caplen beyond the maximum with its bytes missing, pcapng block
 lengths too small, unaligned, disagreeing with their trailer or running past
 the data by more than a packet block could, caplen larger than its block,
 unknown interface id.
@@ -29,25 +40,23 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
+from .frames import CUT, SUPPORTED_LINKTYPES, decode_reset
+
 __all__ = ["PcapError", "ResetPacket", "ResetList", "read_resets", "MAX_CAPLEN"]
 
 MAX_CAPLEN = 256 * 1024          # libpcap's MAXIMUM_SNAPLEN; nothing larger is plausible
 _MAX_TAIL_BLOCK = MAX_CAPLEN + 65536  # a final block running past EOF longer than this is a lie
-_MAX_VLAN_TAGS = 4
-_MAX_IPV6_EXT_HEADERS = 8
-_RST = 0x04
-_ETH_IPV4, _ETH_IPV6 = 0x0800, 0x86DD
-_VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
-# Linux packet type (sll_pkttype): HOST, BROADCAST, MULTICAST -> to us; OUTGOING -> from us.
-_SLL_DIRECTION = {0: "in", 1: "in", 2: "in", 4: "out"}
-_NULL_AF = {2: _ETH_IPV4, 10: _ETH_IPV6, 24: _ETH_IPV6, 28: _ETH_IPV6, 30: _ETH_IPV6}
 _PCAP_MAGIC = {  # magic bytes as stored -> (struct byte order, fraction divisor)
     b"\xd4\xc3\xb2\xa1": ("<", 1_000_000), b"\xa1\xb2\xc3\xd4": (">", 1_000_000),
     b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000), b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000),
 }
 _PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 _PCAPNG_ORDER = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
-_SUPPORTED_LINKTYPES = frozenset((0, 1, 12, 14, 101, 108, 113, 228, 229, 276))
+
+
+def _snaplen(snaplen: int) -> int:
+    """libpcap's pcap_adjust_snapshot, clamped: 0 or beyond the maximum means the maximum."""
+    return snaplen if 0 < snaplen <= MAX_CAPLEN else MAX_CAPLEN
 
 
 class PcapError(ValueError):
@@ -63,108 +72,41 @@ class ResetPacket:
     dport: int
     flags: int                      # TCP flags byte
     direction: str | None = None    # "in" (to us), "out" (sent by us), None (unknown)
+    seq: int = 0                    # TCP sequence number (0 on an RST+ACK answering a SYN)
 
 
 class ResetList(list):
-    """The list returned by :func:`read_resets`, plus how reading ended.
+    """The list returned by :func:`read_resets`, plus how reading went.
 
     ``truncated``: max_packets was hit and at least one more reset followed.
     ``partial_tail``: the data ended inside a record (see module docstring).
+    ``records``: packet records met, resets or not; ``skipped``: of them, beyond the maximum
+    caplen; ``cut``: cut to the file's snaplen; ``undecodable``: {why: count}.
+    ``first_ts``/``last_ts``: the first and last timestamped record (the capture's span).
     """
     truncated = False
     partial_tail = False
+    records = skipped = cut = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
 
+    def __init__(self, *packets):
+        super().__init__(*packets)
+        self.undecodable: dict = {}
 
-def _link(linktype: int, buf: bytes, off: int, end: int):
-    """Strip the link layer: return (ethertype, network offset, direction) or None."""
-    n = end - off
-    if linktype == 1:                                   # EN10MB
-        if n < 14:
-            return None
-        return _vlan(buf, (buf[off + 12] << 8) | buf[off + 13], off + 14, end, None)
-    if linktype == 113:                                 # LINUX_SLL: type, hatype, alen, addr[8], proto
-        if n < 16:
-            return None
-        direction = _SLL_DIRECTION.get((buf[off] << 8) | buf[off + 1])
-        return _vlan(buf, (buf[off + 14] << 8) | buf[off + 15], off + 16, end, direction)
-    if linktype == 276:                                 # LINUX_SLL2: proto, rsv, ifindex, hatype, type, ...
-        if n < 20:
-            return None
-        direction = _SLL_DIRECTION.get(buf[off + 10])
-        return _vlan(buf, (buf[off] << 8) | buf[off + 1], off + 20, end, direction)
-    if linktype in (12, 14, 101):                       # RAW: IP version nibble decides
-        if n < 1:
-            return None
-        version = buf[off] >> 4
-        return ({4: _ETH_IPV4, 6: _ETH_IPV6}.get(version, 0), off, None)
-    if linktype == 228:
-        return (_ETH_IPV4, off, None)
-    if linktype == 229:
-        return (_ETH_IPV6, off, None)
-    if linktype in (0, 108):                            # NULL: host-order AF; LOOP: network order
-        if n < 4:
-            return None
-        family = int.from_bytes(buf[off:off + 4], "big")
-        if linktype == 0 and family > 0xFFFF:
-            family = int.from_bytes(buf[off:off + 4], "little")
-        return (_NULL_AF.get(family, 0), off + 4, None)
-    return None
-
-
-def _vlan(buf: bytes, ethertype: int, off: int, end: int, direction):
-    for _ in range(_MAX_VLAN_TAGS):
-        if ethertype not in _VLAN_TPIDS:
-            break
-        if end - off < 4:
-            return None
-        ethertype = (buf[off + 2] << 8) | buf[off + 3]
-        off += 4
-    return (ethertype, off, direction)
-
-
-def _tcp_reset(ethertype: int, buf: bytes, off: int, end: int):
-    """Return (src bytes, sport, dst bytes, dport, flags) for a TCP RST, else None."""
-    if ethertype == _ETH_IPV4:
-        if end - off < 20 or buf[off] >> 4 != 4:
-            return None
-        ihl = (buf[off] & 0x0F) * 4
-        total = (buf[off + 2] << 8) | buf[off + 3]
-        if ihl < 20 or (total and total < ihl):
-            return None
-        if total:
-            end = min(end, off + total)                 # drop link-layer padding / FCS
-        if ((buf[off + 6] & 0x1F) << 8) | buf[off + 7]:  # non-first fragment
-            return None
-        if buf[off + 9] != 6:
-            return None
-        src, dst, tcp = buf[off + 12:off + 16], buf[off + 16:off + 20], off + ihl
-    elif ethertype == _ETH_IPV6:
-        if end - off < 40 or buf[off] >> 4 != 6:
-            return None
-        plen = (buf[off + 4] << 8) | buf[off + 5]
-        if plen:
-            end = min(end, off + 40 + plen)
-        nxt, src, dst, tcp = buf[off + 6], buf[off + 8:off + 24], buf[off + 24:off + 40], off + 40
-        for _ in range(_MAX_IPV6_EXT_HEADERS):
-            if nxt == 6 or end - tcp < 8:
-                break
-            if nxt in (0, 43, 60, 135, 139, 140):       # hop-by-hop, routing, dstopts, mobility, HIP, shim6
-                nxt, tcp = buf[tcp], tcp + (buf[tcp + 1] + 1) * 8
-            elif nxt == 44:                             # fragment: only the first one has the TCP header
-                if ((buf[tcp + 2] << 8) | buf[tcp + 3]) & 0xFFF8:
-                    return None
-                nxt, tcp = buf[tcp], tcp + 8
-            elif nxt == 51:                             # AH
-                nxt, tcp = buf[tcp], tcp + (buf[tcp + 1] + 2) * 4
-            else:
-                return None
-        if nxt != 6:
-            return None
-    else:
-        return None
-    if end - tcp < 14 or not buf[tcp + 13] & _RST:
-        return None
-    return (src, (buf[tcp] << 8) | buf[tcp + 1], dst, (buf[tcp + 2] << 8) | buf[tcp + 3], buf[tcp + 13])
+    def notes(self) -> list[str]:
+        """What reading left out, in words; empty when every record was read and decoded."""
+        notes = [f"{n} record(s) not decoded: {why}" for why, n in sorted(self.undecodable.items())]
+        if self.skipped:
+            notes.append(f"{self.skipped} record(s) longer than the {MAX_CAPLEN}-byte maximum skipped "
+                         f"(libpcap stops reading at the first)")
+        if self.cut:
+            notes.append(f"{self.cut} record(s) longer than the file's snaplen cut to it, as libpcap does")
+        if self.partial_tail:
+            notes.append("the last record is cut short (the capture was stopped mid-write)")
+        if self.truncated:
+            notes.append(f"only the first {len(self)} resets were read")
+        return notes
 
 
 class _Collector:
@@ -179,20 +121,46 @@ class _Collector:
             name = self._names[raw] = str(ipaddress.ip_address(raw))
         return name
 
+    def undecodable(self, why: str) -> None:
+        self.out.undecodable[why] = self.out.undecodable.get(why, 0) + 1
+
     def add(self, linktype, buf, off, end, ts, direction=None) -> bool:
         """Decode one captured frame; return False once max_packets is exceeded."""
-        link = _link(linktype, buf, off, end)
-        if link is None:
+        out = self.out
+        out.records += 1
+        if ts is not None:
+            out.first_ts = ts if out.first_ts is None else min(out.first_ts, ts)
+            out.last_ts = ts if out.last_ts is None else max(out.last_ts, ts)
+        if linktype not in SUPPORTED_LINKTYPES:
+            self.undecodable(f"link type {linktype}")
             return True
-        hit = _tcp_reset(link[0], buf, link[1], end)
-        if hit is None:
+        decoded = decode_reset(linktype, buf, off, end)
+        if decoded is CUT:
+            self.undecodable("cut (or broken) before the TCP flags")
             return True
-        if len(self.out) >= self.limit:
-            self.out.truncated = True
+        if decoded is None:
+            return True
+        if len(out) >= self.limit:
+            out.truncated = True
             return False
-        self.out.append(ResetPacket(ts, self._name(hit[0]), hit[1], self._name(hit[2]), hit[3],
-                                    hit[4], link[2] or direction))
+        (src, sport, dst, dport, flags, seq), link_direction = decoded
+        out.append(ResetPacket(ts or 0.0, self._name(src), sport, self._name(dst), dport, flags,
+                               link_direction or direction, seq))
         return True
+
+    def skip(self) -> None:
+        self.out.records += 1
+        self.out.skipped += 1
+
+    def check_decoded(self) -> None:
+        """Never 'no resets' for a file none of whose records could be decoded."""
+        out = self.out
+        if out.records and out.records == out.skipped + sum(out.undecodable.values()):
+            why = [f"{n} {reason}" for reason, n in sorted(out.undecodable.items())]
+            why += [f"{out.skipped} beyond the {MAX_CAPLEN}-byte maximum"] if out.skipped else []
+            raise PcapError(f"none of the {out.records} packet record(s) could be decoded "
+                            f"({', '.join(why)}); link types read: "
+                            f"{', '.join(map(str, sorted(SUPPORTED_LINKTYPES)))}")
 
 
 def _read_pcap(buf: bytes, order: str, divisor: int, col: _Collector) -> None:
@@ -202,10 +170,10 @@ def _read_pcap(buf: bytes, order: str, divisor: int, col: _Collector) -> None:
     linktype = network & 0xFFFF                        # upper bits carry FCS information
     if major != 2:
         raise PcapError(f"unsupported pcap version {major}.{_minor}")
-    if not 0 < snaplen <= MAX_CAPLEN:
-        raise PcapError(f"bogus snaplen {snaplen}")
-    if linktype not in _SUPPORTED_LINKTYPES:
-        raise PcapError(f"unsupported link type {linktype}")
+    snaplen = _snaplen(snaplen)
+    if linktype not in SUPPORTED_LINKTYPES:
+        raise PcapError(f"link type {linktype} is not one this reader decodes (it reads "
+                        f"{', '.join(map(str, sorted(SUPPORTED_LINKTYPES)))})")
     record = struct.Struct(order + "IIII")
     pos, n = 24, len(buf)
     while pos < n:
@@ -213,14 +181,19 @@ def _read_pcap(buf: bytes, order: str, divisor: int, col: _Collector) -> None:
             col.out.partial_tail = True
             return
         sec, frac, caplen, _origlen = record.unpack_from(buf, pos)
-        if caplen > snaplen:
-            raise PcapError(f"record at offset {pos}: caplen {caplen} > snaplen {snaplen}")
         pos += 16
-        if n - pos < caplen:
+        if caplen > MAX_CAPLEN:
+            if n - pos < caplen:
+                raise PcapError(f"record at offset {pos - 16}: caplen {caplen} is beyond the "
+                                f"{MAX_CAPLEN}-byte maximum and runs past the data")
+            col.skip()
+        elif n - pos < caplen:
             col.out.partial_tail = True
             return
-        if not col.add(linktype, buf, pos, pos + caplen, sec + frac / divisor):
-            return
+        else:
+            col.out.cut += caplen > snaplen
+            if not col.add(linktype, buf, pos, pos + min(caplen, snaplen), sec + frac / divisor):
+                return
         pos += caplen
 
 
@@ -283,13 +256,15 @@ def _read_pcapng(buf: bytes, col: _Collector) -> None:
                     divisor = 2 ** (buf[at] & 0x7F) if buf[at] & 0x80 else 10 ** buf[at]
                 elif code == 14 and length >= 8:        # if_tsoffset
                     offset = struct.unpack_from(order + "q", buf, at)[0]
-            interfaces.append((linktype, snaplen, divisor, offset))
-        elif btype in (3, 6):                           # Simple / Enhanced Packet Block
-            if size < (20 if btype == 6 else 4):
+            interfaces.append((linktype, _snaplen(snaplen), divisor, offset))
+        elif btype in (2, 3, 6):                        # obsolete / Simple / Enhanced Packet Block
+            if size < (4 if btype == 3 else 20):
                 raise PcapError(f"pcapng packet block at offset {pos} too short")
+            data = body + 20
             if btype == 6:
                 ifid, hi, lo, caplen, _orig = struct.unpack_from(order + "IIIII", buf, body)
-                data = body + 20
+            elif btype == 2:                            # PB: 16-bit interface id, drop count
+                ifid, _drops, hi, lo, caplen, _orig = struct.unpack_from(order + "HHIIII", buf, body)
             else:                                       # SPB: interface 0, no timestamp
                 ifid, hi, lo, data = 0, 0, 0, body + 4
                 caplen = min(struct.unpack_from(order + "I", buf, body)[0], bend - data)
@@ -298,18 +273,18 @@ def _read_pcapng(buf: bytes, col: _Collector) -> None:
             if ifid >= len(interfaces):
                 raise PcapError(f"pcapng packet block at offset {pos}: unknown interface {ifid}")
             linktype, snaplen, divisor, offset = interfaces[ifid]
-            if btype == 3 and snaplen:
+            if btype == 3:
                 caplen = min(caplen, snaplen)
-            if caplen > MAX_CAPLEN or (snaplen and caplen > snaplen):
-                raise PcapError(f"pcapng packet block at offset {pos}: caplen {caplen} too large")
             direction = None
-            if btype == 6:
+            if btype != 3:
                 for code, at, length in _options(buf, data + ((caplen + 3) & ~3), bend, order):
-                    if code == 2 and length >= 4:       # epb_flags: bits 0-1 = direction
+                    if code == 2 and length >= 4:       # epb_flags / pack_flags: bits 0-1 = direction
                         bits = struct.unpack_from(order + "I", buf, at)[0] & 3
                         direction = {1: "in", 2: "out"}.get(bits)
-            if linktype in _SUPPORTED_LINKTYPES:
-                ts = ((hi << 32) | lo) / divisor + offset
+            if caplen > MAX_CAPLEN:
+                col.skip()
+            else:
+                ts = ((hi << 32) | lo) / divisor + offset if btype != 3 else None
                 if not col.add(linktype, buf, data, data + caplen, ts, direction):
                     return
         pos += blen
@@ -338,6 +313,7 @@ def read_resets(data: bytes, max_packets: int = 100_000) -> ResetList:
             _read_pcapng(buf, col)
         else:
             raise PcapError(f"not a pcap/pcapng capture (magic {magic.hex()})")
+        col.check_decoded()
     except (struct.error, IndexError, ValueError, OverflowError) as exc:
         if isinstance(exc, PcapError):
             raise

@@ -159,6 +159,7 @@ def host_from_vars(name: str, merged: dict, groups: tuple[str, ...], unsupported
         python=_python(name, text("ansible_python_interpreter"), merged),
         groups=groups,
         vars={key: value for key, (value, _) in merged.items()},
+        places={key: where for key, (_, where) in merged.items() if where},
     )
 
 

@@ -41,6 +41,7 @@ class Host:
     python: str | None = None  # ansible_python_interpreter; None: python3 from PATH
     groups: tuple[str, ...] = ()  # all groups, through children too, sorted; never 'all'
     vars: dict = field(default_factory=dict, compare=False, hash=False)  # merged, Ansible precedence
+    places: dict = field(default_factory=dict, compare=False, hash=False)  # var -> 'file:line' that set it
 
 
 @dataclass

@@ -22,10 +22,16 @@ import ipaddress
 import math
 import re
 
-MAX_FLOWS = 5000
+MAX_FLOWS = 5000              # rows of trace.flows and of trace.resets
+MAX_SAMPLE = 5000             # single resets of each direction in trace.sample
+DIRECTIONS = ("sent", "received")
 MAX_PORTS = 100
 MAX_OWNERS = 100
 MAX_TEXT = 4096
+MAX_HISTORY = 600          # limits.MAX_HISTORY_POINTS: points of an OutRsts history
+MAX_ALARMS = 16            # Netdata alarms kept: 2 generations x 10s/1m x sent/received
+NETDATA_STATUSES = ("REMOVED", "UNDEFINED", "UNINITIALIZED", "CLEAR", "RAISED", "WARNING", "CRITICAL",
+                    "UNKNOWN")
 MAX_PORT = 65535
 SCOPE_ID = re.compile(r"[0-9A-Za-z_.-]{1,16}")   # an interface name or index, as a kernel prints it
 
@@ -107,7 +113,7 @@ def check_trace(trace, where: str = "trace") -> None:
     if not isinstance(trace.get("available"), bool):
         _fail(f"{where}.available", "true or false", trace.get("available"))
     text(trace.get("reason"), f"{where}.reason", optional=True)
-    for key in ("events", "dropped", "flows_cut", "foreign"):
+    for key in ("events", "dropped", "flows_cut", "foreign", "kept_sample"):
         integer(trace.get(key), f"{where}.{key}", optional=True, minimum=0)
     flows = trace.get("flows", [])
     if not isinstance(flows, list) or len(flows) > MAX_FLOWS:
@@ -119,6 +125,50 @@ def check_trace(trace, where: str = "trace") -> None:
         address(flow[1], f"{where}.flows[{i}][1]")
         text(flow[2], f"{where}.flows[{i}][2]", optional=True)
         integer(flow[3], f"{where}.flows[{i}][3]", minimum=0)
+    check_both_ends(trace, where)
+
+
+def _port(value, where: str) -> None:
+    integer(value, where, optional=True, minimum=0, maximum=MAX_PORT)
+
+
+def check_both_ends(trace: dict, where: str = "trace") -> None:
+    """The sections both reset tracepoints fill (probe/host/tally.py): counts by key for both
+    directions, the sample of single resets, and the received side's own state."""
+    if mapping(trace.get("received"), f"{where}.received", optional=True):
+        received = trace["received"]
+        if received.get("available") is not None and not isinstance(received["available"], bool):
+            _fail(f"{where}.received.available", "true or false", received["available"])
+        text(received.get("reason"), f"{where}.received.reason", optional=True)
+        for key in ("events", "kept_sample"):
+            integer(received.get(key), f"{where}.received.{key}", optional=True, minimum=0)
+    if mapping(trace.get("resets_cut"), f"{where}.resets_cut", optional=True):
+        for direction, count in trace["resets_cut"].items():
+            integer(count, f"{where}.resets_cut.{direction}", minimum=0)
+    rows = trace.get("resets", [])
+    if not isinstance(rows, list) or len(rows) > MAX_FLOWS:
+        _fail(f"{where}.resets", f"a list of at most {MAX_FLOWS} rows", rows)
+    for i, row in enumerate(rows):
+        here = f"{where}.resets[{i}]"
+        if not isinstance(row, list) or len(row) != 9 or row[0] not in DIRECTIONS:
+            _fail(here, "[direction, local, port, peer, port, reason, count, first ts, last ts]", row)
+        address(row[1], f"{here}[1]"), _port(row[2], f"{here}[2]"), address(row[3], f"{here}[3]")
+        _port(row[4], f"{here}[4]"), text(row[5], f"{here}[5]", optional=True)
+        integer(row[6], f"{here}[6]", minimum=0)
+        number(row[7], f"{here}[7]", optional=True), number(row[8], f"{here}[8]", optional=True)
+    if not mapping(trace.get("sample"), f"{where}.sample", optional=True):
+        return
+    for direction in DIRECTIONS:
+        events = trace["sample"].get(direction, [])
+        if not isinstance(events, list) or len(events) > MAX_SAMPLE:
+            _fail(f"{where}.sample.{direction}", f"a list of at most {MAX_SAMPLE} resets", events)
+        for i, event in enumerate(events):
+            here = f"{where}.sample.{direction}[{i}]"
+            if not isinstance(event, list) or len(event) != 6:
+                _fail(here, "[ts, local, port, peer, port, reason]", event)
+            number(event[0], f"{here}[0]", optional=True), address(event[1], f"{here}[1]")
+            _port(event[2], f"{here}[2]"), address(event[3], f"{here}[3]"), _port(event[4], f"{here}[4]")
+            text(event[5], f"{here}[5]", optional=True)
 
 
 def check_capture(capture, where: str = "capture", trusted: bool = False) -> None:
@@ -161,6 +211,63 @@ def check_owners(owners, where: str = "owners") -> None:
             text(owner.get("user"), f"{here}.owners[{i}].user", optional=True)
 
 
+def check_history(history, where: str) -> None:
+    """[[epoch seconds, resets/s ≥ 0], ...], oldest first, bounded."""
+    if not isinstance(history, list) or len(history) > MAX_HISTORY:
+        _fail(where, f"a list of at most {MAX_HISTORY} points", history)
+    previous = None
+    for i, point in enumerate(history):
+        if not isinstance(point, list) or len(point) != 2:
+            _fail(f"{where}[{i}]", "[time, resets/s]", point)
+        number(point[0], f"{where}[{i}][0]", minimum=0)
+        number(point[1], f"{where}[{i}][1]", minimum=0)
+        if previous is not None and point[0] < previous:
+            _fail(f"{where}[{i}][0]", "in time order", point[0])
+        previous = point[0]
+
+
+def check_netdata(netdata, where: str = "netdata") -> None:
+    """The agent's answer as the probe summarised it (probe/host/netdata.py): every figure a finite
+    number, every status one of Netdata's, the history bounded and in time order."""
+    if not mapping(netdata, where, optional=True):
+        return
+    if not isinstance(netdata.get("available"), bool):
+        _fail(f"{where}.available", "true or false", netdata.get("available"))
+    for key in ("reason", "url", "version", "chart"):
+        text(netdata.get(key), f"{where}.{key}", optional=True)
+    number(netdata.get("cost_s"), f"{where}.cost_s", optional=True, minimum=0)
+    integer(netdata.get("lookback_s"), f"{where}.lookback_s", optional=True, minimum=0)
+    alarms = netdata.get("alarms", {})
+    if not isinstance(alarms, dict) or len(alarms) > MAX_ALARMS:
+        _fail(f"{where}.alarms", f"an object of at most {MAX_ALARMS} alarms", alarms)
+    for name, alarm in alarms.items():
+        here = f"{where}.alarms.{name}"
+        text(name, here)
+        mapping(alarm, here)
+        if alarm.get("status") not in NETDATA_STATUSES:
+            _fail(f"{here}.status", "a Netdata alarm status", alarm.get("status"))
+        number(alarm.get("value"), f"{here}.value", optional=True)
+        number(alarm.get("last_status_change"), f"{here}.last_status_change", optional=True, minimum=0)
+        text(alarm.get("chart"), f"{here}.chart", optional=True)
+    check_history(netdata.get("history", []), f"{where}.history")
+    notes = netdata.get("notes", [])
+    if not isinstance(notes, list) or len(notes) > 20:
+        _fail(f"{where}.notes", "a list of at most 20 notes", notes)
+    for i, note in enumerate(notes):
+        text(note, f"{where}.notes[{i}]")
+
+
+def check_exact_baseline(exact, where: str = "baseline.exact") -> None:
+    """--baseline exact: the minute before the window, measured on the host."""
+    if not mapping(exact, where, optional=True):
+        return
+    number(exact.get("measured_s"), f"{where}.measured_s", minimum=0)
+    number(exact.get("started_at"), f"{where}.started_at", optional=True)
+    integer(exact.get("OutRsts"), f"{where}.OutRsts", optional=True, minimum=0)
+    number(exact.get("per_s"), f"{where}.per_s", optional=True, minimum=0)
+    check_history(exact.get("history", []), f"{where}.history")
+
+
 def check_document(document: dict, trusted_paths: bool = False) -> dict:
     """Raise ShapeError naming the first field that is not what downstream code expects."""
     mapping(document.get("window"), "window")
@@ -183,6 +290,7 @@ def check_document(document: dict, trusted_paths: bool = False) -> dict:
         number(baseline.get("uptime_s"), "baseline.uptime_s", optional=True, minimum=0)
         integer(baseline.get("OutRsts_total"), "baseline.OutRsts_total", optional=True)
         number(baseline.get("OutRsts_per_s_lifetime"), "baseline.OutRsts_per_s_lifetime", optional=True)
+        check_exact_baseline(baseline.get("exact"))
     if mapping(document.get("sysctls"), "sysctls", optional=True):
         for name, value in document["sysctls"].items():
             if value is not None and not _is_int(value):
@@ -206,6 +314,7 @@ def check_document(document: dict, trusted_paths: bool = False) -> dict:
     check_trace(document.get("trace"))
     check_capture(document.get("capture"), trusted=trusted_paths)
     check_owners(document.get("owners"))
+    check_netdata(document.get("netdata"))
     return document
 
 

@@ -98,3 +98,33 @@ def stacked_bars(assessments: list[Assessment]) -> str:
             f'<title id="chart-title">Resets sent per second by host, stacked by cause</title>'
             + "".join(axis) + "".join(body) + '<g class="legend">' + "".join(legend) + "</g>"
             + more + "</svg>")
+
+
+SPARK_W, SPARK_H = 160, 28
+
+
+def sparkline_svg(history: list, line: float | None = None, width: int = SPARK_W,
+                  height: int = SPARK_H) -> str:
+    """OutRsts/s over time as a small inline SVG (a polyline, the warn line dashed), or '' without
+    history. Only numbers reach the markup; the title is our own text."""
+    if len(history) < 2:
+        return ""
+    t0, t1 = history[0][0], history[-1][0]
+    top = max(max(value for _, value in history), line or 0.0) or 1.0
+    span = (t1 - t0) or 1.0
+
+    def xy(t: float, value: float) -> str:
+        return f"{(t - t0) / span * (width - 2) + 1:.1f},{height - 1 - value / top * (height - 2):.1f}"
+
+    points = " ".join(xy(t, value) for t, value in history)
+    dashed = ""
+    if line is not None and line <= top:
+        y = height - 1 - line / top * (height - 2)
+        dashed = (f'<line class="warn-line" x1="1" y1="{y:.1f}" x2="{width - 1}" y2="{y:.1f}" '
+                  f'stroke="#bc4c00" stroke-dasharray="3,2" stroke-width="1"/>')
+    peak = max(value for _, value in history)
+    title = html.escape(f"resets sent/s over {span:.0f} s, peak {_num(peak)}/s"
+                        + (f", warn line {_num(line)}/s" if line is not None else ""))
+    return (f'<svg class="spark" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+            f'<title>{title}</title>{dashed}<polyline fill="none" stroke="#4e79a7" stroke-width="1.5" '
+            f'points="{points}"/></svg>')

@@ -1,4 +1,5 @@
-"""One self-contained HTML file: summary, an SVG chart, the ranked table, per-host details.
+"""One self-contained HTML file: summary, an SVG chart, the ranked table, per-host details
+(past 50 hosts: the worst 20 of each, the rest as counts; summary.py).
 
 No script, no external URL (inline CSS, inline SVG), so it opens from a ticket attachment or
 an air-gapped laptop and reads the same without JavaScript. A Content-Security-Policy meta tag
@@ -11,9 +12,10 @@ from __future__ import annotations
 import time
 
 from ..analysis import Assessment, Thresholds, Verdict
-from . import view
-from .chart import stacked_bars
+from . import both_ends, summary, view
+from .chart import sparkline_svg, stacked_bars
 from .escape import html_text as h
+from .window_text import window_lines
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -60,33 +62,52 @@ def _cards(assessments: list[Assessment], total: float, meta: dict) -> str:
                                            for value, label in counts) + "</div>"
 
 
+def _spark(a: Assessment) -> str:
+    return sparkline_svg(a.episode.history, a.episode.line) if a.episode else ""
+
+
+def _netdata_cells(a: Assessment) -> str:
+    return (f'<td class="netdata">{h(view.netdata_text(a), 40)}</td><td>{h(view.lifetime_text(a), 20)}</td>'
+            f'<td class="history">{_spark(a) or "-"}</td>')
+
+
 def _ranked(assessments: list[Assessment]) -> str:
+    netdata = view.shows_netdata(assessments)
     rows = []
+    expected = view.any_expected(assessments)
     for a in view.checked(assessments):
+        excused = f'<td class="num expected">{view.expected_rate_text(a)}</td>' if expected else ""
         rows.append(f'<tr id="rank-{a.rank}"><td class="num rank">{a.rank}</td><td class="host">'
                     f'{h(a.host, 80)}</td><td class="num rate">{view.rate_text(a.resets_sent_per_s)}</td>'
-                    f'<td class="num">{view.rate_text(a.baseline_per_s)}</td><td>{_verdict(a)}</td>'
+                    f'{excused}<td class="num">{view.rate_text(a.baseline_per_s)}</td><td>{_verdict(a)}</td>'
                     f'<td class="num">{a.score:.1f}</td><td>{h(view.top_cause(a), 60)}</td>'
-                    f'<td>{h(view.top_port(a), 60)}</td></tr>')
+                    f'<td>{h(view.top_port(a), 60)}</td><td class="rule">{h(view.rule_text(a), 40)}</td>'
+                    + (_netdata_cells(a) if netdata else "") + "</tr>")
+    extra = "<th>Netdata</th><th>lifetime</th><th>OutRsts history</th>" if netdata else ""
     return ('<table id="ranked"><thead><tr><th>rank</th><th>host</th><th>resets sent/s</th>'
+            + ("<th>expected/s</th>" if expected else "") +
             '<th>baseline/s</th><th>verdict</th><th>score</th><th>top cause</th>'
-            '<th>top port (owner)</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
+            f'<th>top port (owner)</th><th>rule</th>{extra}</tr></thead><tbody>' + "".join(rows)
+            + "</tbody></table>")
 
 
-def _host_section(a: Assessment) -> str:
-    items = []
-    for label, text in view.host_detail(a):
-        value = f'<span class="cmd">{h(text, 300)}</span>' if label in ("next", "capture") else h(text, 300)
-        items.append(f'<li><span class="label">{h(label, 20)}</span> {value}</li>')
+def _fact(label: str, text: str, limit: int = 300) -> str:
+    """A labelled list item; commands and paths in monospace."""
+    value = f'<span class="cmd">{h(text, limit)}</span>' if label in ("next", "capture", "dig") else h(text, limit)
+    return f'<li><span class="label">{h(label, 20)}</span> {value}</li>'
+
+
+def _host_section(a: Assessment, meta: dict) -> str:
+    items = [_fact(label, text) for label, text in view.host_lines(a, meta)]
     return (f'<section class="host {h(a.verdict, 10)}" id="host-{a.rank}"><h3>{a.rank}. {h(a.host, 80)} '
             f'{_verdict(a)} {view.rate_text(a.resets_sent_per_s)} resets/s</h3>'
-            f'<ul class="facts">{"".join(items)}</ul></section>')
+            f'<ul class="facts">{"".join(items)}</ul>{_spark(a)}</section>')
 
 
 def _not_checked(assessments: list[Assessment]) -> str:
     rows = "".join(f'<tr><td class="host">{h(a.host, 80)}</td><td>{h(a.result.status, 40)}</td>'
                    f'<td class="reason">{h(a.result.reason, 300)}</td></tr>'
-                   for a in view.not_checked(assessments))
+                   for a in assessments)
     return ('<table id="not-checked"><thead><tr><th>host</th><th>status</th><th>reason</th></tr>'
             f"</thead><tbody>{rows}</tbody></table>")
 
@@ -107,21 +128,30 @@ def render_html(assessments: list[Assessment], thresholds: Thresholds, meta: dic
                      'did not finish are listed as not checked.</p>')
     parts.append(_cards(assessments, total, meta))
     parts.append('<h2>Fleet summary</h2><ul class="facts" id="fleet">' + "".join(
-        f'<li><span class="label">{h(label, 20)}</span> {h(text, 600)}</li>' for label, text in fleet.lines))
-    if meta.get("phase2_hosts"):
-        parts.append('<li><span class="label">phase 2</span> capture and owners on '
-                     + h(", ".join(meta["phase2_hosts"]), 600) + "</li>")
-    if meta.get("fleet_window"):
-        parts.append('<li><span class="label">window</span> '
-                     + h(view.window_sentence(meta["fleet_window"]), 400) + "</li>")
-    parts.append("</ul>")
+        _fact(label, text, 600) for label, text in fleet.lines + view.phase2_fleet_lines(meta)
+        + window_lines(meta)) + "</ul>")
+    ends = both_ends.both_ends_lines(fleet.summary)
+    if ends:
+        parts.append('<h2>Both ends of the resets</h2><ul class="facts" id="both-ends">' + "".join(
+            f'<li><span class="label">{h(label, 30)}</span> {h(text, 600)}</li>' for label, text in ends) + "</ul>")
     parts.append("<h2>Resets sent per second, by cause</h2>" + stacked_bars(assessments))
-    if view.checked(assessments):
-        parts.append("<h2>Ranked hosts</h2>" + _ranked(assessments))
-    detailed = [a for a in assessments if view.has_resets(a)]
-    if detailed:
-        parts.append("<h2>Hosts that sent resets</h2>" + "".join(_host_section(a) for a in detailed))
-    if view.not_checked(assessments):
-        parts.append("<h2>Not checked</h2>" + _not_checked(assessments))
+    listed = summary.shown(assessments)
+    if listed.ranked:
+        parts.append("<h2>Ranked hosts</h2>" + _ranked(listed.ranked))
+    if listed.detailed:
+        parts.append("<h2>Hosts that sent resets</h2>" + "".join(_host_section(a, meta) for a in listed.detailed))
+    receiving = both_ends.receiving_hosts(assessments)
+    if receiving:
+        names = both_ends.address_names(assessments)
+        parts.append('<h2>Resets received</h2>' + "".join(
+            f'<section class="host" id="received-{index}"><h3>{h(a.host, 80)}</h3><ul class="facts">'
+            + "".join(_fact(label, text) for label, text in both_ends.received_lines(a, names)) + "</ul></section>"
+            for index, a in enumerate(receiving[:summary.REPORT_TOP if len(assessments) > summary.REPORT_WHOLE_UP_TO else None])))
+    if listed.missed:
+        parts.append(f"<h2>{h(summary.not_checked_line(listed), 300)}</h2>" + _not_checked(listed.missed))
+    hidden = summary.hidden_lines(listed)
+    if hidden:
+        parts.append('<h2>Not listed</h2><ul class="facts" id="not-listed">'
+                     + "".join(f"<li>{h(line, 400)}</li>" for line in hidden) + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

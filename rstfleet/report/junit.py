@@ -19,7 +19,8 @@ import time
 import xml.etree.ElementTree as ET
 
 from ..analysis import Assessment, Thresholds, Verdict
-from . import view
+from ..fleet import summarize_fleet
+from . import both_ends, view
 from .escape import xml_block, xml_text
 
 
@@ -28,26 +29,35 @@ def classname(a: Assessment) -> str:
     return xml_text(groups[0], 100) if groups else "rstfleet"
 
 
-def _detail(a: Assessment) -> str:
-    lines = [f"{label}: {text}" for label, text in view.host_detail(a)]
+def _detail(a: Assessment, meta: dict, names: dict[str, str] | None = None) -> str:
+    pairs = view.host_lines(a, meta) + both_ends.received_lines(a, names)
+    lines = [f"{label}: {text}" for label, text in pairs]
     return xml_block("\n".join(xml_text(line, 400) for line in lines))
 
 
 def _failure_message(a: Assessment, thresholds: Thresholds) -> str:
     limit = thresholds.crit if a.verdict == Verdict.CRIT else thresholds.warn
     why = f"{a.verdict} ≥ {limit:g}/s"
-    if a.spike:
+    if a.rule != "lifetime baseline":
+        why = f"{a.verdict} by the {a.rule}: Netdata says {view.netdata_text(a)}"
+    elif a.spike:
         why += f"; spike over {thresholds.spike_factor:g}× baseline {view.rate_text(a.baseline_per_s)}/s"
-    return f"{view.rate_text(a.resets_sent_per_s, 1)} resets/s ({why}); top cause {view.top_cause(a)}"
+    rate = view.rate_text(a.resets_sent_per_s, 1)
+    if a.expected_per_s > 0:
+        rate = f"{view.rate_text(a.counted_per_s, 1)} of {rate} resets/s not expected"
+    else:
+        rate += " resets/s"
+    return f"{rate} ({why}); top cause {view.top_cause(a)}"
 
 
-def _testcase(suite: ET.Element, a: Assessment, thresholds: Thresholds) -> str:
+def _testcase(suite: ET.Element, a: Assessment, thresholds: Thresholds, meta: dict, names: dict[str, str]) -> str:
     case = ET.SubElement(suite, "testcase", classname=classname(a), name=xml_text(a.host, 200),
                          time=f"{a.result.elapsed_s:.3f}")
     if a.rank is None:
         ET.SubElement(case, "error", type=xml_text(a.result.status, 40),
                       message=xml_text(f"{a.result.status}: {a.result.reason}", 400)).text = \
-            xml_text(a.result.reason, 1000)
+            xml_text("\n".join([a.result.reason] + [f"{label}: {text}" for label, text
+                                                     in view.phase2_host_lines(a, meta)]), 2000)
         return "error"
     outcome = "passed"
     if a.verdict in (Verdict.WARN, Verdict.CRIT):
@@ -56,7 +66,7 @@ def _testcase(suite: ET.Element, a: Assessment, thresholds: Thresholds) -> str:
         ET.SubElement(case, "failure", type=a.verdict, message=xml_text(message, 400)).text = \
             xml_block(f"{message}\n{commands}".strip())
         outcome = "failure"
-    ET.SubElement(case, "system-out").text = _detail(a)
+    ET.SubElement(case, "system-out").text = _detail(a, meta, names)
     return outcome
 
 
@@ -70,7 +80,15 @@ def render_junit(assessments: list[Assessment], thresholds: Thresholds, meta: di
                         ("crit", thresholds.crit), ("exit_code", meta.get("exit_code")),
                         ("partial", str(bool(meta.get("partial"))).lower())):
         ET.SubElement(props, "property", name=name, value=xml_text(value))
-    outcomes = [_testcase(suite, a, thresholds) for a in assessments]
+    for label, text in ([view.expected_fleet_line(assessments)] if view.any_expected(assessments) else []) \
+            + view.phase2_fleet_lines(meta):
+        ET.SubElement(props, "property", name=xml_text(label, 40), value=xml_text(text, 600))
+    names = both_ends.address_names(assessments)
+    outcomes = [_testcase(suite, a, thresholds, meta, names) for a in assessments]
+    ends = both_ends.both_ends_lines(summarize_fleet(assessments))
+    if ends:     # the fleet's pairing: the suite's own output, as a CI system shows it
+        ET.SubElement(suite, "system-out").text = xml_block("\n".join(xml_text(f"{label}: {text}", 600)
+                                                                       for label, text in ends))
     wall = meta.get("wall_s")
     if not isinstance(wall, (int, float)):
         wall = max((a.result.elapsed_s for a in assessments), default=0.0)

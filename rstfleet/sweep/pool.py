@@ -2,7 +2,7 @@
 session held until one common start, one result per host, always.
 
 Three phases (window.py says why): **reach** — at most ``forks`` handshakes (connect, host key,
-authentication; transport/handshake.py) in flight, each reached host's session then held open by a
+authentication: Transport.connect) in flight, each reached host's session then held open by a
 session thread; **start** — once the handshakes are done (stragglers aside) a common start instant
 is chosen a short lead ahead and every held session runs its probe with it (`--start-at`), so the
 windows begin together; a host reached after it starts at once; **collect** — each document within
@@ -37,7 +37,6 @@ from ..probe.host.limits import START_LEAD_MAX_S, STOP_EARLY_WAIT_S
 from ..results import HostResult, Status
 from ..textsafe import printable
 from ..transport import Transport, TransportError
-from ..transport.handshake import connect
 from .interrupt import Interrupt
 from .probe_run import ask_to_finish_early, internal_error, probe_deadline, probe_host
 from .sessions import session_limit
@@ -137,7 +136,7 @@ class _WindowGroup:
         with self.cond:
             self.active[index] = transport
         try:
-            connect(transport, time.monotonic() + self.settings.handshake_budget_s)
+            transport.connect(time.monotonic() + self.settings.handshake_budget_s)
             return transport, None
         except TransportError as exc:
             return transport, HostResult(host.name, host.address, exc.status, printable(exc.reason, 400),

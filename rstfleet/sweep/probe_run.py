@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from ..inventory import Host
-from ..probe import probe_argv, probe_script_for
+from ..probe import needs_python, probe_argv, probe_script_for
 from ..probe.schema import ShapeError, check_document
 from ..probe.shell import ShellOutputError, parse_shell_output, shell_argv
 from ..results import HostResult, ProbeOutputError, Status, parse_probe_output
@@ -26,10 +26,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("rstfleet.orchestrator")
 
 SHELL_FALLBACK_NOTE = ("python3 is missing on this host: its counters were read by the shell probe "
-                       "(no trace, capture or owners here)")
+                       "(no trace, capture, owners or Netdata verdict here)")
 
 
-def classify(run: RunResult, settings: "SweepSettings", engine: str = "python") -> tuple[Status, str, dict | None]:
+def classify(run: RunResult, settings: "SweepSettings", engine: str = "python",
+             python: str | None = None) -> tuple[Status, str, dict | None]:
     """Turn a finished command into (status, reason, probe document); engine: "python" or "shell"."""
     stderr = run.stderr.decode("utf-8", "replace")
     if run.timed_out:
@@ -50,10 +51,14 @@ def classify(run: RunResult, settings: "SweepSettings", engine: str = "python") 
     if run.exit_code == -1 and not stderr.strip():
         return Status.PROBE_ERROR, ("the probe was killed on the host before it finished (exit signal, "
                              "no exit status); check the host's OOM killer: dmesg | tail"), None
-    if engine == "python" and (run.exit_code == 127 or ("python3" in stderr and (
+    interpreter = python or "python3"
+    if engine == "python" and (run.exit_code == 127 or (interpreter in stderr and (
             "not found" in stderr or (run.exit_code == 126 and "ermission denied" in stderr)))):
+        if python:
+            return Status.NO_PYTHON, (f"the inventory's interpreter {printable(python, 200)} "
+                                      f"(ansible_python_interpreter) cannot run on this host"), None
         return Status.NO_PYTHON, ("python3 is not installed or not on PATH on this host "
-                           "(Debian/Ubuntu: apt-get install python3-minimal)"), None
+                                  "(Debian/Ubuntu: apt-get install python3-minimal)"), None
     if run.exit_code != 0:
         return Status.PROBE_ERROR, f"probe exited with {run.exit_code}: {last_line(run.stderr)}", None
     try:
@@ -79,10 +84,11 @@ def run_probe(host: Host, transport: Transport, settings: "SweepSettings", deadl
     options += start.probe_options() if start else []
     argv = probe_argv(settings.window_s, options, host.python)
     run = transport.run(argv, probe_script_for(settings.probe_options), deadline, settings.max_output)
-    status, reason, probe = classify(run, settings)
-    if (status != Status.NO_PYTHON or settings.host_probe != "python-or-shell" or host.python
-            or set(settings.probe_options) - {"--trace-auto"}):
-        return status, reason, probe       # an interpreter the inventory names is not second-guessed
+    status, reason, probe = classify(run, settings, python=host.python)
+    if status != Status.NO_PYTHON or settings.host_probe != "python-or-shell" \
+            or needs_python(settings.probe_options) \
+            or host.python:            # an interpreter the inventory names is not second-guessed
+        return status, reason, probe
     fallback, why, probe = classify(shell(), settings, "shell")
     if fallback != Status.OK:
         return status, f"{reason}; the shell probe failed too: {why}", None
@@ -114,7 +120,7 @@ def internal_error(host: Host, exc: BaseException, elapsed_s: float = 0.0) -> Ho
 
 
 def probe_deadline(settings: "SweepSettings", start: "StartInstant | None") -> float:
-    """The probe phase's end: the host's budget (connect timeout + window + margin) from the
+    """The probe phase's end: the host's budget (connect timeout + window + lead + margin) from the
     common start, or from now if later. The connect timeout stays in it although the handshake
     is done: opening the channel and starting the probe is another round with the host's sshd,
     and an overloaded host answers it as late as a handshake (measured on the lab: 1,000 probes

@@ -14,6 +14,7 @@ from ..inventory import Host
 from ..report import emit
 from ..results import HostResult, Status
 from ..transport import Transport
+from .coverage import left_out_notes
 from .interrupt import Interrupt
 from .pool import SweepSettings, sweep_fleet
 from .progress import Progress
@@ -86,12 +87,14 @@ def report_outcome(plan, outcome: Outcome, interrupt: Interrupt) -> int:
     """Assess and write the reports; the exit code. A Ctrl-C while they are written does not cut
     them (the Interrupt only counts it): the report file is then written again, marked partial."""
     def write(outputs, partial: bool) -> int:
-        assessments = assess(outcome.results, plan.thresholds)
+        assessments = assess(outcome.results, plan.thresholds, plan.expected)
         code = EXIT_INTERRUPTED if partial else exit_code(assessments, plan.fail_on)
         meta = {"window_s": plan.window_s, "wall_s": round(outcome.wall_s, 3), "exit_code": code,
-                "partial": partial}
+                "partial": partial, "expected_rules": plan.expected}
         if outcome.phase2 is not None:
             meta["phase2_hosts"] = outcome.phase2.finished
+            meta["phase2_left_out"] = left_out_notes(outcome.phase2, assessments, plan)
+            meta["phase2_bound"] = plan.phase2_top
         if outcome.fleet_window is not None:
             meta["fleet_window"] = outcome.fleet_window
         emit(outputs, assessments, plan.thresholds, meta)

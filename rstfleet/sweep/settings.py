@@ -16,6 +16,7 @@ class SweepSettings:
     connect_timeout_s: float = CONNECT_TIMEOUT_S
     margin_s: float = PROBE_MARGIN_S         # time allowed beyond the window for python start-up and reply
     max_output: int = DEFAULT_MAX_OUTPUT
+    lead_s: float = 0.0                   # probe time besides the window (limits.probe_lead_s)
     probe_options: tuple[str, ...] = ("--trace-auto",)  # or ("--trace",), ("--capture", "60", ...), ()
     host_probe: str = "python-or-shell"   # or "python", or "shell" (probe/shell.py: counters only)
     document_kind: str = PROBE_KIND       # the document the probe must print ("rstfleet-check": --check)
@@ -23,8 +24,9 @@ class SweepSettings:
 
     @property
     def host_budget_s(self) -> float:
-        """The probe's bound from the common start: connect + window + margin (probe_run.py)."""
-        return self.connect_timeout_s + self.window_s + self.margin_s
+        """The probe's bound from the common start: connect + window + lead (exact baseline,
+        agent) + margin (probe_run.py)."""
+        return self.connect_timeout_s + self.window_s + self.lead_s + self.margin_s
 
     @property
     def handshake_budget_s(self) -> float:

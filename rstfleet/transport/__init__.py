@@ -6,8 +6,10 @@ authenticate raise TransportError carrying a result status and a reason a person
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ..probe.host.limits import CONNECT_TIMEOUT_S
 from ..probe.host.limits import MAX_OUTPUT as DEFAULT_MAX_OUTPUT
@@ -35,7 +37,26 @@ class SSHSettings:
     become: bool = False
     ask_become_pass: bool = False         # -K: asked once per run, before any host (cli.py)
     become_password: str | None = field(default=None, repr=False, compare=False)
+    engine: str = "paramiko"              # or "asyncssh": one event loop for every connection
 
+
+
+SSH_ENGINES = ("paramiko", "asyncssh")
+
+
+def engine_problem(engine: str) -> str | None:
+    """Why --ssh-engine ENGINE cannot run here (checked before any host), or None."""
+    if engine not in SSH_ENGINES:
+        return f"must be one of {', '.join(SSH_ENGINES)}, not {engine!r}"
+    if engine == "asyncssh" and os.environ.get("RSTFLEET_PROTOTYPE_ENGINES") != "1":
+        # The event-loop engine (asyncssh_engine.py) was measured on the simulated fleet
+        # (docs/benchmarks.md) but still checks host keys with its own index, not with
+        # known_hosts.py's OpenSSH rules (@revoked, @cert-authority, global files): refused
+        # until it does, so opting in can never weaken host-key checking.
+        return ("the asyncssh engine is a benchmark prototype: it does not yet check host keys "
+                "with rstfleet's OpenSSH rules (docs/benchmarks.md); use the default engine "
+                "(benchmarks set RSTFLEET_PROTOTYPE_ENGINES=1)")
+    return None
 
 
 class TransportError(Exception):
@@ -46,6 +67,12 @@ class TransportError(Exception):
 
 
 class Transport(Protocol):
+    def connect(self, deadline: float) -> None:
+        """Connect and authenticate now, before time.monotonic() passes deadline, so the pool can
+        bound handshakes (--forks) apart from the sessions it holds; raises TransportError
+        (unreachable, auth-failed, host-key-rejected, timeout). Once connected, a no-op; a
+        transport with no handshake (the local host) does nothing. run() connects if needed."""
+
     def run(self, argv: list[str], stdin: bytes, deadline: float,
             max_output: int = DEFAULT_MAX_OUTPUT) -> RunResult:
         """Run argv with stdin until it exits or time.monotonic() passes deadline."""
@@ -54,19 +81,47 @@ class Transport(Protocol):
         """Release the connection; safe to call twice."""
 
 
-def transport_factory(ssh: SSHSettings, become_password: str | None = None) -> Callable[..., Transport]:
-    """One transport per host: local for ansible_connection=local, SSH otherwise (its stack, and
-    paramiko, imported only then). The -K password joins the settings here, never a Plan."""
-    from .local import LocalTransport
-    from .ssh import SharedCredentials, SSHTransport
-    from .ssh_config import load_client_config
+class Transports:
+    """``transports(host)``: one transport per host — local for ansible_connection=local, SSH
+    otherwise — and what a sweep's hosts share (parsed known_hosts, loaded keys, the connections
+    to jump hosts), released by ``close()`` when the sweep, or triage's two phases, are done."""
 
-    settings = replace(ssh, become_password=become_password)
-    config = load_client_config(settings.ssh_config_path)
-    shared = SharedCredentials()
+    def __init__(self, ssh: SSHSettings, become_password: str | None = None):
+        from .jump import JumpPool                  # the SSH stack, and paramiko, only when used
+        from .ssh import SharedCredentials
+        from .ssh_config import load_client_config
 
-    def transport_for(host) -> Transport:
+        self.settings = replace(ssh, become_password=become_password)
+        self.config = load_client_config(self.settings.ssh_config_path)
+        self.shared = SharedCredentials()
+        self.jumps = JumpPool()
+        self.credentials = None
+        if self.settings.engine == "asyncssh":     # --ssh-engine asyncssh: one event loop, no jump hosts
+            from .asyncssh_engine import Credentials
+            self.credentials = Credentials()
+
+    def __call__(self, host) -> Transport:
+        from .local import LocalTransport
+        from .ssh import SSHTransport
+
         if host.connection == "local":
-            return LocalTransport(become=settings.become or host.become)
-        return SSHTransport(host, settings, config, shared)
-    return transport_for
+            return LocalTransport(become=self.settings.become or host.become)
+        if self.credentials is not None:
+            from .asyncssh_engine import AsyncSSHTransport
+            return AsyncSSHTransport(host, self.settings, self.config, self.credentials)
+        return SSHTransport(host, self.settings, self.config, self.shared, self.jumps)
+
+    def close(self) -> None:
+        self.jumps.close()
+
+    def __enter__(self) -> "Transports":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def transport_factory(ssh: SSHSettings, become_password: str | None = None) -> Transports:
+    """The -K password joins the settings here, never a Plan. Use it as a context manager: the
+    jump connections end with the run."""
+    return Transports(ssh, become_password)

@@ -1,15 +1,16 @@
 """Reaching a host over SSH with paramiko: OpenSSH's config, known_hosts and key semantics.
 
-One connection, one exec channel per host. Host keys are verified against known_hosts by default;
-an unknown key is refused with the command that trusts it, unless the user asked for OpenSSH's
-`accept-new` behaviour; a changed key is always refused.
+One connection, one exec channel per host. Host keys are verified against known_hosts by default,
+with OpenSSH's semantics (known_hosts.py; paramiko never reads known_hosts): an unknown key is
+refused with the command that trusts it, unless the user asked for OpenSSH's `accept-new`
+behaviour; a changed or revoked key is always refused. The stream under SSH is a TCP connection,
+a ProxyCommand (proxycommand.py) or a channel of a jump host (jump.py); every jump host is itself
+reached by ssh_over(), so its key and login follow exactly these rules.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import shlex
 import socket
 import threading
@@ -20,8 +21,13 @@ import paramiko
 from . import DEFAULT_MAX_OUTPUT, RunResult, SSHSettings, TransportError
 from ..inventory import Host
 from ..results import Status
-from .ssh_config import ClientConfig
-from .target import SSHTarget, resolve_target
+from .host_keys import KnownHostsStore, refusal
+from .jump import JumpPool, ReasonedTransport, expand_chain
+from .keyblob import KeyBlobError, kind_of, parse_key
+from .known_hosts import HostKeyVerdict, KnownHosts, fingerprint
+from .proxycommand import CommandSocket
+from .ssh_config import ClientConfig, ConfigError, expand_home
+from .target import SSHTarget, hop_host, resolve_target
 
 READ_CHUNK = 65536
 IDLE_TICK_S = 2.0
@@ -35,19 +41,8 @@ class SharedCredentials:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._host_keys: dict[tuple[str, ...], paramiko.HostKeys] = {}
+        self.host_keys = KnownHostsStore()
         self._keys: dict[str, paramiko.PKey | None] = {}
-
-    def host_keys(self, files: list[str]) -> paramiko.HostKeys:
-        key = tuple(files)
-        with self._lock:
-            if key not in self._host_keys:
-                keys = paramiko.HostKeys()
-                for path in files:
-                    if os.path.exists(path):
-                        keys.load(path)
-                self._host_keys[key] = keys
-            return self._host_keys[key]
 
     def private_key(self, path: str) -> paramiko.PKey | None:
         """The loaded key, or None when it needs a passphrase or paramiko's own search."""
@@ -60,127 +55,200 @@ class SharedCredentials:
             return self._keys[path]
 
 
-class UnknownHostKey(Exception):
-    def __init__(self, hostname: str, key: paramiko.PKey):
-        super().__init__(hostname)
-        self.hostname = hostname
-        self.key = key
+def known_hosts_paths(target: SSHTarget) -> tuple[str, ...]:
+    """The user files (the first one takes accept-new's lines), then the global ones, as ssh
+    reads them (the target holds what ssh -G prints: UserKnownHostsFile, GlobalKnownHostsFile)."""
+    return tuple(target.known_hosts_files) + tuple(expand_home(p) for p in target.global_known_hosts_files)
 
 
-class RefuseUnknown(paramiko.MissingHostKeyPolicy):
+class HostKeyRefused(Exception):
+    """known_hosts refuses the presented key; the message says why and what to do."""
+
+
+class VerifyHostKey(paramiko.MissingHostKeyPolicy):
+    """Every presented key judged by known_hosts.py: the client holds no paramiko host keys, so
+    paramiko hands each key to this policy. Unknown keys are recorded only with accept-new.
+    ``via`` is the jump host that reaches this one (the command that trusts a key runs there)."""
+
+    def __init__(self, store: KnownHostsStore, target: SSHTarget, accept_new: bool, via: str | None = None):
+        self.store, self.target, self.via = store, target, via
+        self.paths = known_hosts_paths(target)
+        # ssh writes nowhere without a user file (UserKnownHostsFile none): unknown stays refused.
+        self.accept_new = accept_new and bool(target.known_hosts_files)
+        self.hint_file = (self.paths or ("~/.ssh/known_hosts",))[0]
+
     def missing_host_key(self, client, hostname, key):
-        raise UnknownHostKey(hostname, key)
+        target, alias = self.target, self.target.host_key_alias
+        presented = f"{key.get_name()} {fingerprint(key.asbytes())}"
+        try:
+            public = parse_key(key.get_name(), key.asbytes())
+        except KeyBlobError as exc:
+            raise HostKeyRefused(f"host key of {hostname} ({presented}) refused: {exc}") from None
+        check = self.store.known_hosts(self.paths).verify(target.hostname, target.port, public, alias)
+        if check.verdict is HostKeyVerdict.UNKNOWN and self.accept_new:
+            check = self.store.record(self.paths, target.hostname, target.port, key.get_name(),
+                                      key.asbytes(), alias)
+        if check.verdict is not HostKeyVerdict.TRUSTED:
+            raise HostKeyRefused(refusal(check, presented, target.hostname, target.port,
+                                         self.hint_file, alias, self.via))
 
 
-class AcceptNew(paramiko.MissingHostKeyPolicy):
-    """OpenSSH's StrictHostKeyChecking=accept-new: record a first-seen key, under a file lock."""
+def _preferring(known: KnownHosts, target: SSHTarget):
+    """A Transport (ReasonedTransport: it keeps a jump host's words when it refuses a channel)
+    that offers first the host key types known_hosts holds for this host (OpenSSH's
+    order_hostkeyalgs), so a host with several keys presents the one known here."""
+    kinds = known.known_kinds(target.hostname, target.port, target.host_key_alias)
 
-    def __init__(self, known_hosts_file: str):
-        self.known_hosts_file = known_hosts_file
-
-    def missing_host_key(self, client, hostname, key):
-        os.makedirs(os.path.dirname(self.known_hosts_file) or ".", mode=0o700, exist_ok=True)
-        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
-        with open(self.known_hosts_file, "a", encoding="ascii") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.write(line)
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        client.get_host_keys().add(hostname, key.get_name(), key)
+    def make(sock, **kwargs) -> paramiko.Transport:
+        transport = ReasonedTransport(sock, **kwargs)
+        options = transport.get_security_options()
+        first = [a for a in options.key_types if (kind_of(a) or (None, None))[:2] in kinds]
+        options.key_types = first + [a for a in options.key_types if a not in first]
+        return transport
+    return make
 
 
-def _trust_command(target: SSHTarget) -> str:
-    port = f"-p {target.port} " if target.port != 22 else ""
-    known = target.known_hosts_files[0] if target.known_hosts_files else "~/.ssh/known_hosts"
-    return (f"ssh-keyscan {port}{target.hostname} >> {known} "
-            f"(after checking the fingerprint), or rerun with --accept-new-host-keys")
+def open_socket(target: SSHTarget, timeout: float) -> socket.socket | CommandSocket:
+    """The stream SSH runs over: our own TCP connect (so "no route" and "no answer" are told apart
+    cleanly), or the ProxyCommand's pipes."""
+    if target.proxy_command:
+        log.debug("running ProxyCommand %s", target.proxy_command)
+        try:
+            return CommandSocket(target.proxy_command)
+        except OSError as exc:     # no shell to run it in ($SHELL names a missing program)
+            raise TransportError(Status.UNREACHABLE, f"cannot run the ProxyCommand: {exc}") from None
+    try:
+        sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
+    except OSError as exc:
+        raise _failure(exc, None, target, timeout) from None
+    # Nagle + delayed ACK cost ~40 ms per authentication round trip.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def ssh_over(sock, target: SSHTarget, settings: SSHSettings, shared: SharedCredentials,
+             timeout: float, name: str, via: str | None = None) -> paramiko.SSHClient:
+    """SSH to target over an open stream — a TCP socket, a jump host's channel or a ProxyCommand —
+    host key checked, then authentication: one code path for every host and every jump host."""
+    client = paramiko.SSHClient()
+    accept_new = settings.accept_new_host_keys or target.strict_host_key_checking == "accept-new"
+    policy = VerifyHostKey(shared.host_keys, target, accept_new, via)
+    client.set_missing_host_key_policy(policy)
+    known = shared.host_keys.known_hosts(policy.paths)
+    log.debug("%s: connecting to %s@%s:%d (known_hosts %s, keys %s%s)", name, target.user,
+              target.hostname, target.port, ",".join(target.known_hosts_files),
+              ",".join(target.key_files) or "default/agent",
+              f", via {via}" if via else f", via {target.proxy_command}" if target.proxy_command else "")
+    try:
+        pkey = shared.private_key(target.key_files[0]) if len(target.key_files) == 1 else None
+        # The handshake gets one second more than the banner so the banner's error wins the race.
+        client.connect(
+            target.hostname, port=target.port, username=target.user, pkey=pkey,
+            key_filename=None if pkey else (target.key_files or None),
+            look_for_keys=False,     # OpenSSH's default keys are in key_files (passwd home)
+            allow_agent=not target.identities_only,
+            timeout=timeout + 1, banner_timeout=timeout, auth_timeout=timeout,
+            channel_timeout=timeout, sock=sock, transport_factory=_preferring(known, target))
+        log.debug("%s: host key verified, authenticated as %s", name, target.user)
+        # paramiko's reader thread wakes every 0.1 s to check for shutdown; across a 10 s
+        # window and hundreds of hosts that is most of our idle CPU. close() does not wait
+        # for it (it closes the socket), so a slower tick costs nothing.
+        client.get_transport().sock.settimeout(IDLE_TICK_S)
+        return client
+    except (HostKeyRefused, paramiko.SSHException, OSError, EOFError) as exc:
+        failure = _failure(exc, sock, target, timeout)   # before close() stops a ProxyCommand
+        client.close()
+        sock.close()
+        raise failure from None
+
+
+def _failure(exc: BaseException, sock, target: SSHTarget, timeout: float) -> TransportError:
+    """Why SSH to target failed, as a status and a reason a person can act on. A ProxyCommand
+    that ended says why in its own words (unless the host's key or login was the verdict)."""
+    where, address = f"{target.user}@{target.hostname}:{target.port}", f"{target.hostname}:{target.port}"
+    verdicts = (HostKeyRefused, paramiko.AuthenticationException)
+    if isinstance(sock, CommandSocket) and not isinstance(exc, verdicts) and (ended := sock.failure()):
+        return ended
+    if isinstance(exc, HostKeyRefused):
+        return TransportError(Status.HOST_KEY_REJECTED, str(exc))
+    if isinstance(exc, paramiko.AuthenticationException):
+        return TransportError(Status.AUTH_FAILED, f"{where} refused authentication ({exc}); check -u, "
+                                                  f"--private-key or the host's authorized_keys")
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return TransportError(Status.UNREACHABLE, f"no answer from {address} within {timeout:.0f} s "
+                                                  f"(host down or filtered)")
+    # paramiko: EOFError when its banner cannot be sent, "Error reading SSH protocol banner" with
+    # an EOFError behind it when the peer closed first. Either way the peer hung up at once.
+    if isinstance(exc, EOFError) or isinstance(exc.__context__, EOFError) and "banner" in str(exc).lower():
+        return TransportError(Status.UNREACHABLE, f"{address} closed the connection before SSH began "
+                                                  f"(sshd's MaxStartups, a TCP wrapper or firewall, "
+                                                  f"or not an SSH server)")
+    if isinstance(exc, paramiko.SSHException):
+        if "banner" in str(exc).lower() or "no existing session" in str(exc).lower():
+            return TransportError(Status.TIMEOUT, f"{address} accepted TCP but sent no SSH banner within "
+                                                  f"{timeout:.0f} s (tarpit or overloaded sshd)")
+        return TransportError(Status.UNREACHABLE, f"SSH negotiation with {where} failed: {exc}")
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        reason = "; ".join(sorted({e.strerror or str(e) for e in exc.errors.values()}))
+    return TransportError(Status.UNREACHABLE, f"cannot connect to {address}: {reason}")
 
 
 class SSHTransport:
-    """One host over SSH. Construct, run() once or more, close()."""
+    """One host over SSH. Construct, run() once or more, close().
+
+    Hosts behind a ProxyJump share the jump connections of ``jumps`` (one pool a sweep); without
+    one, this transport keeps its own and closes it with itself.
+    """
 
     def __init__(self, host: Host, settings: SSHSettings, config: ClientConfig | None = None,
-                 shared: SharedCredentials | None = None):
+                 shared: SharedCredentials | None = None, jumps: JumpPool | None = None):
         self.host = host
         self.settings = settings
+        self.config = config
         self.target = resolve_target(host, settings, config)
         self.shared = shared or SharedCredentials()
+        self.jumps = jumps or JumpPool()
+        self._own_jumps = jumps is None
         self.client: paramiko.SSHClient | None = None
 
     def _connect(self, deadline: float) -> paramiko.SSHClient:
         target = self.target
         timeout = max(0.1, min(target.connect_timeout or self.settings.connect_timeout,
                                deadline - time.monotonic()))
-        client = paramiko.SSHClient()
-        # Looked up read-only (the "system" keys); first-seen keys accepted with
-        # --accept-new-host-keys go to this client's own set and the file, never to the shared one.
-        client._system_host_keys = self.shared.host_keys(target.known_hosts_files)
-        accept_new = self.settings.accept_new_host_keys or target.strict_host_key_checking == "accept-new"
-        client.set_missing_host_key_policy(
-            AcceptNew(target.known_hosts_files[0]) if accept_new and target.known_hosts_files
-            else RefuseUnknown())
-        where = f"{target.user}@{target.hostname}:{target.port}"
-        log.debug("%s: connecting to %s (known_hosts %s, keys %s%s)", self.host.name, where,
-                  ",".join(target.known_hosts_files), ",".join(target.key_files) or "default/agent",
-                  f", via {target.proxy_command}" if target.proxy_command else "")
+        if not target.proxy_jump:
+            return ssh_over(open_socket(target, timeout), target, self.settings, self.shared,
+                            timeout, self.host.name)
+        chain = expand_chain(target.proxy_jump, lambda hop: self._hop(hop).proxy_jump)
+        sock = self.jumps.channel(chain, lambda: self._jump_client(chain), target.hostname,
+                                  target.port, deadline, timeout)
+        return ssh_over(sock, target, self.settings, self.shared, timeout, self.host.name, chain[-1])
+
+    def _hop(self, hop: str) -> SSHTarget:
+        """A jump host's settings: the hop's own user and port, then ssh_config for its name and
+        the command line's, as `ssh -l USER -p PORT HOST` would resolve them (target.py)."""
         try:
-            # The TCP connect is ours, so "no route" and "tarpit" are told apart cleanly; the
-            # handshake gets one second more than the banner so the banner's error wins the race.
-            # As ssh runs a ProxyCommand: `exec COMMAND` in the user's shell.
-            shell = [os.environ.get("SHELL") or "/bin/sh", "-c", f"exec {target.proxy_command}"]
-            sock = (paramiko.ProxyCommand(shlex.join(shell)) if target.proxy_command
-                    else socket.create_connection((target.hostname, target.port), timeout=timeout))
-            if not target.proxy_command:
-                # Nagle + delayed ACK cost ~40 ms per authentication round trip.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            pkey = self.shared.private_key(target.key_files[0]) if len(target.key_files) == 1 else None
-            client.connect(
-                target.hostname, port=target.port, username=target.user, pkey=pkey,
-                key_filename=None if pkey else (target.key_files or None),
-                look_for_keys=False,     # OpenSSH's default keys are in key_files (passwd home)
-                allow_agent=not target.identities_only,
-                timeout=timeout + 1, banner_timeout=timeout, auth_timeout=timeout,
-                channel_timeout=timeout, sock=sock)
-            log.debug("%s: host key verified, authenticated as %s", self.host.name, target.user)
-            # paramiko's reader thread wakes every 0.1 s to check for shutdown; across a 10 s
-            # window and hundreds of hosts that is most of our idle CPU. close() does not wait
-            # for it (it closes the socket), so a slower tick costs nothing.
-            client.get_transport().sock.settimeout(IDLE_TICK_S)
-        except UnknownHostKey as exc:
-            client.close()
-            raise TransportError(Status.HOST_KEY_REJECTED,
-                                 f"host key of {exc.hostname} ({exc.key.get_name()} "
-                                 f"{exc.key.fingerprint}) is not in known_hosts; to trust it: "
-                                 f"{_trust_command(target)}") from None
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            raise TransportError(Status.HOST_KEY_REJECTED,
-                                 f"host key of {target.hostname} CHANGED: it presented "
-                                 f"{exc.key.get_name()} {exc.key.fingerprint}, known_hosts expects "
-                                 f"{exc.expected_key.fingerprint}; possible impersonation — verify "
-                                 f"the host, then update the known_hosts entry") from None
-        except paramiko.AuthenticationException as exc:
-            client.close()
-            raise TransportError(Status.AUTH_FAILED, f"{where} refused authentication ({exc}); check -u, "
-                                              f"--private-key or the host's authorized_keys") from None
-        except (socket.timeout, TimeoutError):
-            client.close()
-            raise TransportError(Status.UNREACHABLE, f"no answer from {target.hostname}:{target.port} "
-                                              f"within {timeout:.0f} s (host down or filtered)") from None
-        except paramiko.SSHException as exc:
-            client.close()
-            if "banner" in str(exc).lower() or "no existing session" in str(exc).lower():
-                raise TransportError(Status.TIMEOUT, f"{target.hostname}:{target.port} accepted TCP but sent "
-                                              f"no SSH banner within {timeout:.0f} s (tarpit or "
-                                              f"overloaded sshd)") from None
-            raise TransportError(Status.UNREACHABLE, f"SSH negotiation with {where} failed: {exc}") from None
-        except OSError as exc:
-            client.close()
-            reason = exc.strerror or str(exc)
-            if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
-                reason = "; ".join(sorted({e.strerror or str(e) for e in exc.errors.values()}))
-            raise TransportError(Status.UNREACHABLE, f"cannot connect to {target.hostname}:{target.port}: "
-                                              f"{reason}") from None
-        return client
+            return resolve_target(hop_host(hop), self.settings, self.config)
+        except (ValueError, ConfigError) as exc:
+            raise TransportError(Status.UNREACHABLE, f"jump host {hop}: {exc}") from None
+
+    def _jump_client(self, chain: tuple[str, ...]) -> paramiko.SSHClient:
+        """A new SSH connection to the chain's last hop, through the hops before it. It serves the
+        whole sweep, so it gets a connect timeout of its own, not one host's leftover budget."""
+        target = self._hop(chain[-1])
+        timeout = target.connect_timeout or self.settings.connect_timeout
+        where = f"jump host {chain[-1]} ({target.hostname}:{target.port})"
+        try:
+            if len(chain) == 1:
+                return ssh_over(open_socket(target, timeout), target, self.settings, self.shared,
+                                timeout, where)
+            sock = self.jumps.channel(chain[:-1], lambda: self._jump_client(chain[:-1]), target.hostname,
+                                      target.port, time.monotonic() + timeout, timeout)
+            return ssh_over(sock, target, self.settings, self.shared, timeout, where, chain[-2])
+        except TransportError as exc:
+            if exc.reason.startswith("jump host "):
+                raise
+            raise TransportError(exc.status, f"{where}: {exc.reason}") from None
 
     def _command(self, argv: list[str], stdin: bytes) -> tuple[str, bytes]:
         if not (self.settings.become or self.host.become):
@@ -192,9 +260,13 @@ class SSHTransport:
         password = self.settings.become_password.encode("utf-8") + b"\n"
         return shlex.join(["sudo", "-S", "-p", "", "--"] + argv), password + stdin
 
-    def run(self, argv, stdin, deadline, max_output=DEFAULT_MAX_OUTPUT) -> RunResult:
+    def connect(self, deadline: float) -> None:
+        """The handshake (TCP, host key, authentication) now, if not made yet (Transport.connect)."""
         if self.client is None:
             self.client = self._connect(deadline)
+
+    def run(self, argv, stdin, deadline, max_output=DEFAULT_MAX_OUTPUT) -> RunResult:
+        self.connect(deadline)
         command, payload = self._command(argv, stdin)
         log.debug("%s: exec %s (%d bytes on stdin)", self.host.name, command, len(payload))
         try:
@@ -214,6 +286,8 @@ class SSHTransport:
         if self.client is not None:
             self.client.close()
             self.client = None
+        if self._own_jumps:
+            self.jumps.close()
 
 
 def _connection_lost(channel: paramiko.Channel, grace_s: float = 0.5) -> bool:

@@ -116,23 +116,28 @@ def argv_split(text: str) -> list[str]:
 
 def parse_hop(hop: str) -> tuple[str | None, str, int | None]:
     """One ProxyJump hop: 'ann@bastion:2222', '[2001:db8::1]:22', 'ssh://ann@bastion:2222'
-    -> (user, host, port); ValueError when OpenSSH would refuse it."""
-    text = hop[6:] if hop[:6].lower() == "ssh://" else hop
-    if hop[:6].lower() == "ssh://" and text.endswith("/"):
+    -> (user, host, port); ValueError when OpenSSH would refuse it (`ssh -J HOP -G` is the
+    oracle: the user ends at the last '@', only ':' separates the port, an IPv6 address goes in
+    brackets, and not in an ssh:// hop).  A host with a space is refused too (ssh would keep its
+    first word)."""
+    uri = hop[:6].lower() == "ssh://"
+    text = hop[6:] if uri else hop
+    if uri and text.endswith("/"):
         text = text[:-1]
     user, at, address = text.rpartition("@")
     if at and not user:
         raise ValueError(f"empty user in jump host {hop!r}")
     if address.startswith("["):
         host, bracket, rest = address[1:].partition("]")
-        if not bracket or (rest and rest[0] not in ":/"):
+        if not bracket or (rest and rest[0] != ":"):
             raise ValueError(f"bad jump host {hop!r}")
-        port = rest[1:]
+        colon, port = rest[:1], rest[1:]
     else:
-        found = re.search("[:/]", address)
-        host, port = (address[:found.start()], address[found.start() + 1:]) if found else (address, "")
+        host, colon, port = address.partition(":")
     if not host:
-        raise ValueError(f"no host in jump host {hop!r}")
+        raise ValueError(f"no host in jump host {hop!r} (an IPv6 address goes in brackets)")
+    if "/" in host or any(c.isspace() for c in host) or (uri and (":" in host or (colon and not port))):
+        raise ValueError(f"bad jump host {hop!r}")
     if port:
         return (user or None), host, port_number(port)
     return (user or None), host, None

@@ -11,7 +11,6 @@ OpenSSH's defaults.  Kept apart from ssh.py so the preflight needs no paramiko.
 from __future__ import annotations
 
 import os
-import shlex
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -31,7 +30,7 @@ class SSHTarget:
     key_files: list[str]
     known_hosts_files: list[str]
     proxy_command: str | None = None       # a shell command, tokens expanded; run as `exec COMMAND`
-    proxy_jump: tuple[str, ...] = ()       # the hops as written; proxy_command then runs ssh -W
+    proxy_jump: tuple[str, ...] = ()       # the hops as written, first hop first (jump.py)
     host_key_alias: str | None = None      # the name to look up in known_hosts instead of hostname
     strict_host_key_checking: str = "ask"  # as ssh -G prints it: true | false | ask | accept-new
     identities_only: bool = False
@@ -43,10 +42,10 @@ def resolve_target(host: Host, settings: SSHSettings, config: ClientConfig | Non
     """ssh_config resolved for the inventory address (what Ansible passes to ssh), then the
     inventory and the command line laid over it."""
     config = config or ClientConfig((), "none")
-    return _target(host, settings, config, config.resolve(host.address))
+    return _target(host, settings, config.resolve(host.address))
 
 
-def _target(host: Host, settings: SSHSettings, config: ClientConfig, resolved: ResolvedHost) -> SSHTarget:
+def _target(host: Host, settings: SSHSettings, resolved: ResolvedHost) -> SSHTarget:
     port = host.port or resolved.port
     user = host.user or settings.user or resolved.user
     # OpenSSH skips configured identities that are not there; --private-key and the inventory's
@@ -63,13 +62,17 @@ def _target(host: Host, settings: SSHSettings, config: ClientConfig, resolved: R
         identities_only=resolved.identities_only,
         connect_timeout=float(timeout) if timeout else settings.connect_timeout,
         global_known_hosts_files=list(resolved.global_known_hosts_files))
-    command, jump = _proxy(host, resolved)
+    command, target.proxy_jump = _proxy(host, resolved)
     if command:
         target.proxy_command = resolved.expanded_proxy_command(command, target.hostname, port, user)
-    elif jump:
-        target.proxy_jump = jump
-        target.proxy_command = jump_command(jump, target.hostname, port, config.source)
     return target
+
+
+def hop_host(hop: str) -> Host:
+    """A ProxyJump hop as the Host `ssh -l USER -p PORT HOST` would reach: the hop's own user and
+    port, the rest from ssh_config for HOST's name and the command line (resolve_target)."""
+    user, name, port = parse_hop(hop)
+    return Host(name=name, address=name, port=port, user=user)
 
 
 def expand(path: str) -> str:
@@ -97,28 +100,21 @@ def _proxy(host: Host, resolved: ResolvedHost) -> tuple[str | None, tuple[str, .
     return resolved.proxy_command, resolved.proxy_jump
 
 
-def jump_command(hops: tuple[str, ...], hostname: str, port: int | str, source: str | None) -> str:
-    """The local OpenSSH client as a ProxyCommand: `ssh -W [host]:port LAST`, reaching the earlier
-    hops through nested ProxyCommands so that every ssh in the chain runs with BatchMode=yes (ssh's
-    own -J would not pass it on) and never prompts.  `-F` passes an explicit --ssh-config on."""
-    *before, last = hops
-    user, jump_host, jump_port = parse_hop(last)
-    argv = ["ssh", "-o", "BatchMode=yes"] + (["-F", source] if source else [])
-    if before:
-        argv += ["-o", "ProxyCommand=" + jump_command(tuple(before), "%h", "%p", source)]
-    argv += (["-l", user] if user else []) + (["-p", str(jump_port)] if jump_port else [])
-    return shlex.join(argv + ["-W", f"[{hostname}]:{port}", "--", jump_host])
-
-
 def preflight(settings: SSHSettings, hosts: Iterable[Host]) -> tuple[str, ...]:
-    """Every SSH host's target resolved before any connection: a bad ssh_config line, an explicit
-    --ssh-config that is not there, a bad ProxyJump raise ConfigError (exit 2); what rstfleet will
-    not follow comes back as one warning for the run."""
+    """Every SSH host's target, and its jump hosts', resolved before any connection: a bad
+    ssh_config line, an explicit --ssh-config that is not there, a bad ProxyJump raise ConfigError
+    (exit 2); what rstfleet will not follow comes back as one warning for the run."""
     config = load_client_config(settings.ssh_config_path)
-    resolved = []
+    resolved, hops = [], set()
     for host in hosts:
         if host.connection != "local":
             resolved.append(config.resolve(host.address))
-            _target(host, settings, config, resolved[-1])
+            for hop in _target(host, settings, resolved[-1]).proxy_jump:
+                if hop in hops:      # each jump host once: hundreds of hosts share one bastion
+                    continue
+                hops.add(hop)
+                jump = hop_host(hop)
+                resolved.append(config.resolve(jump.address))
+                _target(jump, settings, resolved[-1])
     warning = unhonoured_warning(resolved)
     return (warning,) if warning else ()

@@ -12,7 +12,6 @@ Three kinds of input:
 from __future__ import annotations
 
 import functools
-import ipaddress
 import json
 import os
 import random
@@ -34,6 +33,10 @@ from rstfleet.evidence.capture_summary import CaptureSummary, summarize
 from rstfleet.evidence.pcap import (
     MAX_CAPLEN, PcapError, ResetList, ResetPacket, read_resets,
 )
+from pcap_builders import (
+    ACK, RST, SYN, eth, ext_chain, ext_fragment, ext_opts, ipv4, ipv6, ng_block, ng_epb, ng_idb,
+    ng_shb, ng_spb, pcap_file, sll, sll2, tcp, v4_rst, v6_rst,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pcap"
 RST_FILTER = "tcp[tcpflags] & (tcp-rst) == (tcp-rst)"        # exactly what the fleet runs
@@ -41,112 +44,8 @@ RST_FILTER = "tcp[tcpflags] & (tcp-rst) == (tcp-rst)"        # exactly what the 
 # IPv6 capture tests need an extra clause; ip6[53] is the TCP flags byte without ext headers.
 RST_FILTER_WITH_IPV6 = f"({RST_FILTER}) or (ip6 and tcp and ip6[53] & 4 != 0)"
 TCPDUMP = shutil.which("tcpdump") or "/usr/bin/tcpdump"
-RST, ACK, SYN = 0x04, 0x10, 0x02
 HOSTILE_SETTINGS = settings(max_examples=300, deadline=None,
                             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-
-# --------------------------------------------------------------------------- frame builders
-
-def tcp(sport, dport, flags=RST | ACK):
-    return struct.pack("!HHIIBBHHH", sport, dport, 0, 0, 5 << 4, flags, 0, 0, 0)
-
-
-def ipv4(src, dst, payload, proto=6, options=b"", frag_offset=0, more_fragments=False):
-    ihl = 5 + len(options) // 4
-    frag = (0x2000 if more_fragments else 0) | frag_offset
-    return struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, 20 + len(options) + len(payload), 1, frag,
-                       64, proto, 0, ipaddress.IPv4Address(src).packed,
-                       ipaddress.IPv4Address(dst).packed) + options + payload
-
-
-def ipv6(src, dst, payload, next_header=6, ext=b""):
-    return struct.pack("!IHBB16s16s", 0x60000000, len(ext) + len(payload), next_header, 64,
-                       ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed) + ext + payload
-
-
-def ext_opts(next_header):            # hop-by-hop / destination options, 8 bytes of PadN
-    return bytes([next_header, 0, 1, 4, 0, 0, 0, 0])
-
-
-def ext_chain(count):              # hop-by-hop, then destination options ..., then TCP
-    return b"".join(ext_opts(60) for _ in range(count - 1)) + ext_opts(6)
-
-
-def ext_fragment(next_header, offset, more=False):
-    return struct.pack("!BBHI", next_header, 0, (offset << 3) | int(more), 0x1234)
-
-
-def eth(payload, ethertype=0x0800, vlans=(), pad_to=0):
-    frame = b"\x02\x00\x00\x00\x00\x01" + b"\x02\x00\x00\x00\x00\x02"
-    for tpid, vid in vlans:
-        frame += struct.pack("!HH", tpid, vid)
-    frame += struct.pack("!H", ethertype) + payload
-    return frame + b"\x00" * max(0, pad_to - len(frame))
-
-
-def sll(payload, pkttype, proto=0x0800):
-    return struct.pack("!HHH8sH", pkttype, 1, 6, b"\x02\x00\x00\x00\x00\x09", proto) + payload
-
-
-def sll2(payload, pkttype, proto=0x0800, ifindex=2):
-    return struct.pack("!HHIHBB8s", proto, 0, ifindex, 1, pkttype, 6, b"\x02\x00\x00\x00\x00\x09") + payload
-
-
-def v4_rst(src, sport, dst, dport, flags=RST | ACK):
-    return ipv4(src, dst, tcp(sport, dport, flags))
-
-
-def v6_rst(src, sport, dst, dport, flags=RST):
-    return ipv6(src, dst, tcp(sport, dport, flags))
-
-
-# --------------------------------------------------------------------------- file builders
-
-def pcap_file(frames, linktype=1, order="<", nano=False, snaplen=262144, t0=1_700_000_000):
-    """frames: list of bytes, or (bytes, caplen, origlen) to lie about lengths."""
-    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
-    out = struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)
-    for i, frame in enumerate(frames):
-        data, caplen, origlen = frame if isinstance(frame, tuple) else (frame, len(frame), len(frame))
-        frac = 123_456_789 if nano else 123_456
-        out += struct.pack(order + "IIII", t0 + i, frac, caplen, origlen) + data
-    return out
-
-
-def _pad4(b):
-    return b + b"\x00" * (-len(b) % 4)
-
-
-def ng_block(btype, body, o="<", total=None, trailer=None):
-    body = _pad4(body)
-    blen = 12 + len(body)
-    return struct.pack(o + "II", btype, total or blen) + body + struct.pack(o + "I", trailer or blen)
-
-
-def ng_options(options, o="<"):
-    if not options:
-        return b""
-    return b"".join(struct.pack(o + "HH", c, len(v)) + _pad4(v) for c, v in options) + b"\0\0\0\0"
-
-
-def ng_shb(o="<"):
-    return ng_block(0x0A0D0D0A, struct.pack(o + "IHHq", 0x1A2B3C4D, 1, 0, -1), o)
-
-
-def ng_idb(linktype, o="<", snaplen=262144, options=()):
-    return ng_block(1, struct.pack(o + "HHI", linktype, 0, snaplen) + ng_options(options, o), o)
-
-
-def ng_epb(ifid, ts_units, data, o="<", flags=None, caplen=None):
-    options = [(2, struct.pack(o + "I", flags))] if flags is not None else []
-    head = struct.pack(o + "IIIII", ifid, ts_units >> 32, ts_units & 0xFFFFFFFF,
-                       len(data) if caplen is None else caplen, len(data))
-    return ng_block(6, head + _pad4(data) + ng_options(options, o), o)
-
-
-def ng_spb(data, o="<"):
-    return ng_block(3, struct.pack(o + "I", len(data)) + data, o)
 
 
 # --------------------------------------------------------------------------- crafted fixtures
@@ -239,10 +138,10 @@ def _pcapng_mixed():
     le += ng_idb(276, "<")                                                          # if 0: SLL2, µs
     le += ng_idb(1, "<", options=[(9, b"\x09"), (14, struct.pack("<q", 100))])     # if 1: ns, +100 s
     le += ng_idb(147, "<")                                                          # if 2: unsupported
-    le += ng_epb(0, 1_700_000_000_250_000, sll2(v4_rst("10.1.0.1", 25, "10.1.0.2", 40001), 4), "<")
-    le += ng_epb(1, 1_700_000_000_000_000_001, eth(v4_rst("10.1.0.2", 40002, "10.1.0.1", 26)), "<", flags=1)
-    le += ng_epb(2, 0, v4_rst("10.1.0.9", 1, "10.1.0.9", 2), "<")                   # skipped
-    le += ng_spb(sll2(v4_rst("10.1.0.1", 27, "10.1.0.3", 40003), 0), "<")
+    le += ng_epb(0, 1_700_000_000_250_000, sll2(v4_rst("192.0.2.1", 25, "192.0.2.2", 40001), 4), "<")
+    le += ng_epb(1, 1_700_000_000_000_000_001, eth(v4_rst("192.0.2.2", 40002, "192.0.2.1", 26)), "<", flags=1)
+    le += ng_epb(2, 0, v4_rst("192.0.2.9", 1, "192.0.2.9", 2), "<")                   # skipped
+    le += ng_spb(sll2(v4_rst("192.0.2.1", 27, "192.0.2.3", 40003), 0), "<")
     be = ng_shb(">") + ng_idb(1, ">", options=[(9, bytes([0x80 | 10]))])           # 2^-10 s units
     be += ng_epb(0, 1024 * 1_700_000_000, eth(v6_rst("2001:db8::1", 28, "2001:db8::2", 40004),
                                               ethertype=0x86DD), ">", flags=2)
@@ -498,7 +397,7 @@ def test_every_prefix_of_a_real_capture_is_read_up_to_its_last_whole_record(name
 
 def test_crafted_fixture_files_match_their_builders():
     for name, data in crafted_fixtures().items():
-        assert fixture(name) == data, f"{name} is stale: run python tests/test_pcap.py"
+        assert fixture(name) == data, f"{name} is stale: run python tests/e2e/test_pcap.py --crafted-only"
 
 
 def test_linux_sll2_and_sll_decode_to_the_same_resets_with_direction():
@@ -546,9 +445,9 @@ def test_ipv6_extension_headers_are_walked_and_bounded():
 def test_pcapng_sections_interfaces_resolutions_and_flags():
     packets = read_resets(fixture("crafted.pcapng"))
     assert tuples(packets) == [
-        ("10.1.0.1", 25, "10.1.0.2", 40001, "out"),        # SLL2 outgoing
-        ("10.1.0.2", 40002, "10.1.0.1", 26, "in"),         # Ethernet, epb_flags inbound
-        ("10.1.0.1", 27, "10.1.0.3", 40003, "in"),         # Simple Packet Block on if 0
+        ("192.0.2.1", 25, "192.0.2.2", 40001, "out"),        # SLL2 outgoing
+        ("192.0.2.2", 40002, "192.0.2.1", 26, "in"),         # Ethernet, epb_flags inbound
+        ("192.0.2.1", 27, "192.0.2.3", 40003, "in"),         # Simple Packet Block on if 0
         ("2001:db8::1", 28, "2001:db8::2", 40004, "out"),  # big-endian section, epb_flags outbound
     ]
     assert packets[0].ts == pytest.approx(1_700_000_000.25)
@@ -586,13 +485,25 @@ def test_max_packets_bounds_the_result_and_marks_the_summary_truncated():
 @pytest.mark.parametrize("name", [
     "hostile_empty.pcap", "hostile_zeros.bin", "hostile_random.bin", "hostile_truncated_header.pcap",
     "hostile_truncated_pcapng_header.pcapng", "hostile_caplen_2_31.pcap",
-    "hostile_caplen_over_snaplen.pcap", "hostile_bogus_snaplen.pcap",
+    "hostile_caplen_over_snaplen.pcap",
     "hostile_pcapng_block_length_lies.pcapng", "hostile_pcapng_trailer_mismatch.pcapng",
     "hostile_pcapng_caplen_overruns_block.pcapng", "hostile_pcapng_unknown_interface.pcapng",
 ])
 def test_hostile_fixture_raises_pcaperror(name):
     with pytest.raises(PcapError):
         read_resets(fixture(name))
+
+
+@needs_tcpdump
+def test_a_bogus_snaplen_is_read_as_the_maximum_as_libpcap_does():
+    """This fixture was once refused; libpcap reads a snaplen of 0 or beyond the maximum as the
+    maximum (tcpdump -r is the oracle: "snapshot length 262144", no error). With no record in it,
+    it holds no reset; tests/unit/test_analyze.py covers records under bogus snaplens."""
+    path = FIXTURES / "hostile_bogus_snaplen.pcap"
+    oracle = subprocess.run([TCPDUMP, "-nn", "-r", str(path)], capture_output=True, text=True, timeout=30)
+    assert oracle.returncode == 0 and "snapshot length 262144" in oracle.stderr and oracle.stdout == ""
+    packets = read_resets(path.read_bytes())
+    assert packets == [] and packets.records == 0 and packets.notes() == []
 
 
 def test_cleanly_truncated_final_record_returns_what_was_read():

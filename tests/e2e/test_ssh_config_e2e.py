@@ -1,7 +1,8 @@
 """ssh_config carried out against real lab hosts: what the resolver decides (tests/unit/
 test_ssh_config.py proves it equals ssh -G) is what the connection does — tokens in known-hosts
 paths, accept-new, IdentitiesOnly, a ProxyCommand run as ssh runs it, and a ProxyJump through
-another lab host with the same --ssh-config handed to the local ssh."""
+another lab host whose own settings come from the same --ssh-config (an SSH channel of it, no
+local ssh)."""
 
 from __future__ import annotations
 
@@ -55,8 +56,8 @@ def test_proxyjump_goes_through_the_jump_host_with_the_same_ssh_config(lab5, tmp
 
 
 def test_proxyjump_to_an_unknown_jump_key_fails_without_prompting(lab5, tmp_path):
-    """The jump host's key is unknown: the local ssh (BatchMode=yes, proved against ssh -G in the
-    unit tests) refuses at once instead of asking, and the host is reported, not hung."""
+    """The jump host's key is unknown (its own UserKnownHostsFile, from its own block): refused by
+    the same known_hosts check as any host, never asked about, and the host is reported, not hung."""
     target, jump = lab5.host("h01"), lab5.host("h02")
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
@@ -66,6 +67,8 @@ def test_proxyjump_to_an_unknown_jump_key_fails_without_prompting(lab5, tmp_path
                       f"Host bastion\n  HostName {jump.address}\n  UserKnownHostsFile {empty}\n"
                       f"Host *\n  User root\n  IdentityFile {lab5.key_path}\n")
     proc, hosts = _sweep(config, tmp_path, "behind")
-    assert hosts["behind"]["status"] != "ok"
+    assert hosts["behind"]["status"] == "host_key_rejected", hosts["behind"]["reason"]
+    assert hosts["behind"]["reason"].startswith(f"jump host bastion ({jump.address}:22): host key of ")
+    assert "not in known_hosts" in hosts["behind"]["reason"]
     assert b"(yes/no" not in proc.stderr and b"(yes/no" not in proc.stdout
     assert proc.returncode == 8

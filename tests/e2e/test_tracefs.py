@@ -39,8 +39,9 @@ def fmt(name: str) -> dict:
 
 
 def test_probe_module_is_python_3_6_syntax():
-    ast.parse(TRACEFS_PY.read_text(), feature_version=(3, 6))
-    assert len(TRACEFS_PY.read_text().splitlines()) < 300
+    for path in (TRACEFS_PY, TRACEFS_PY.with_name("traceformat.py"), TRACEFS_PY.with_name("tally.py")):
+        ast.parse(path.read_text(), feature_version=(3, 6))
+        assert len(path.read_text().splitlines()) < 300, path
 
 
 def test_6_18_format_fields_conversions_and_symbol_tables():
@@ -93,17 +94,11 @@ def test_local_addresses_from_a_lab_namespaces_proc_files():
     assert got == {"127.0.0.1", "198.18.0.2", "::1", "2001:db8::2"}  # not .0 (/22 UNICAST), not broadcast
 
 
-def test_collect_keeps_local_events_counts_foreign_capped_and_lost(tmp_path):
-    (tmp_path / "trace").write_text((FIXTURES / "trace-6.18.txt").read_text())
-    (tmp_path / "per_cpu" / "cpu0").mkdir(parents=True)
-    (tmp_path / "per_cpu" / "cpu0" / "stats").write_text("entries: 3\noverrun: 2\ndropped events: 1\n")
-    trace = tracefs.ResetTrace(max_events=1, addresses={"127.0.0.1"})
-    trace.format, trace.stats["clock"] = fmt("6.18"), "mono"
-    trace._collect(str(tmp_path))
-    assert [(e["sport"], e["reason"]) for e in trace.events] == [(9, "NO_SOCKET")]
-    assert {k: trace.stats[k] for k in ("seen", "kept", "dropped", "foreign", "lost_in_kernel", "unparsed")} == {
-        "seen": 3, "kept": 1, "dropped": 1, "foreign": 1, "lost_in_kernel": 3, "unparsed": 0}
-    assert trace.events[0]["ts"] > 1.6e9  # monotonic trace clock turned into epoch seconds
+def test_lost_events_are_the_kernels_own_count_per_cpu(tmp_path):
+    for cpu, text in (("cpu0", "entries: 3\noverrun: 2\ndropped events: 1\n"), ("cpu1", "overrun: 0\ndropped events: 4\n")):
+        (tmp_path / "per_cpu" / cpu).mkdir(parents=True)
+        (tmp_path / "per_cpu" / cpu / "stats").write_text(text)
+    assert tracefs.lost_events(str(tmp_path)) == 7
 
 
 def test_start_refuses_without_root(monkeypatch):
@@ -142,9 +137,12 @@ def tracefs_instances() -> set[str]:
 
 def run_probe_code(code: str, netns: str | None = None) -> dict:
     """``code`` under /usr/bin/python3 with the probe module as ``t``; it prints one JSON line."""
-    prelude = ("import importlib.util, json, os, sys\n"
-               f"spec = importlib.util.spec_from_file_location('tracefs', {str(TRACEFS_PY)!r})\n"
-               "t = importlib.util.module_from_spec(spec); spec.loader.exec_module(t)\n")
+    host = str(TRACEFS_PY.parent)
+    prelude = ("import importlib, importlib.util, json, os, sys\n"
+               f"spec = importlib.util.spec_from_file_location('rstprobe', {host + '/__init__.py'!r},"
+               f" submodule_search_locations=[{host!r}])\n"
+               "sys.modules['rstprobe'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(sys.modules['rstprobe'])\n"
+               "t = importlib.import_module('rstprobe.tracefs')\n")
     argv = ["/usr/bin/python3", "-I", "-B", "-c", prelude + code]
     out = subprocess.run((["ip", "netns", "exec", netns] if netns else []) + argv, capture_output=True,
                          text=True, timeout=60)
@@ -288,6 +286,12 @@ def _events(seen: dict, src: str, dst: str) -> Counter:
                    if e["saddr"] in (src, "0.0.0.0") and (e["daddr"] == dst or (e["daddr"], e["dport"]) == listener))
 
 
+def _received(seen: dict, local: str, peer: str) -> int:
+    """Resets ``local`` received from ``peer`` on this run's ports (the peer's end is the port)."""
+    return sum(1 for e in seen["received"] if (e["saddr"], e["daddr"]) == (local, peer)
+               and (P <= e["dport"] < P + 40 or P <= e["sport"] < P + 40))
+
+
 @pytest.mark.lab
 @pytest.mark.parametrize("case", list(CASES))
 def test_scenario_resets_as_measured(lab, case):
@@ -303,6 +307,10 @@ def test_scenario_resets_as_measured(lab, case):
     assert seen_peer["OutRsts"] == sum(peer_events.values()), summary
     assert {k: seen_host["counters"]["TcpExt"].get(k) for k in host_ext} == host_ext, summary
     assert seen_host["stats"]["wildcard"] >= sum(n for key, n in host_events.items() if key[3])
+    # the other end (tcp:tcp_receive_reset): every RST the host sent hit a socket of the peer, which
+    # counted it; the assassination's RST kills a TIME_WAIT socket, which fires no receive at all
+    assert _received(seen_peer, peer.address, host.address) == seen_host["OutRsts"], summary
+    assert _received(seen_host, host.address, peer.address) == 0, summary
     for seen in (seen_host, seen_peer):
         assert seen["stats"]["errors"] == [] and seen["stats"]["unparsed"] == 0 and seen["stats"]["lost_in_kernel"] == 0
     assert _tracefs_mounts() == mounts, "a probe's tracefs mount leaked into the test process"

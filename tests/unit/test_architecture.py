@@ -10,7 +10,9 @@ from helpers import ROOT
 
 PACKAGE = ROOT / "rstfleet"
 PURE = ("rstfleet.analysis", "rstfleet.fleet", "rstfleet.evidence.host", "rstfleet.evidence.causes",
-        "rstfleet.evidence.capture_summary")
+        "rstfleet.evidence.capture_summary", "rstfleet.evidence.capture_hosts", "rstfleet.transport.known_hosts",
+        "rstfleet.transport.keyblob", "rstfleet.expected", "rstfleet.sweep.coverage", "rstfleet.netdata_rule",
+        "rstfleet.evidence.received", "rstfleet.pairing")
 IO_MODULES = {"os", "io", "pathlib", "shutil", "subprocess", "socket", "tempfile", "rstfleet.evidence.captures"}
 
 

@@ -63,6 +63,9 @@ class StoppableProbe:
         with self.lock:
             return self.stop_requests.setdefault(f"{self.host.name}:{run_id}", threading.Event())
 
+    def connect(self, deadline: float) -> None:
+        """No handshake to make."""
+
     def run(self, argv, stdin, deadline, max_output=0) -> RunResult:
         if "--stop-run" in argv:
             self._event(argv[argv.index("--stop-run") + 1]).set()
@@ -97,7 +100,7 @@ def test_ctrl_c_asks_capturing_probes_to_finish_early_and_keeps_what_they_send(m
     assert results[0].probe["tcp"]["delta"]["OutRsts"] == 7
     assert any("interrupted (Ctrl-C)" in note for note in results[0].probe["notes"])
     assert results[1].status == Status.CANCELLED        # did not answer within the wait
-    assert 0.2 + 0.5 <= took < 0.2 + 0.5 + 1.2, took
+    assert 0.2 + 0.5 <= took < 0.2 + 0.5 + 3.0, took     # loose: loaded CI cores
 
 
 def test_a_second_ctrl_c_stops_waiting_for_the_probes(monkeypatch):
@@ -135,7 +138,9 @@ def test_ctrl_c_between_the_phases_starts_no_phase_2_and_names_no_host_as_dug_in
         return [HostResult(h.name, h.address, Status.OK, "", document(50)) for h in hosts]
     results, phase2 = triage(triage_plan(), run_phase, interrupt)
     assert phases == [["h1", "h2", "h3"]]
-    assert phase2 == Phase2()
+    assert phase2 == Phase2(left_out=phase2.left_out)         # nothing finished, stopped or cancelled
+    assert phase2.left_out["h1"] == phase2.left_out["h2"] == "Ctrl-C before phase 2 started"
+    assert "(--top 2)" in phase2.left_out["h3"]                # beyond the bound: said too
     assert [r.status for r in results] == [Status.OK] * 3
 
 
@@ -144,7 +149,7 @@ def test_ctrl_c_during_phase_2_says_per_host_what_finished_stopped_early_or_was_
 
     def run_phase(hosts, settings_):
         if settings_.window_s != 5.0 or "--capture" not in settings_.probe_options:
-            return [HostResult(h.name, h.address, Status.OK, "", document(50 - i)) for i, h in enumerate(hosts)]
+            return [HostResult(h.name, h.address, Status.OK, "", document(60 - i)) for i, h in enumerate(hosts)]
         interrupt.press()
         fates = {"h1": (Status.OK, document(3)), "h2": (Status.OK, document(2, stopped_early=True, measured_s=1.0)),
                  "h3": (Status.CANCELLED, None)}
@@ -268,7 +273,7 @@ def test_stop_run_makes_only_the_probes_of_its_run_finish_early_with_their_docum
         out, _ = mine.communicate(timeout=5)
         took = time.monotonic() - started
         assert asked.returncode == 0 and b"asked 1 probe(s)" in asked.stderr, asked.stderr
-        assert mine.returncode == 0 and took < 1.5, took
+        assert mine.returncode == 0 and took < 4.0, took     # its window was 20 s
         document = json.loads(out)
         assert document["window"]["stopped_early"] is True and document["window"]["measured_s"] < 5
         assert other.poll() is None and decoy.poll() is None

@@ -12,7 +12,8 @@ from rstfleet.cli import build_parser
 from rstfleet.inventory import Host
 from rstfleet.plan import MIN_MAX_OUTPUT, Plan, PlanError, in_shard, parse_shard
 from rstfleet.playbook import CaptureStep, Play
-from rstfleet.probe.host.limits import CAPTURE_BYTES, MAX_CAPTURE_BYTES, PHASE2_TOP
+from rstfleet.probe.host.limits import (CAPTURE_BYTES, EXACT_MINUTE_S, MAX_CAPTURE_BYTES, NETDATA_TIMEOUT_S,
+                                        PHASE2_TOP)
 from rstfleet.sweep.pool import SweepSettings
 
 HOSTS = [Host("web1", "192.0.2.1"), Host("web2", "192.0.2.2")]
@@ -33,10 +34,11 @@ def refusal(*argv: str) -> str:
     return str(caught.value)
 
 
-def test_a_plain_sweep_with_cli_defaults_is_the_default_sweep_settings():
+def test_a_plain_sweep_with_cli_defaults_is_the_default_sweep_settings_asking_a_netdata_agent():
     sweep = plan("sweep")
-    assert sweep.sweep == SweepSettings()
-    assert (sweep.sweep.window_s, sweep.sweep.forks, sweep.sweep.probe_options) == (10.0, 200, ("--trace-auto",))
+    assert sweep.sweep == SweepSettings(probe_options=("--trace-auto", "--netdata", "auto"), lead_s=NETDATA_TIMEOUT_S)
+    assert (sweep.sweep.window_s, sweep.sweep.forks, sweep.sweep.probe_options) == (
+        10.0, 200, ("--trace-auto", "--netdata", "auto"))
     assert sweep.phase2 is None
     assert sweep.hosts == tuple(HOSTS)
     assert sweep.window_s == 10.0
@@ -118,21 +120,44 @@ def test_no_trace_keeps_the_tracepoint_off_even_with_a_capture():
 
 
 def test_trace_alone_adds_only_the_trace_option():
-    assert plan("sweep", "--trace").sweep.probe_options == ("--trace",)
+    assert plan("sweep", "--trace", "--netdata", "off").sweep.probe_options == ("--trace",)
 
 
 def test_owners_on_a_sweep_are_asked_of_the_probe():
-    assert plan("sweep", "--owners").sweep.probe_options[-2:] == ("--owners", "auto")
+    assert plan("sweep", "--owners", "--netdata", "off").sweep.probe_options[-2:] == ("--owners", "auto")
 
 
-def test_triage_sweeps_counters_only_then_captures_with_owners_on_the_worst():
+def test_triage_sweeps_counters_and_the_agent_then_captures_with_owners_on_the_worst():
     triage = plan("triage", "--top", "3", "--capture", "60")
-    assert triage.sweep.probe_options == ("--trace-auto",)
+    assert triage.sweep.probe_options == ("--trace-auto", "--netdata", "auto")
     assert triage.sweep.window_s == 10.0
     assert triage.phase2 is not None and triage.phase2.window_s == 60.0
     assert triage.phase2.probe_options[:3] == ("--trace", "--capture", "60.0")
     assert triage.phase2.probe_options[-2:] == ("--owners", "auto")
     assert triage.phase2_top == 3
+
+
+def test_the_exact_baseline_adds_its_minute_to_phase_1_deadlines_only():
+    triage = plan("triage", "--capture", "60", "--baseline", "exact", "--netdata", "off")
+    assert triage.sweep.probe_options == ("--trace-auto", "--baseline", "exact")
+    assert triage.sweep.host_budget_s == plan("triage", "--capture", "60", "--netdata", "off").sweep.host_budget_s + EXACT_MINUTE_S
+    assert "--baseline" not in triage.phase2.probe_options and triage.phase2.lead_s == 0.0
+    sweep = plan("sweep", "--baseline", "exact").sweep
+    assert sweep.probe_options[-4:] == ("--netdata", "auto", "--baseline", "exact")
+    assert sweep.lead_s == EXACT_MINUTE_S + NETDATA_TIMEOUT_S
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:19999", "http://[::1]:19999/", "http://localhost",
+                                 "http://127.0.0.2:8080/netdata"])
+def test_a_loopback_agent_url_is_passed_to_the_probe_as_given(url):
+    assert plan("sweep", "--netdata", url).sweep.probe_options[-2:] == ("--netdata", url)
+
+
+@pytest.mark.parametrize("url", ["http://198.18.0.1:19999", "https://127.0.0.1:19999", "http://[::2]:19999",
+                                 "http://localhost.example.com", "http://127.0.0.1:19999/../x?y", "http://127.0.0.1/../api",
+                                 "http://127.1:19999", "http://127.0.0.1:0", "ftp://127.0.0.1", "yes"])
+def test_an_agent_url_off_loopback_or_malformed_is_refused_naming_the_flag(url):
+    assert refusal("sweep", "--netdata", url).startswith("--netdata:")
 
 
 def test_become_is_implied_by_asking_for_the_become_password():
@@ -235,3 +260,18 @@ def test_a_malformed_shard_is_refused_naming_the_flag(text):
 
 def test_a_shard_parses_to_k_and_n():
     assert parse_shard("2/5") == (2, 5)
+
+
+def test_the_default_agent_question_keeps_the_shell_fallback_an_agent_url_or_exact_minute_needs_python():
+    """--netdata auto is best effort: a host without python3 still gets the shell probe (and no
+    Netdata verdict); a URL or --baseline exact can only be served by the Python probe."""
+    assert plan("sweep").sweep.host_probe == "python-or-shell"
+    assert plan("sweep", "--netdata", "http://127.0.0.1:19999").sweep.host_probe == "python"
+    assert plan("sweep", "--baseline", "exact").sweep.host_probe == "python"
+    assert plan("sweep", "--host-probe", "shell").sweep.host_probe == "shell"
+    assert plan("sweep", "--netdata", "off").sweep.host_probe == "python-or-shell"
+
+
+@pytest.mark.parametrize("argv", [("--baseline", "exact"), ("--netdata", "http://127.0.0.1:19999")])
+def test_the_shell_probe_with_an_alert_input_it_cannot_serve_is_refused(argv):
+    assert refusal("sweep", "--host-probe", "shell", *argv).startswith("--host-probe shell reads counters only")

@@ -65,10 +65,10 @@ def test_shipped_sweep_playbook_sweeps_every_host_for_ten_seconds_with_default_t
     assert (play.forks, play.become) == (None, False)
 
 
-def test_shipped_triage_playbook_captures_60s_and_finds_owners_on_the_worst_five():
+def test_shipped_triage_playbook_captures_60s_and_finds_owners_on_every_alerting_host_up_to_20():
     (play,) = load_playbook(str(ROOT / "playbooks" / "triage.yml")).plays
     assert (play.hosts, play.window, play.owners) == ("all", 10.0, True)
-    assert play.capture == CaptureStep(duration=60.0, packets=10000, bytes=8 * 1024 * 1024, top=5)
+    assert play.capture == CaptureStep(duration=60.0, packets=10000, bytes=8 * 1024 * 1024, top=20)
     assert play.fail_on == "warn"
 
 

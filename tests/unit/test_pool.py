@@ -39,6 +39,9 @@ class FakeTransport:
     def __init__(self, host, answer):
         self.host, self.answer, self.closed = host, answer, 0
 
+    def connect(self, deadline):
+        """No handshake to make: run() is what these tests time."""
+
     def run(self, argv, stdin, deadline, max_output=0):
         with FakeTransport.lock:
             FakeTransport.in_flight += 1

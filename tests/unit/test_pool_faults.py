@@ -150,6 +150,14 @@ def test_the_whole_run_deadline_is_the_handshake_waves_then_one_window_per_windo
     assert run_deadline_s(450, 200, split) == 2 * (2 * (40 + grace) + one_window)
 
 
+def test_the_whole_run_deadline_includes_the_probes_lead_exact_minute_and_agent():
+    """The lead (exact minute 60 s + agent 1 s) is in every host's probe bound, so in the run's."""
+    settings_ = SweepSettings(window_s=10, connect_timeout_s=10, margin_s=15, forks=200, lead_s=61)
+    grace = pool.STUCK_THREAD_GRACE_S
+    assert settings_.host_budget_s == 96
+    assert run_deadline_s(450, 200, settings_) == 3 * (40 + grace) + 5 + 96 + grace
+
+
 def test_a_stuck_host_does_not_narrow_the_pool_the_queued_hosts_still_finish_in_time(monkeypatch, release):
     """One fork, the first host stalls forever: it is abandoned after its budget + grace and a
     fresh worker probes the others, so they are measured, not abandoned."""

@@ -24,7 +24,7 @@ from rstfleet.probe.host.counters import read_snapshot
 from rstfleet.probe.host.facts import read_uptime
 from rstfleet.probe.host.main import build_document
 from rstfleet.results import Status
-from rstfleet.report import view
+from rstfleet.report import view, window_text
 from rstfleet.sweep import pool, sessions, window
 from rstfleet.sweep.pool import SweepSettings, sweep_fleet
 from rstfleet.transport import RunResult
@@ -268,32 +268,32 @@ def test_the_span_says_whether_one_instant_lies_inside_every_window():
     assert aligned.span_s == pytest.approx(10.2) and aligned.start_spread_s == pytest.approx(0.2)
     apart = window.fleet_window([doc(100.0, 10.0), doc(110.5, 10.0)])
     assert not apart.overlap
-    assert "do not all overlap" in view.window_sentence(apart.as_dict())
+    assert "do not all overlap" in window_text.window_sentence(apart.as_dict())
     split = window.fleet_window([doc(100.0, 10.0)], groups=3, split_reason="open-file limit 100")
-    assert view.window_sentence(split.as_dict()).startswith("split into 3 successive windows (open-file limit 100)")
+    assert window_text.window_sentence(split.as_dict()).startswith("split into 3 successive windows (open-file limit 100)")
 
 
 def test_the_default_sweep_traces_only_where_the_kernel_is_the_hosts_own(tmp_path):
     """--trace-auto: root and the kernel's first network namespace (a real host) traces; a lab
     host or a container (another namespace: the tracepoint is machine-wide) does not. The /proc
     here is a file tree, because a unit test cannot enter another network namespace."""
-    from rstfleet.probe.host import main as probe_main
+    from rstfleet.probe.host import main as probe_main, tracefs
     for name in ("self", "1"):
         (tmp_path / name / "ns").mkdir(parents=True)
     (tmp_path / "1" / "ns" / "net").write_text("")
     os.link(tmp_path / "1" / "ns" / "net", tmp_path / "self" / "ns" / "net")
-    assert not probe_main.shares_its_kernel(str(tmp_path))          # the same namespace
+    assert not tracefs.shares_its_kernel(str(tmp_path))          # the same namespace
     (tmp_path / "self" / "ns" / "net").unlink()
     (tmp_path / "self" / "ns" / "net").write_text("")
-    assert probe_main.shares_its_kernel(str(tmp_path))              # another one
-    assert probe_main.shares_its_kernel(str(tmp_path / "missing"))  # unreadable: shared
+    assert tracefs.shares_its_kernel(str(tmp_path))              # another one
+    assert tracefs.shares_its_kernel(str(tmp_path / "missing"))  # unreadable: shared
     (tmp_path / "1" / "ns" / "net").unlink()                          # PID 1 refuses a look:
     (tmp_path / "2" / "ns").mkdir(parents=True)                       # kthreadd's namespace decides
     os.link(tmp_path / "self" / "ns" / "net", tmp_path / "2" / "ns" / "net")
-    assert not probe_main.shares_its_kernel(str(tmp_path))
+    assert not tracefs.shares_its_kernel(str(tmp_path))
     args = probe_main.parse_args(["--trace-auto"])
     assert probe_main.trace_wanted(args) == (os.geteuid() == 0
-                                              and not probe_main.shares_its_kernel())
+                                             and not tracefs.shares_its_kernel())
     assert probe_main.trace_wanted(probe_main.parse_args(["--trace"]))
     assert not probe_main.trace_wanted(probe_main.parse_args([]))
 
@@ -310,6 +310,9 @@ def test_a_host_without_python3_still_gets_the_shell_probe_when_tracing_is_only_
             if argv[0] == "python3":
                 return RunResult(127, b"", b"sh: 1: python3: not found\n")
             return RunResult(0, subprocess.run(argv, capture_output=True).stdout, b"")
+
+        def connect(self, deadline):
+            pass
 
         def close(self):
             pass

@@ -32,12 +32,25 @@ def test_fixture_validates_against_the_published_schema():
     validate_schema(load_fixture())
 
 
-def test_fixture_assessments_render_back_to_the_same_hosts():
+ADDED_HOST_FIELDS = {"rule", "lifetime_verdict", "netdata", "episode"}   # since the fixture was written
+
+
+def test_fixture_assessments_render_back_to_the_same_hosts_plus_only_the_added_fields():
     report = load_fixture()
     rendered = json.loads(render("json", *fixture_assessments()))
     # next_commands are rebuilt from the evidence by every render (the fixture predates them)
     commands = {h["host"]: h.pop("next_commands") for h in rendered["hosts"]}
+    # so are the expected-reset fields: no rule was declared, so nothing is excused
+    assert {(h.pop("expected_resets_per_s"), str(h.pop("expected_rules"))) for h in rendered["hosts"]} == {(0.0, "[]")}
+    assert {h["evidence"].pop("expected") for h in rendered["hosts"] if h["evidence"]} == {None}
     assert commands["h02"] == [{"argv": ["lsof", "-i:9", "-P", "-n"], "line": "lsof -i:9 -P -n   # on h02: "
                                 "is something meant to listen on port 9, a crashed service"}]
-    assert rendered["hosts"] == report["hosts"]
+    # the fixture predates the received side: its saved evidence has none, and renders without it
+    assert [h["evidence"].pop("received") for h in rendered["hosts"] if h["evidence"]] == [None, None, None]
+    for old, new in zip(report["hosts"], rendered["hosts"], strict=True):
+        assert set(new) - set(old) == ADDED_HOST_FIELDS
+        assert {k: new[k] for k in old} == old
+        assert new["rule"] == ("lifetime baseline" if old["rank"] is not None else None)
+    assert rendered["fleet"].pop("both_ends")["pairs"] == []
     assert rendered["fleet"] == report["fleet"]
+    validate_schema(rendered)

@@ -49,7 +49,7 @@ def test_markdown_cannot_gain_a_column_an_html_tag_or_emphasis():
     text = render("markdown", *hostile())
     assert "<script" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;\\|\\*\\_" in text
     tables = parse_markdown(text)
-    assert all(len(row) == 8 for row in tables["Ranked hosts"])
+    assert all(len(row) == 9 for row in tables["Ranked hosts"])
     assert all(len(row) == 3 for row in tables["Not checked"])
     assert not re.search(r"(?<!\\)\|\*", text)
     headings = [line for line in text.splitlines() if line.startswith("#")]

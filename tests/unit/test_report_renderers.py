@@ -28,7 +28,8 @@ WORST_CAUSE = WORST["evidence"]["causes"][0]
 README_FIELDS = ["schema", "generated_at", "window_s", "thresholds", "summary", "exit_code", "hosts"]
 README_HOST_FIELDS = ["rank", "host", "address", "groups", "status", "reason", "resets_sent_per_s",
                       "baseline_per_s", "verdict", "spike", "window_s", "elapsed_s", "score",
-                      "score_explained", "evidence", "next_commands", "probe"]
+                      "score_explained", "evidence", "next_commands", "expected_resets_per_s",
+                      "expected_rules", "probe", "rule", "lifetime_verdict", "netdata", "episode"]
 
 
 def rendered(fmt: str, **meta_overrides) -> str:
@@ -148,7 +149,7 @@ def test_markdown_tables_keep_their_columns_and_rank_order():
     text = rendered("markdown")
     tables = parse_markdown(text)
     assert [row[1] for row in tables["Ranked hosts"]] == RANKED
-    assert all(len(row) == 8 for row in tables["Ranked hosts"])
+    assert all(len(row) == 9 and row[8] == "lifetime baseline" for row in tables["Ranked hosts"])
     assert tables["Not checked"] == [[DOWN, "unreachable", MISSED["reason"]]]
     assert "closed\\_port" in text                       # underscores cannot start emphasis
     assert "- `lsof -i:9 -P -n   # on h02: is something meant to listen on port 9, a crashed service`" in text
@@ -232,7 +233,9 @@ def test_prometheus_textfile_has_help_and_type_for_every_metric_and_parses():
     assert names == re.findall(r"^# HELP (\S+) ", text, re.M)
     assert set(names) == {"rstfleet_resets_sent_per_second", "rstfleet_baseline_resets_per_second",
                           "rstfleet_host_up", "rstfleet_cause_resets_per_second", "rstfleet_score",
-                          "rstfleet_verdict", "rstfleet_last_run_timestamp_seconds"}
+                          "rstfleet_verdict", "rstfleet_verdict_rule", "rstfleet_last_run_timestamp_seconds",
+                          "rstfleet_expected_resets_per_second", "rstfleet_phase2_covered",
+                          "rstfleet_resets_received_per_second", "rstfleet_resets_not_sent_by_kernel"}
     samples = parse_prometheus(text)
     h02 = frozenset({("host", "h02")})
     assert samples[("rstfleet_resets_sent_per_second", h02)] == pytest.approx(WORST["resets_sent_per_s"])
@@ -241,5 +244,6 @@ def test_prometheus_textfile_has_help_and_type_for_every_metric_and_parses():
     verdicts = {dict(labels)["verdict"]: value for (name, labels), value in samples.items()
                 if name == "rstfleet_verdict" and dict(labels)["host"] == DOWN}
     assert verdicts == {"unknown": 1, "ok": 0, "warn": 0, "crit": 0}
+    assert samples[("rstfleet_verdict_rule", frozenset({("host", "h02"), ("rule", "lifetime baseline")}))] == 1
     stamp = samples[("rstfleet_last_run_timestamp_seconds", frozenset())]
     assert abs(stamp - time.time()) < 60

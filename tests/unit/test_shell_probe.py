@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from rstfleet.probe import needs_python
 from rstfleet.probe.host.counters import TCP_KEYS, read_snapshot
 from rstfleet.probe.host.facts import read_sysctls
 from rstfleet.probe.schema import check_document
@@ -61,3 +62,12 @@ def test_the_script_writes_nothing_and_uses_no_python():
 def test_hostile_or_cut_short_output_is_an_error(output, problem):
     with pytest.raises(ShellOutputError, match=problem):
         parse_shell_output(output, 1.0)
+
+
+@pytest.mark.parametrize("options, needed", [
+    ((), False), (("--netdata", "auto"), False), (("--netdata", "off"), False),
+    (("--netdata", "http://127.0.0.1:19999"), True), (("--baseline", "exact"), True),
+    (("--netdata", "auto", "--baseline", "exact"), True), (("--trace", "--netdata", "auto"), True),
+])
+def test_only_the_best_effort_agent_question_leaves_the_shell_probe_able_to_serve_a_host(options, needed):
+    assert needs_python(options) is needed

@@ -12,7 +12,6 @@ $HOME); `~` in paths is the passwd home for both, which the corpus only names, n
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import subprocess
 import time
@@ -271,24 +270,21 @@ def test_inventory_wins_over_command_line_which_wins_over_ssh_config(tmp_path):
     assert (from_inventory.proxy_command, from_inventory.proxy_jump) == ("nc h 2300", ())
 
 
-def test_proxyjump_chain_runs_local_ssh_that_never_prompts_and_ssh_accepts_its_options(tmp_path):
-    """The generated command, given to the real ssh with -G, parses, and every ssh in the chain
-    (the nested ProxyCommands too) has BatchMode=yes; -F passes the explicit config on."""
+def test_proxyjump_hops_are_resolved_before_any_host_like_the_hosts_themselves(tmp_path, monkeypatch):
+    """The hops stay hops (jump.py carries them over SSH channels, no local ssh); each jump host's
+    own block is resolved in the preflight: its unfollowed directives join the run's one warning,
+    and a path it cannot expand stops the run before any connection (exit 2)."""
+    monkeypatch.delenv("RSTFLEET_UNSET_VAR", raising=False)
     config = tmp_path / "config"
-    config.write_text("Host target\n  ProxyJump first,ann@second:2222,third\n")
-    target = resolve_target(Host("t", "target"), SSHSettings(ssh_config_path=str(config)),
-                            load_client_config(str(config)))
-    assert target.proxy_jump == ("first", "ann@second:2222", "third")
-    command, hops_seen = target.proxy_command, []
-    while command:
-        argv = shlex.split(command)
-        assert argv[:3] == ["ssh", "-o", "BatchMode=yes"] and argv[3:5] == ["-F", str(config)]
-        printed = ssh_fields([SSH, "-G"] + argv[1:argv.index("-W")] + [argv[-1]], only=())
-        assert printed["batchmode"] == ["yes"]
-        hops_seen.append((printed["user"][0] if "-l" in argv else None, argv[-1], printed["port"][0]))
-        command = printed.get("proxycommand", [None])[0]
-    assert hops_seen == [(None, "third", "22"), ("ann", "second", "2222"), (None, "first", "22")]
-    assert "-W '[target]:22'" in target.proxy_command
+    config.write_text("Host target\n  ProxyJump first,ann@second:2222\nHost second\n  ForwardAgent yes\n")
+    settings = SSHSettings(ssh_config_path=str(config))
+    target = resolve_target(Host("t", "target"), settings, load_client_config(str(config)))
+    assert (target.proxy_jump, target.proxy_command) == (("first", "ann@second:2222"), None)
+    warnings = preflight(settings, [Host("t", "target")])
+    assert len(warnings) == 1 and f"ForwardAgent yes ({config}:4)" in warnings[0]
+    config.write_text("Host target\n  ProxyJump first\nHost first\n  IdentityFile ${RSTFLEET_UNSET_VAR}/key\n")
+    with pytest.raises(ConfigError, match=r"config:4: IdentityFile .*RSTFLEET_UNSET_VAR"):
+        preflight(settings, [Host("t", "target")])
 
 
 def test_match_exec_is_never_run_and_is_named_in_the_warning(tmp_path):

@@ -1,6 +1,6 @@
 """How reaching a host over SSH fails: each paramiko/socket error becomes (status, reason).
 
-The mapping lives in SSHTransport._connect, which opens its own TCP connection. No network is
+The mapping lives in ssh.py (open_socket, ssh_over, _failure): rstfleet opens its own TCP connection. No network is
 used: ``socket.create_connection`` is replaced, either by one that raises the real OS error, or by
 one that hands back one end of a socketpair with a real paramiko server (real host keys, real
 handshake, real authentication refusal) on the other end, in a thread of this process.
@@ -13,14 +13,14 @@ from contextlib import contextmanager
 
 import paramiko
 
-from rstfleet.transport.target import jump_command
 import pytest
 
 from rstfleet.inventory import Host
 from rstfleet.results import Status
 from rstfleet.transport import TransportError
 from rstfleet.transport import ssh
-from rstfleet.transport.ssh import AcceptNew, SharedCredentials, SSHSettings, SSHTransport
+from rstfleet.transport.host_keys import KnownHostsStore
+from rstfleet.transport.ssh import SharedCredentials, SSHSettings, SSHTarget, SSHTransport, VerifyHostKey
 
 HOST = Host("web1", "web1.example")
 SERVER_KEY = paramiko.ECDSAKey.generate()
@@ -183,35 +183,35 @@ def test_a_peer_that_accepts_tcp_but_sends_no_banner_is_a_timeout(settings, monk
     assert time.monotonic() - started < 3
 
 
-@pytest.mark.xfail(strict=True, reason="an EOF before the banner is paramiko's 'Error reading SSH "
-                   "protocol banner', which _connect maps to TIMEOUT 'sent no SSH banner within N s "
-                   "(tarpit…)', though the peer closed at once (sshd MaxStartups, tcpwrappers)")
 def test_a_peer_that_closes_before_its_banner_is_not_called_a_timeout(settings, monkeypatch):
     started = time.monotonic()
     with server(monkeypatch, "fin"):
         failed = failure(settings)
     assert time.monotonic() - started < settings.connect_timeout   # it did not wait for anything
     assert failed.status == Status.UNREACHABLE
+    assert "closed the connection before SSH began" in failed.reason and "tarpit" not in failed.reason
 
 
-@pytest.mark.xfail(strict=True, reason="paramiko raises EOFError when it cannot write its banner "
-                   "(peer already reset); _connect does not catch EOFError, so it escapes as a bare "
-                   "exception and the pool reports 'internal error: EOFError'")
 def test_a_peer_that_resets_before_our_banner_is_a_transport_error(settings, monkeypatch):
     with server(monkeypatch, "reset"):
         failed = failure(settings)
     assert failed.status == Status.UNREACHABLE
+    assert failed.reason.startswith("web1.example:22 closed the connection before SSH began")
 
 
 def test_accept_new_appends_a_known_hosts_line_in_a_private_new_folder(tmp_path):
     path = tmp_path / "new" / "known_hosts"
-    client = paramiko.SSHClient()
-    AcceptNew(str(path)).missing_host_key(client, "web1.example", SERVER_KEY)
-    AcceptNew(str(path)).missing_host_key(client, "web2.example", OTHER_KEY)
+    store = KnownHostsStore()
+
+    def accept(name, key):
+        target = SSHTarget(name, 22, "u", [], [str(path)])
+        VerifyHostKey(store, target, accept_new=True).missing_host_key(None, name, key)
+    accept("web1.example", SERVER_KEY)
+    accept("web2.example", OTHER_KEY)
     assert (path.parent.stat().st_mode & 0o777) == 0o700
     assert paramiko.HostKeys(str(path)).lookup("web2.example")[OTHER_KEY.get_name()] == OTHER_KEY
+    accept("web1.example", SERVER_KEY)             # seen by the run's store: not written twice
     assert len(path.read_text().splitlines()) == 2
-    assert client.get_host_keys().lookup("web1.example")[SERVER_KEY.get_name()] == SERVER_KEY
 
 
 def test_a_key_needing_a_passphrase_or_missing_is_left_to_paramikos_own_search(tmp_path):
@@ -221,7 +221,3 @@ def test_a_key_needing_a_passphrase_or_missing_is_left_to_paramikos_own_search(t
     assert shared.private_key(str(locked)) is None
     assert shared.private_key(str(tmp_path / "absent")) is None
 
-
-def test_a_jump_to_an_ipv6_address_brackets_it_for_ssh_w():
-    """(What resolves ssh_config is tested against `ssh -G` in test_ssh_config.py.)"""
-    assert "'[2001:db8::5]:22'" in jump_command(("bastion",), "2001:db8::5", 22, None)

@@ -15,7 +15,8 @@ fleet's common start, `--start-at EPOCH` (this host's clock; NTP keeps a fleet w
 milliseconds) and `--start-in SECONDS` (the same instant as the orchestrator counted it when it
 sent the command). The probe waits until its clock reads EPOCH, but never longer than SECONDS, so
 a host whose clock is behind does not wait for a time that never comes; one whose clock is ahead
-starts early by its skew. The first snapshot is taken at the start; the trace is set up before.
+starts early by its skew. The first snapshot is taken at the start; the trace is set up before
+(with --baseline exact the minute comes first, then the trace, so it covers the window only).
 """
 
 import json
@@ -29,10 +30,9 @@ import time
 from . import PROBE_VERSION, SCHEMA
 from .counters import TCP_KEYS, counter_deltas, read_snapshot
 from .facts import host_facts, read_sysctls, read_uptime
-from .limits import (CAPTURE_BYTES, CAPTURE_PACKETS, MAX_START_WAIT_S, MAX_WINDOW_S, SELF_BOUND_MARGIN_S,
-                     WINDOW_S, measured_window)
-
-MAX_FLOWS = 2000
+from .limits import (BASELINES, CAPTURE_BYTES, CAPTURE_PACKETS, EXACT_MINUTE_S, MAX_NETDATA_LOOKBACK_S,
+                     MAX_START_WAIT_S, MAX_WINDOW_S, NETDATA_LOOKBACK_S, SELF_BOUND_MARGIN_S, TRACE_DRAIN_S,
+                     WINDOW_S, measured_window, probe_lead_s, start_wait_s)
 
 
 class UsageError(ValueError):
@@ -54,6 +54,9 @@ OPTIONS = {
     "capture-bytes": (int, CAPTURE_BYTES),
     "force-long-capture": (bool, False),
     "owners": (str, ""),
+    "netdata": (str, "off"),          # auto | off | a loopback URL (see netdata.py)
+    "netdata-lookback": (int, NETDATA_LOOKBACK_S),
+    "baseline": (str, "lifetime"),    # lifetime | exact (the minute before the window, measured)
     "run-id": (str, ""),       # names this probe for --stop-run (hex, from the orchestrator)
     "stop-run": (str, ""),     # ask this host's probes of that run id to finish early, then exit
     "check": (bool, False),      # `rstfleet check`: facts and tracefs only, no window (check.py)
@@ -113,39 +116,21 @@ def orphaned():
     return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in poller.poll(0))
 
 
-def start_wait_s(start_at, start_in, now):
-    """Seconds to wait for the common start (module docstring).
-
-    >>> start_wait_s(1000.0, 2.0, 998.5), start_wait_s(1000.0, 2.0, 990.0), start_wait_s(1000.0, 2.0, 1001.0)
-    (1.5, 2.0, 0.0)
-    """
-    if not start_at:
-        return 0.0
-    return max(0.0, min(start_at - now, start_in, MAX_START_WAIT_S))
-
-
-def wait_window(seconds, clock=time.monotonic):
+def wait_window(seconds, clock=time.monotonic, tick=None, slice_s=0.5, on_tick=None):
     """Sleep the window in short slices, leaving early if the orchestrator went away (Stop) or
-    asked to finish early (return)."""
-    end = clock() + seconds
+    asked to finish early (return); ``tick()`` runs after each slice (the trace's drain; True: busy),
+    then on_tick (the exact baseline's sampler, which samples once a second whatever the slice)."""
+    end, busy = clock() + seconds, False
     while True:
         left = end - clock()
         if left <= 0 or stop_requested():
             return
-        time.sleep(min(left, 0.5))
+        time.sleep(min(left, slice_s / 10 if busy else slice_s))  # a busy trace is read 10 times as often
+        busy = bool(tick()) if tick is not None else False
         if orphaned():
             raise Stop("orchestrator went away")
-
-
-def summarize_trace(events):
-    """Per-reset events into flows [[local port, peer, reason, count], ...], most first, bounded."""
-    counts = {}
-    for event in events:
-        key = (event.get("sport"), event.get("daddr"), event.get("reason"))
-        counts[key] = counts.get(key, 0) + 1
-    flows = sorted(([p, a, r, n] for (p, a, r), n in counts.items()),
-                   key=lambda row: (-row[3], str(row[0]), str(row[1])))
-    return flows[:MAX_FLOWS], max(0, len(flows) - MAX_FLOWS)
+        if on_tick is not None:
+            on_tick()
 
 
 def build_document(window_s, started_at, elapsed, first, last, uptime):
@@ -177,29 +162,13 @@ def build_document(window_s, started_at, elapsed, first, last, uptime):
     }
 
 
-def shares_its_kernel(proc="/proc"):
-    """True in a network namespace other than the kernel's first one: a lab host or a container,
-    whose tracepoint is machine-wide and whose tracefs set-up serialises with every sibling's
-    (measured on the lab: 100 probes at once, +6 s). The first one is PID 1's, or kthreadd's (PID
-    2: some hardened init processes refuse even root a look at their namespaces); unreadable
-    counts as shared."""
-    try:
-        mine = os.stat(proc + "/self/ns/net")
-    except OSError:
-        return True
-    for pid in ("1", "2"):
-        try:
-            first = os.stat("%s/%s/ns/net" % (proc, pid))
-        except OSError:
-            continue
-        return (mine.st_dev, mine.st_ino) != (first.st_dev, first.st_ino)
-    return True
-
-
 def trace_wanted(args):
     """--trace always; --trace-auto (the default sweep) as root on a kernel of the host's own,
     where it costs ~0.1 s of wall in parallel with every other host (docs/design-notes.md)."""
-    return args["trace"] or (args["trace-auto"] and os.geteuid() == 0 and not shares_its_kernel())
+    if args["trace"] or not args["trace-auto"] or os.geteuid() != 0:
+        return args["trace"]
+    from .tracefs import shares_its_kernel
+    return not shares_its_kernel()
 
 
 def _start_trace(document):
@@ -217,12 +186,15 @@ def _start_trace(document):
 
 
 def _finish_trace(trace, document):
-    events = trace.stop()
-    flows, cut = summarize_trace(events)
+    """The trace section: counts by key for both directions (bounded by keys, never by events),
+    the sample, and what was lost: in the kernel (ring buffer full between two drains) or foreign."""
+    trace.stop()
     stats = trace.stats
-    document["trace"] = {"available": True, "events": len(events), "flows": flows, "flows_cut": cut,
-                         "dropped": stats.get("dropped", 0) + stats.get("lost_in_kernel", 0),
-                         "foreign": stats.get("foreign", 0), "errors": stats.get("errors", [])[:5]}
+    section = {"available": True, "dropped": stats.get("lost_in_kernel", 0), "foreign": stats.get("foreign", 0),
+               "errors": stats.get("errors", [])[:5]}
+    section.update(trace.tally.document())
+    section["received"].update(trace.received)
+    document["trace"] = section
 
 
 def _watch_orchestrator(done):
@@ -237,7 +209,7 @@ def _watch_orchestrator(done):
             return
 
 
-def _capture(args, document, tools):
+def _capture(args, document, tools, tick=None):
     import threading
     from .capture import CaptureUnavailable, capture
     done = threading.Event()
@@ -245,10 +217,11 @@ def _capture(args, document, tools):
     try:
         document["capture"] = capture(args["capture"], args["capture-packets"], args["capture-bytes"],
                                       tcpdump_path=tools.get("tcpdump"),
-                                      force=args["force-long-capture"], should_stop=stop_requested)
+                                      force=args["force-long-capture"],
+                                      should_stop=lambda: (tick and tick(), stop_requested())[1])
     except (CaptureUnavailable, ValueError) as exc:
         document["capture"] = {"available": False, "reason": str(exc)}
-        wait_window(args["capture"])
+        wait_window(args["capture"], tick=tick, slice_s=TRACE_DRAIN_S if tick else 0.5)
     finally:
         done.set()
 
@@ -275,19 +248,37 @@ def _owners(args, document, tools):
         document["owners"] = {"available": False, "reason": "owner lookup failed: %r" % (exc,)}
 
 
+def _minute_before(args):
+    """--baseline exact: the minute before the window, sampled (before the trace starts, so the
+    tracepoint covers the window only). Returns (sampler, monotonic start, epoch start)."""
+    if args["baseline"] != "exact":
+        return None, None, None
+    from .exact import OutRstsSampler
+    sampler = OutRstsSampler()
+    started_at, started = time.time(), sampler.last[0]
+    wait_window(EXACT_MINUTE_S, on_tick=sampler.tick)
+    return sampler, started, started_at
+
+
 def run(args):
     window = measured_window(args["window"], args["capture"])
     extra = {}
-    traced = trace_wanted(args)
-    trace = _start_trace(extra) if traced else None
+    traced = trace_wanted(args)    # set up before the common start (module docstring)
+    trace = _start_trace(extra) if traced and args["baseline"] != "exact" else None
+    sampler = minute_t0 = minute_at = None
     try:
         wait_window(start_wait_s(args["start-at"], args["start-in"], time.time()))
+        sampler, minute_t0, minute_at = _minute_before(args)
+        if traced and trace is None:
+            trace = _start_trace(extra)
         started_at, t0 = time.time(), time.monotonic()
         first = read_snapshot()
+        tick = trace.drain if trace is not None else None
         if args["capture"]:
-            _capture(args, extra, host_facts())
+            _capture(args, extra, host_facts(), tick)
         else:
-            wait_window(window)
+            wait_window(window, tick=tick, slice_s=TRACE_DRAIN_S if tick else 0.5,
+                        on_tick=sampler.tick if sampler else None)
         last = read_snapshot()
         elapsed = time.monotonic() - t0
     finally:
@@ -299,6 +290,14 @@ def run(args):
     if args["start-at"]:
         document["window"]["start_at"] = args["start-at"]
     document.update(extra)
+    if sampler is not None:
+        from .exact import minute_section
+        document["baseline"]["exact"] = minute_section(minute_at, sampler.first_out_rsts,
+                                                       first["Tcp"].get("OutRsts"), t0 - minute_t0,
+                                                       sampler.history)
+    if args["netdata"] != "off":       # after the window: its requests never enter the measurement
+        from .netdata import ask_agent
+        document["netdata"] = ask_agent(args["netdata"], args["netdata-lookback"])
     if traced or args["capture"]:
         from .tracefs import local_addresses
         document["facts"]["addresses"] = sorted(local_addresses())
@@ -364,10 +363,15 @@ def main(argv=None):
     if not 0 <= args["window"] <= MAX_WINDOW_S or args["capture"] < 0:
         sys.stderr.write("rstprobe: --window must be between 0 and %g seconds\n" % MAX_WINDOW_S)
         return 2
+    if args["baseline"] not in BASELINES or not 1 <= args["netdata-lookback"] <= MAX_NETDATA_LOOKBACK_S:
+        sys.stderr.write("rstprobe: --baseline must be one of %s; --netdata-lookback 1..%d s\n"
+                         % (", ".join(BASELINES), MAX_NETDATA_LOOKBACK_S))
+        return 2
     if args["start-at"] < 0 or not 0 <= args["start-in"] <= MAX_START_WAIT_S:
         sys.stderr.write("rstprobe: --start-in must be between 0 and %g seconds\n" % MAX_START_WAIT_S)
         return 2
-    bound = args["max-runtime"] or window + SELF_BOUND_MARGIN_S + (args["start-in"] if args["start-at"] else 0)
+    bound = args["max-runtime"] or (window + probe_lead_s(args["baseline"], args["netdata"]) + SELF_BOUND_MARGIN_S
+                                    + (args["start-in"] if args["start-at"] else 0))
     for signum in (signal.SIGALRM, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, _stop)
     signal.signal(signal.SIGUSR1, _finish_early)

@@ -1,28 +1,36 @@
-"""Per-reset attribution from the tracepoint tcp:tcp_send_reset (stdlib only, Python >= 3.6).
+"""Both ends of every reset from the tracepoints tcp:tcp_send_reset and tcp:tcp_receive_reset
+(stdlib only, Python >= 3.6).
 
-``with ResetTrace() as trace: ...`` then ``trace.events``: the RSTs this host sent meanwhile, as
-{"ts", "saddr", "daddr", "sport", "dport", "state", "reason"}, from its OWN tracefs instance, parsed
-against the event's ``format``. Tracepoints are machine-wide: only events from this network
-namespace's own addresses are kept, or from a wildcard listener (saddr 0.0.0.0/::) on a port this
-namespace listens on; the others count as "foreign".
+``with ResetTrace() as trace: ... trace.drain() ...`` then ``trace.tally``: every reset this host
+sent or received meanwhile, counted by key (tally.py), plus a sample of single events
+{"ts", "saddr", "daddr", "sport", "dport", "state", "reason"} (``trace.events``: the sent ones).
+One OWN tracefs instance, each line parsed against its event's ``format``; ``drain()`` empties the
+ring buffer (trace_pipe) while the window runs, so a burst larger than the buffer is not lost (the
+kernel's own count of what it lost is kept). In both events saddr/sport is this host's end of the
+connection. Tracepoints are machine-wide: only events whose local address is this network
+namespace's own are kept, or from a wildcard listener (saddr 0.0.0.0/::) on a port this namespace
+listens on; the others count as "foreign". Only the sender's event has a reason.
 """
 
+import codecs
 import errno
 import itertools
 import os
 import re
 import time
 
+from .limits import TRACE_KEYS, TRACE_SAMPLE
+from .tally import ResetTally
+from .traceformat import parse_event, parse_format  # noqa: F401 (check.py and tests use them here)
+
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 EVENT = "tcp_send_reset"
 EVENT_DIR = os.path.join("events", "tcp", EVENT)
+RECEIVE_DIR = os.path.join("events", "tcp", "tcp_receive_reset")
+DIRECTION = {"tcp_send_reset": "sent", "tcp_receive_reset": "received"}
 STALE_RE = re.compile(r"^rstfleet-(\d+)-([0-9a-f]{8})[0-9a-f]*$")  # pid, then our pid namespace's tag
-BUFFER_KB = 256  # per CPU: about 2,700 events of 6.18's 96-byte record
-MAX_EVENTS = 2000
-CONVERSION_RE = re.compile(r"%%|%[-+ #0]*\d*(?:\.\d+)?(?:hh|h|ll|l|z)?(?:p[A-Za-z0-9]*|[a-zA-Z])")
-FIELD_RE = re.compile(r"field:(.*?)(\w+)\s*(\[[^\]]*\])?;\s*offset:(\d+);\s*size:(\d+);\s*signed:(\d+);")
-PAIR_RE = re.compile(r"\{\s*([^,{}]+?)\s*,\s*\"([^\"]*)\"\s*\}")
-SYMBOLIC_RE = re.compile(r"__print_symbolic\(\s*REC->(\w+)\s*((?:,\s*\{[^{}]*\}\s*)*)\)")
+BUFFER_KB = 256  # per CPU: about 2,700 events of 6.18's 96-byte record (drained every TRACE_DRAIN_S)
+READ_BYTES = 65536
 
 
 class TraceUnavailable(Exception):
@@ -67,85 +75,6 @@ def listening_ports(paths=("/proc/net/tcp", "/proc/net/tcp6")):
         except (OSError, ValueError, IndexError):
             pass
     return ports
-
-
-def _split_args(text):
-    """Split the print fmt's arguments at top-level commas (brackets nest, "strings" are opaque)."""
-    args, depth, quoted, start = [], 0, False, 0
-    for i, ch in enumerate(text):
-        if ch == '"':
-            quoted = not quoted
-        elif not quoted and ch in "({[)}]":
-            depth += 1 if ch in "({[" else -1
-        elif not quoted and ch == "," and depth == 0:
-            args.append(text[start:i].strip())
-            start = i + 1
-    return args + ([text[start:].strip()] if text[start:].strip() else [])
-
-
-def parse_format(text):
-    """An event ``format`` file -> {"name", "id", "fields": {name: {type, offset, size, signed}},
-    "print_fmt", "conversions": [(spec, field)], "symbols": {field: {key: name}}, "line_re"}."""
-    name, ident = re.search(r"^name:\s*(\S+)", text, re.M), re.search(r"^ID:\s*(\d+)", text, re.M)
-    fmt = {"name": name and name.group(1), "id": ident and int(ident.group(1)), "fields": {}, "print_fmt": "",
-           "conversions": [], "symbols": {}}
-    match = re.search(r'^print fmt:\s*"((?:[^"\\]|\\.)*)"\s*,?(.*)', text, re.M | re.S)
-    if match:
-        fmt["print_fmt"] = match.group(1)
-        specs = [m.group(0) for m in CONVERSION_RE.finditer(match.group(1)) if m.group(0) != "%%"]
-        for spec, arg in zip(specs, _split_args(match.group(2).strip())):
-            ref = re.search(r"REC->(\w+)", arg)
-            fmt["conversions"].append((spec, ref.group(1) if ref else None))
-            for field, pairs in SYMBOLIC_RE.findall(arg):
-                fmt["symbols"][field] = dict(PAIR_RE.findall(pairs))
-    for ctype, name, dims, offset, size, signed in FIELD_RE.findall(text):
-        fmt["fields"][name] = {"type": ctype.strip() + dims, "offset": int(offset), "size": int(size),
-                               "signed": signed == "1"}
-    pieces, pos = [], 0  # the print fmt as a regex: literal parts escaped, each conversion a group
-    for match in CONVERSION_RE.finditer(fmt["print_fmt"]):
-        pieces += [re.escape(fmt["print_fmt"][pos:match.start()].replace("\\n", "")),
-                   "%" if match.group(0) == "%%" else r"(\S*)"]
-        pos = match.end()
-    fmt["line_re"] = re.compile("".join(pieces) + re.escape(fmt["print_fmt"][pos:]) + r"\s*$")
-    return fmt
-
-
-def _endpoint(text):
-    """'198.18.0.2:80' / '[::1]:80' (%pISpc) -> (address, port); a bare address -> (address, None)."""
-    match = re.match(r"\[(.*)\]:(\d+)$|([^:]*):(\d+)$", text)
-    addr, port = (match.group(1) or match.group(3), match.group(2) or match.group(4)) if match else (text, None)
-    addr = addr[7:] if addr.startswith("::ffff:") and "." in addr else addr  # v4-mapped
-    return addr or None, (int(port) if port else None)
-
-
-def _symbol(fmt, field, text):
-    """The kernel prints the symbolic name; a raw number (a value outside its table) is looked up."""
-    if field in fmt["fields"] and re.match(r"(0x[0-9a-fA-F]+|-?\d+)$", text):
-        return fmt["symbols"].get(field, {}).get(str(int(text, 0)), text)
-    return (text or None) if field in fmt["fields"] else None
-
-
-def parse_event(fmt, body, ts=None):
-    """One event's text (after "tcp_send_reset: ") -> event dict; None if it does not fit the format."""
-    match = fmt["line_re"].match(body)
-    if not match:
-        return None
-    values = {field: (spec, text) for (spec, field), text in zip(fmt["conversions"], match.groups())}
-    get = lambda name: values.get(name, ("", ""))  # noqa: E731
-    event = {"ts": ts, "saddr": None, "daddr": None, "sport": None, "dport": None,
-             "state": _symbol(fmt, "state", get("state")[1]), "reason": _symbol(fmt, "reason", get("reason")[1])}
-    family = get("family")[1]
-    for side, key in (("s", "saddr"), ("d", "daddr")):
-        spec, text = get(key)
-        if spec.startswith("%pIS"):  # a sockaddr: address and port together (Linux >= 5.x tcp_probe style)
-            event[key], event[side + "port"] = _endpoint(text)
-            continue
-        v6 = _endpoint(get(key + "_v6")[1])[0]  # older layout: v4 array, v6 array, sport/dport
-        use_v6 = family == "AF_INET6" if family else (v6 not in (None, "::") and ":" in v6)
-        event[key] = v6 if use_v6 else (text or None)
-        port = get(side + "port")[1]
-        event[side + "port"] = int(port) if port.isdigit() else None
-    return event
 
 
 def _alive(pid):  # the process exists and is not a zombie
@@ -208,14 +137,20 @@ def mount_private():
 
 
 class ResetTrace(object):
-    """Records tcp:tcp_send_reset in a private tracefs instance. ``addresses``: this host's (default: read);
-    ``ports``: known wildcard listeners' ports, besides those listening at stop() (read if needed)."""
+    """Records both reset tracepoints in a private tracefs instance. ``addresses``: this host's
+    (default: read); ``ports``: known wildcard listeners' ports, besides those listening when the
+    first wildcard event is read (read then); ``max_events``: the sample of each direction."""
 
-    def __init__(self, buffer_kb=BUFFER_KB, max_events=MAX_EVENTS, addresses=None, ports=()):
-        self.buffer_kb, self.max_events, self.fixed, self.ports = buffer_kb, max_events, addresses, set(ports)
-        self.instance, self.format, self.addresses, self.events = None, None, set(), []
+    def __init__(self, buffer_kb=BUFFER_KB, max_events=TRACE_SAMPLE, addresses=None, ports=(), max_keys=TRACE_KEYS):
+        self.buffer_kb, self.fixed, self.ports, self.looked = buffer_kb, addresses, set(ports), False
+        self.tally = ResetTally(max_keys, max_events)
+        self.instance, self.formats, self.addresses, self.pipe, self.partial = None, {}, set(), None, ""
+        self.decoder, self.offset = codecs.getincrementaldecoder("utf-8")("replace"), 0.0
+        self.received = {"available": False, "reason": "the trace did not start"}
         self.stats = dict(tracefs=None, mounted=False, instance=None, clock=None, seen=0, kept=0, foreign=0,
-                          wildcard=0, dropped=0, lost_in_kernel=0, unparsed=0, stale_removed=[], errors=[])
+                          wildcard=0, lost_in_kernel=0, unparsed=0, reads=0, stale_removed=[], errors=[])
+
+    events = property(lambda self: self.tally.samples["sent"])     # the sent sample, as event dicts
 
     def start(self):
         if os.geteuid() != 0:
@@ -224,10 +159,10 @@ class ResetTrace(object):
         self.stats["mounted"] = root is None
         root = root or mount_private()
         self.stats["tracefs"], self.stats["stale_removed"] = root, cleanup_stale(root)
-        self.format = parse_format(_read(os.path.join(root, EVENT_DIR, "format")))
-        if not self.format["conversions"]:
+        sent, received = (parse_format(_read(os.path.join(root, d, "format"))) for d in (EVENT_DIR, RECEIVE_DIR))
+        if not sent["conversions"]:
             raise TraceUnavailable("this kernel has no tcp:tcp_send_reset tracepoint (needs Linux >= 4.16)")
-        self.addresses, self.events = set(self.fixed or local_addresses()), []
+        self.formats, self.addresses = {"tcp_send_reset": sent}, set(self.fixed or local_addresses())
         name = "rstfleet-%d-%s%s" % (os.getpid(), _pidns_tag(), os.urandom(3).hex())
         instance = os.path.join(root, "instances", name)
         try:
@@ -240,60 +175,123 @@ class ResetTrace(object):
             _write(os.path.join(instance, "trace_options"), option)
         # CLOCK_MONOTONIC (as time.monotonic()), else the default "local" clock
         self.stats["clock"] = "mono" if _write(os.path.join(instance, "trace_clock"), "mono") else "local"
+        self.offset = time.time() - time.monotonic() if self.stats["clock"] == "mono" else 0.0
         if not (sized and _write(os.path.join(instance, EVENT_DIR, "enable"), "1")):
             self.stop()
             raise TraceUnavailable("cannot set up tracefs instance %s (buffer %r KB)" % (instance, self.buffer_kb))
+        self.received = {"available": False, "reason": "this kernel has no tcp:tcp_receive_reset tracepoint"}
+        if received["conversions"] and _write(os.path.join(instance, RECEIVE_DIR, "enable"), "1"):
+            self.formats["tcp_receive_reset"], self.received = received, {"available": True}
+        elif received["conversions"]:
+            self.received["reason"] = "could not enable tcp:tcp_receive_reset"
+        try:
+            self.pipe = os.open(os.path.join(instance, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            self.stop()
+            raise TraceUnavailable("cannot read the trace of %s: %s" % (instance, exc.strerror))
         return self
 
+    def drain(self, max_reads=64):
+        """Read (and so free) what the ring buffer holds now, without blocking; the probe calls
+        this every TRACE_DRAIN_S while it waits, sooner while it returns True (a full read: busy).
+        Bounded: at most max_reads * 64 KB a call."""
+        for reads in range(max_reads):
+            try:
+                chunk = os.read(self.pipe, READ_BYTES) if self.pipe is not None else b""
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    return reads > 0
+                raise
+            if not chunk:
+                return False
+            self.stats["reads"] += 1
+            self.feed(self.decoder.decode(chunk))
+        return True
+
+    def feed(self, text):
+        """Trace text, in chunks that may cut a line anywhere."""
+        lines = (self.partial + text).split("\n")
+        self.partial = lines.pop()
+        for line in lines:
+            self._line(line)
+
+    def _line(self, line):
+        # the whole ": tcp_send_reset: " marker: a task name (15 characters at most) cannot hold it
+        where, name = next(((line.find(": %s: " % name), name) for name in self.formats
+                            if ": %s: " % name in line), (-1, None))
+        if name is None or line.startswith("#"):
+            return
+        end = where + len(name) + 2
+        stats = self.stats
+        stats["seen"] += 1
+        stamp = re.search(r"(\d+\.\d+)$", line[:where])
+        ts = round(float(stamp.group(1)) + self.offset, 6) if stamp else None
+        event = parse_event(self.formats[name], line[end + 2:].rstrip("\r"), ts)
+        wild = event is not None and event["saddr"] in ("0.0.0.0", "::")  # a wildcard listener's RST
+        if wild and event["sport"] not in self.ports and not self.looked:  # hinted ports, else look once
+            self.ports, self.looked = self.ports | listening_ports(), True
+        if event is None:
+            stats["unparsed"] += 1
+        elif event["saddr"] not in self.addresses and not (wild and event["sport"] in self.ports):
+            stats["foreign"] += 1
+        else:
+            stats["wildcard"] += wild
+            stats["kept"] += 1
+            self.tally.add(DIRECTION[name], event)
+
     def stop(self):
-        """Disable and remove the instance (always; idempotent) and return the kept events."""
+        """Disable and remove the instance (always; idempotent); return the sample of sent events."""
         instance, self.instance = self.instance, None
         if instance is None:
             return self.events
         try:
-            for path in (os.path.join(instance, EVENT_DIR, "enable"), os.path.join(instance, "tracing_on")):
-                if not _write(path, "0"):
+            for path in (os.path.join(instance, EVENT_DIR, "enable"), os.path.join(instance, RECEIVE_DIR, "enable"),
+                         os.path.join(instance, "tracing_on")):
+                if not _write(path, "0") and os.path.exists(path):
                     self.stats["errors"].append("could not write 0 to " + path)
-            self._collect(instance)
+            self.addresses |= set(self.fixed or local_addresses())
+            self.drain(max_reads=100000)
+            self.feed("\n")
+            self.stats["lost_in_kernel"] = lost_events(instance)
         except (OSError, ValueError) as exc:
             self.stats["errors"].append("reading the trace: %s" % exc)
         finally:  # whatever happened: the instance goes
+            if self.pipe is not None:
+                os.close(self.pipe)
+                self.pipe = None
             self.stats["errors"].extend(error for error in [_rmdir(instance)] if error)
         return self.events
-
-    def _collect(self, instance):
-        stats, marker, ports, looked = self.stats, ": %s: " % EVENT, set(self.ports), False
-        addresses = self.addresses | set(self.fixed or local_addresses())
-        offset = time.time() - time.monotonic() if stats["clock"] == "mono" else 0.0
-        with open(os.path.join(instance, "trace"), errors="replace") as handle:
-            for line in handle:
-                where = line.find(marker)
-                if where < 0 or line.startswith("#"):
-                    continue
-                stats["seen"] += 1
-                stamp = re.search(r"(\d+\.\d+)$", line[:where])
-                ts = round(float(stamp.group(1)) + offset, 6) if stamp else None
-                event = parse_event(self.format, line[where + len(marker):].rstrip("\n"), ts)
-                wild = event is not None and event["saddr"] in ("0.0.0.0", "::")  # a wildcard listener's RST
-                if wild and event["sport"] not in ports and not looked:  # hinted ports, else look once
-                    ports, looked = ports | listening_ports(), True
-                if event is None:
-                    stats["unparsed"] += 1
-                elif event["saddr"] not in addresses and not (wild and event["sport"] in ports):
-                    stats["foreign"] += 1
-                elif len(self.events) >= self.max_events:
-                    stats["dropped"] += 1
-                else:
-                    stats["wildcard"] += wild
-                    self.events.append(event)
-        stats["kept"] = len(self.events)
-        per_cpu = os.path.join(instance, "per_cpu")
-        for cpu in (os.listdir(per_cpu) if os.path.isdir(per_cpu) else []):  # ring buffer full: lost events
-            text = _read(os.path.join(per_cpu, cpu, "stats"))
-            stats["lost_in_kernel"] += sum(map(int, re.findall(r"^(?:overrun|dropped events): (\d+)", text, re.M)))
 
     def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc):  # exceptions propagate
         self.stop()
+
+
+def lost_events(instance):
+    """Events the kernel could not keep (ring buffer full between two drains), from per_cpu stats."""
+    lost, per_cpu = 0, os.path.join(instance, "per_cpu")
+    for cpu in (os.listdir(per_cpu) if os.path.isdir(per_cpu) else []):
+        text = _read(os.path.join(per_cpu, cpu, "stats"))
+        lost += sum(map(int, re.findall(r"^(?:overrun|dropped events): (\d+)", text, re.M)))
+    return lost
+
+
+def shares_its_kernel(proc="/proc"):
+    """True in a network namespace other than the kernel's first one: a lab host or a container,
+    whose tracepoint is machine-wide and whose tracefs set-up serialises with every sibling's
+    (measured on the lab: 100 probes at once, +6 s). The first one is PID 1's, or kthreadd's (PID
+    2: some hardened init processes refuse even root a look at their namespaces); unreadable
+    counts as shared."""
+    try:
+        mine = os.stat(proc + "/self/ns/net")
+    except OSError:
+        return True
+    for pid in ("1", "2"):
+        try:
+            first = os.stat("%s/%s/ns/net" % (proc, pid))
+        except OSError:
+            continue
+        return (mine.st_dev, mine.st_ino) != (first.st_dev, first.st_ino)
+    return True

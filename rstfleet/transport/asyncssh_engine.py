@@ -1,0 +1,324 @@
+"""Reaching a host over SSH with asyncssh on one shared event loop (``--ssh-engine asyncssh``).
+
+Why: paramiko runs a reader thread per connection (plus the pool's worker), and at a thousand
+hosts that cost 6.9 ms of CPU and 157 KB per host (docs/benchmarks.md, "A fleet in one window").
+Here every connection of the run lives on one event-loop thread; the pool's worker only waits on
+a future. The contract is ssh.py's, phase by phase:
+
+  * the handshake is connect(), made by one of the pool's handshake workers, so `--forks` bounds
+    the handshakes in flight (sweep/pool.py); the connect timeout runs from connect();
+  * TCP connect (ours, so "no route" and "tarpit" are told apart) within the connect timeout;
+  * banner, key exchange, host key, authentication within the same timeout; a server that
+    accepts TCP and never sends its banner is `timeout`, as with paramiko;
+  * host keys verified against the same known_hosts files, each line read by paramiko's own
+    parser (hashed names, ``[host]:port``) into an index (hostkey_index.py: paramiko's HostKeys
+    costs O(N²) to load and O(N) a lookup); an unknown key is refused with the command that trusts
+    it unless accept-new (ssh.py's AcceptNew writes the line), a changed key always;
+  * one exec channel per run() with the probe on stdin, until EOF, the output cap or the deadline;
+  * close() from any thread (the pool's Ctrl-C and abandon paths) aborts the connection.
+ProxyCommand and ProxyJump run as with paramiko: `exec COMMAND` in the user's shell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+
+import asyncssh
+import paramiko
+
+from . import DEFAULT_MAX_OUTPUT, RunResult, SSHSettings, TransportError
+from ..inventory import Host
+from ..results import Status
+from .hostkey_index import HostKeyIndex
+from .host_keys import _append_line, _keyscan
+from .ssh import SSHTransport
+from .ssh_config import ClientConfig
+from .target import resolve_target
+
+log = logging.getLogger("rstfleet.ssh")
+RESULT_GRACE_S = 5.0        # the coroutine keeps its own deadline; this only guards the thread
+# Handshakes are CPU: on one loop, N at once all finish late together (5,000 at once: 2,882 missed
+# the 10 s connect timeout). The pool's --forks (200) bounds them: each is one worker's connect().
+_RSA_ALGS = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
+# One call into OpenSSL a packet (AES-GCM) rather than two (chacha20 + poly1305): 2.8 -> 2.1 ms of
+# CPU a host with compression off too (asyncssh offers zlib first; OpenSSH's client never asks).
+CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
+           "aes128-ctr", "aes256-ctr")
+logging.getLogger("asyncssh").setLevel(logging.WARNING)
+
+
+class EventLoop:
+    """The run's one event-loop thread, started on first use (a daemon: it never holds exit up)."""
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None or not cls._loop.is_running():
+                loop = asyncio.new_event_loop()
+                started = threading.Event()
+                loop.call_soon(started.set)
+                threading.Thread(target=loop.run_forever, name="rstfleet-ssh-loop", daemon=True).start()
+                started.wait()
+                cls._loop = loop
+            return cls._loop
+
+
+class Credentials:
+    """Private keys and known_hosts read once per run and shared by every connection."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._keys: dict[str, asyncssh.SSHKey | None] = {}
+        self._known: dict[tuple[str, ...], HostKeyIndex] = {}
+
+    def host_keys(self, files: list[str]) -> HostKeyIndex:
+        with self._lock:
+            if tuple(files) not in self._known:
+                self._known[tuple(files)] = HostKeyIndex(files)
+            return self._known[tuple(files)]
+
+    def private_key(self, path: str) -> asyncssh.SSHKey | None:
+        with self._lock:
+            if path not in self._keys:
+                try:
+                    self._keys[path] = asyncssh.read_private_key(path)
+                except (asyncssh.KeyImportError, OSError, ValueError):
+                    self._keys[path] = None      # passphrase or unreadable: the agent may have it
+            return self._keys[path]
+
+
+class _HostKeyCheck(asyncssh.SSHClient):
+    """Decides on the server's host key with paramiko's known_hosts lookup; remembers why not."""
+
+    def __init__(self, transport: "AsyncSSHTransport"):
+        self.transport = transport
+        self.conn = None
+        self.refused: tuple | None = None
+
+    def connection_made(self, conn):
+        self.conn = conn
+
+    def validate_host_public_key(self, host, addr, port, key) -> bool:
+        kind, blob = key.export_public_key("openssh").split()[:2]
+        offered = paramiko.PKey.from_type_string(kind.decode(), base64.b64decode(blob))
+        known = self.transport.known_keys()
+        if known is None:
+            if self.transport.accept_new:
+                _append_line(self.transport.target.known_hosts_files[0],   # accept-new, as ssh writes it
+                             f"{self.transport.key_name} {offered.get_name()} {offered.get_base64()}")
+                self.transport.credentials.host_keys(self.transport.target.known_hosts_files).add(
+                    self.transport.key_name, offered)
+                return True
+            self.refused = ("unknown", offered, None)
+            return False
+        expected = known.get(offered.get_name())
+        if expected is not None and expected.get_base64() == offered.get_base64():
+            return True
+        self.refused = ("changed", offered, expected or next(iter(known.values())))
+        return False
+
+
+class _Collector(asyncssh.SSHClientSession):
+    """stdout and stderr up to the cap, the exit status or signal, and the end of the channel."""
+
+    def __init__(self, max_output: int):
+        self.max_output = max_output
+        self.stdout, self.stderr = bytearray(), bytearray()
+        self.exit_code: int | None = None
+        self.truncated = False
+        self.done = asyncio.get_running_loop().create_future()
+        self.channel = None
+
+    def connection_made(self, chan):
+        self.channel = chan
+
+    def data_received(self, data, datatype):
+        if datatype == asyncssh.EXTENDED_DATA_STDERR:
+            if len(self.stderr) <= self.max_output:
+                self.stderr += data
+            return
+        self.stdout += data
+        if len(self.stdout) > self.max_output:
+            self.truncated = True
+            self.channel.close()
+            self._finish()
+
+    def exit_status_received(self, status):
+        self.exit_code = status
+
+    def exit_signal_received(self, signal, core_dumped, msg, lang):
+        self.exit_code = -1            # as paramiko reports a probe killed by a signal
+
+    def connection_lost(self, exc):
+        self._finish()
+
+    def _finish(self):
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+class AsyncSSHTransport:
+    """One host over SSH on the shared event loop. Construct, run() once or more, close()."""
+
+    def __init__(self, host: Host, settings: SSHSettings, config: ClientConfig | None = None,
+                 credentials: Credentials | None = None):
+        self.host, self.settings = host, settings
+        self.target = resolve_target(host, settings, config)
+        self.credentials = credentials or Credentials()
+        self.conn: asyncssh.SSHClientConnection | None = None
+        self.loop = EventLoop.get()
+        name = self.target.host_key_alias or self.target.hostname
+        self.key_name = name if self.target.port == 22 else f"[{name}]:{self.target.port}"
+        self.accept_new = bool(self.target.known_hosts_files) and (
+            settings.accept_new_host_keys or self.target.strict_host_key_checking == "accept-new")
+
+    def known_keys(self) -> dict | None:
+        """{key type: PKey} known for this host, or None (not in any known_hosts file)."""
+        return self.credentials.host_keys(self.target.known_hosts_files).lookup(self.key_name)
+
+    def _host_key_algs(self) -> list[str] | tuple:
+        """Ask for the key types known_hosts has for this host, as paramiko and OpenSSH do."""
+        known = self.known_keys()
+        if not known:
+            return ()
+        return [alg for kind in known for alg in (_RSA_ALGS if kind == "ssh-rsa" else (kind,))]
+
+    # --- connect ------------------------------------------------------------------------------
+
+    async def _tcp(self, timeout: float) -> socket.socket | None:
+        """Our own TCP connect (none through a ProxyCommand): every address in turn, like
+        socket.create_connection, within the connect timeout."""
+        target, loop = self.target, asyncio.get_running_loop()
+        end = time.monotonic() + timeout
+        try:
+            addresses = await asyncio.wait_for(loop.getaddrinfo(
+                target.hostname, target.port, type=socket.SOCK_STREAM), timeout)
+            error: OSError | None = None
+            for family, kind, proto, _, address in addresses:
+                sock = socket.socket(family, kind, proto)
+                sock.setblocking(False)
+                try:
+                    await asyncio.wait_for(loop.sock_connect(sock, address), max(0.1, end - time.monotonic()))
+                    return sock
+                except BaseException as exc:
+                    sock.close()
+                    if not isinstance(exc, OSError) or isinstance(exc, TimeoutError):
+                        raise
+                    error = exc
+            raise error or OSError(f"{target.hostname} has no address")
+        except (asyncio.TimeoutError, TimeoutError):
+            raise TransportError(Status.UNREACHABLE, f"no answer from {target.hostname}:{target.port} "
+                                 f"within {timeout:.0f} s (host down or filtered)") from None
+        except OSError as exc:
+            raise TransportError(Status.UNREACHABLE, f"cannot connect to {target.hostname}:{target.port}: "
+                                 f"{exc.strerror or exc}") from None
+
+    async def _connect(self, deadline: float) -> None:
+        if self.conn is None:
+            self.conn = await self._handshake(deadline)
+
+    async def _handshake(self, deadline: float) -> asyncssh.SSHClientConnection:
+        target = self.target
+        timeout = max(0.1, min(target.connect_timeout or self.settings.connect_timeout,
+                               deadline - time.monotonic()))
+        where = f"{target.user}@{target.hostname}:{target.port}"
+        sock = None if target.proxy_command else await self._tcp(timeout)
+        check = _HostKeyCheck(self)
+        loaded = [self.credentials.private_key(path) for path in target.key_files]
+        keys = [key for key in loaded if key is not None]
+        shell = [os.environ.get("SHELL") or "/bin/sh", "-c", f"exec {target.proxy_command}"]
+        try:
+            return await asyncio.wait_for(asyncssh.connect(
+                target.hostname, target.port, sock=sock, username=target.user,
+                proxy_command=shell if target.proxy_command else None,
+                known_hosts=([], [], []), server_host_key_algs=self._host_key_algs(),
+                client_keys=keys, agent_path=None if target.identities_only else (),
+                client_factory=lambda: check, connect_timeout=None, login_timeout=None,
+                keepalive_interval=0, config=[], preferred_auth="publickey",
+                compression_algs=None, encryption_algs=CIPHERS), timeout)
+        except asyncssh.HostKeyNotVerifiable:
+            raise self._host_key_error(check) from None
+        except asyncssh.PermissionDenied as exc:
+            raise TransportError(Status.AUTH_FAILED, f"{where} refused authentication ({exc.reason}); "
+                                 f"check -u, --private-key or the host's authorized_keys") from None
+        except (asyncio.TimeoutError, TimeoutError):
+            if check.conn is None or not check.conn.get_extra_info("server_version"):
+                raise TransportError(Status.TIMEOUT, f"{target.hostname}:{target.port} accepted TCP but sent "
+                                     f"no SSH banner within {timeout:.0f} s (tarpit or overloaded sshd)") from None
+            raise TransportError(Status.TIMEOUT, f"SSH negotiation with {where} did not finish within "
+                                 f"{timeout:.0f} s") from None
+        except (asyncssh.Error, OSError) as exc:
+            raise TransportError(Status.UNREACHABLE, f"SSH negotiation with {where} failed: "
+                                 f"{getattr(exc, 'reason', None) or exc}") from None
+        finally:
+            if sock is not None and check.conn is None:
+                sock.close()          # asyncssh never took it over
+
+    def _host_key_error(self, check: _HostKeyCheck) -> TransportError:
+        verdict, offered, expected = check.refused or ("unknown", None, None)
+        shown = f"{offered.get_name()} {offered.fingerprint}" if offered else "its key"
+        if verdict == "changed":
+            return TransportError(Status.HOST_KEY_REJECTED,
+                                  f"host key of {self.target.hostname} CHANGED: it presented {shown}, "
+                                  f"known_hosts expects {expected.fingerprint}; possible impersonation — "
+                                  f"verify the host, then update the known_hosts entry")
+        return TransportError(Status.HOST_KEY_REJECTED,
+                              f"host key of {self.key_name} ({shown}) is not in known_hosts; to trust it: "
+                              f"{_keyscan(self.target.hostname, self.target.port, self.target.known_hosts_files[0], None, None)}")
+
+    # --- run ----------------------------------------------------------------------------------
+
+    async def _run(self, command: str, payload: bytes, deadline: float, max_output: int) -> RunResult:
+        await self._connect(deadline)
+        try:
+            chan, session = await asyncio.wait_for(self.conn.create_session(
+                lambda: _Collector(max_output), command, encoding=None),
+                max(0.1, deadline - time.monotonic()))
+            chan.write(payload)
+            chan.write_eof()
+        except (asyncio.TimeoutError, TimeoutError):
+            raise TransportError(Status.TIMEOUT, "the host did not accept the command before the deadline") from None
+        except (asyncssh.Error, OSError) as exc:
+            raise TransportError(Status.UNREACHABLE, f"SSH session failed: {exc}") from None
+        timed_out = False
+        try:
+            await asyncio.wait_for(asyncio.shield(session.done), max(0.0, deadline - time.monotonic()))
+        except (asyncio.TimeoutError, TimeoutError):
+            timed_out = True
+        chan.close()
+        # No exit status and no timeout: the connection died first (None, as with paramiko).
+        return RunResult(session.exit_code, bytes(session.stdout[:max_output]), bytes(session.stderr[:max_output]),
+                         session.truncated, timed_out)
+
+    def run(self, argv, stdin, deadline, max_output=DEFAULT_MAX_OUTPUT) -> RunResult:
+        command, payload = SSHTransport._command(self, argv, stdin)   # the same quoting and sudo
+        log.debug("%s: exec %s (%d bytes on stdin, asyncssh)", self.host.name, command, len(payload))
+        return self._on_loop(self._run(command, payload, deadline, max_output), deadline)
+
+    def connect(self, deadline: float) -> None:
+        """The handshake now, if not made yet (Transport.connect); the calling thread waits for it."""
+        self._on_loop(self._connect(deadline), deadline)
+
+    def _on_loop(self, coroutine, deadline: float):
+        """Run ``coroutine`` on the shared loop; this thread waits until the deadline (+ grace)."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result(max(0.0, deadline - time.monotonic()) + RESULT_GRACE_S)
+        except FutureTimeout:
+            future.cancel()
+            raise TransportError(Status.TIMEOUT, "the host did not answer before the deadline") from None
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(conn.abort)
