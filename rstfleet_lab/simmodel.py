@@ -32,6 +32,7 @@ import yaml
 from rstfleet.probe.host import PROBE_VERSION, SCHEMA
 from rstfleet.probe.host.counters import TCP_KEYS, counter_deltas
 from rstfleet.probe.host.facts import SYSCTLS
+from rstfleet.probe.host.limits import start_wait_s
 from rstfleet.probe.shell import FORMAT as SHELL_FORMAT
 
 KINDS = ("ok", "auth_refused", "unknown_key", "slow_banner")
@@ -79,6 +80,15 @@ class Request:
     kind: str            # python (the probe on stdin) | shell | sample (bench/peers.py) | unknown
     window_s: float = 0.0
     options: tuple[str, ...] = ()
+    start_at: float = 0.0      # the probe's --start-at (epoch s; 0: at once)
+    start_in: float = 0.0      # its --start-in, or the shell probe's delay
+
+    def wait_s(self, now: float) -> float:
+        """Seconds before the window, as the real probes wait: the Python probe for the fleet's
+        common start (probe/host/limits.start_wait_s), the shell probe its delay."""
+        if self.kind == "shell":
+            return self.start_in
+        return start_wait_s(self.start_at, self.start_in, now)
 
 
 def _range(section: dict, key: str, default: tuple[float, float], where: str) -> tuple[float, float]:
@@ -190,16 +200,27 @@ def parse_command(command: str) -> Request:
     except ValueError:
         return Request("unknown")
     if len(argv) >= 5 and argv[0] == "sh" and argv[1] == "-c" and argv[3] == "rstfleet-shell":
-        return Request("shell", _window(argv[4]))
+        return Request("shell", _window(argv[4]), start_in=_window(argv[5]) if len(argv) > 5 else 0.0)
     if argv and argv[0].endswith("python3") and "--window" in argv:
         at = argv.index("--window")
         options = tuple(a for a in argv[at + 2:] if a.startswith("--"))
-        return Request("python", _window(argv[at + 1] if at + 1 < len(argv) else ""), options)
+
+        def value(option: str, parse=_window) -> float:
+            return parse(argv[argv.index(option) + 1]) if option in argv[:-1] else 0.0
+        return Request("python", _window(argv[at + 1] if at + 1 < len(argv) else ""), options,
+                       value("--start-at", _epoch), value("--start-in"))
     if argv[:2] == ["python3", "-c"] and len(argv) == 3 and "time.sleep(" in argv[2]:
         return Request("sample", sample_window(argv[2]))
     if argv == ["python3", "-"]:
         return Request("sample")          # the sampling comes on stdin: sample_window(stdin)
     return Request("unknown")
+
+
+def _epoch(text: str) -> float:
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        return 0.0
 
 
 def _window(text: str) -> float:
@@ -228,7 +249,8 @@ def probe_document(host: SimHost, request: Request, started_at: float, began_s: 
         "facts": {"hostname": host.name, "kernel": KERNEL, "uid": 0, "python": "3.11.2",
                   "python_executable": "/usr/bin/python3", "tcpdump": None, "lsof": None,
                   "has_tcpdump": False, "has_lsof": False},
-        "window": {"requested_s": request.window_s, "measured_s": elapsed_s, "started_at": started_at},
+        "window": {"requested_s": request.window_s, "measured_s": elapsed_s, "started_at": started_at,
+                   **({"start_at": request.start_at} if request.start_at else {})},
         "tcp": {"start": {k: first["Tcp"][k] for k in TCP_KEYS},
                 "end": {k: last["Tcp"][k] for k in TCP_KEYS},
                 "delta": {k: delta[k] for k in TCP_KEYS if k in delta},

@@ -12,6 +12,7 @@ import pytest
 from rstfleet.probe import probe_argv
 from rstfleet.probe.shell import parse_shell_output, shell_argv
 from rstfleet.results import parse_probe_output
+from rstfleet.sweep.window import StartInstant
 from rstfleet_lab.simmodel import (Request, ScenarioError, parse_command, plan_hosts, probe_document,
                                    sample_answer, shell_head, shell_tail)
 
@@ -65,6 +66,25 @@ def test_the_shell_probe_answer_is_parsed_by_the_products_shell_parser():
     assert document["window"]["measured_s"] == pytest.approx(3.0, abs=0.01)
     assert document["tcp"]["delta"]["OutRsts"] == out_rsts(host, 53.0) - out_rsts(host, 50.0)
     assert document["facts"]["hostname"] == host.name
+
+
+def test_the_simulator_waits_for_the_common_start_as_the_real_probes_do():
+    """The pool's start options (sweep/window.py) on the product's own command builders: the
+    Python probe waits for --start-at by the host's clock, never past --start-in; the shell probe
+    sleeps its delay."""
+    start = StartInstant.after(5.0)
+    request = parse_command(shlex.join(probe_argv(10.0, ["--trace-auto"] + start.probe_options())))
+    assert (request.kind, request.window_s, request.start_at) == ("python", 10.0, start.wall)
+    assert 4.0 < request.start_in <= 5.0
+    assert request.wait_s(start.wall - 1.5) == pytest.approx(1.5)
+    assert request.wait_s(start.wall - 60.0) == request.start_in        # a clock behind: --start-in bounds it
+    assert request.wait_s(start.wall + 1.0) == 0.0                      # the start has passed
+    window = parse_probe_output(json.dumps(probe_document(HOSTS[0], request, start.wall, 0.0, 10.0,
+                                                          10.0)).encode())["window"]
+    assert window["start_at"] == start.wall                              # as probe/host/main.py says it
+    assert parse_command(shlex.join(probe_argv(10.0, []))).wait_s(0.0) == 0.0   # no start: at once
+    shell = parse_command(shlex.join(shell_argv(3.0, 2.25)))
+    assert (shell.kind, shell.window_s, shell.wait_s(0.0)) == ("shell", 3.0, 2.25)
 
 
 def test_the_bench_peers_sampling_gets_the_delta_and_anything_else_is_not_simulated():
