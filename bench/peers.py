@@ -24,8 +24,15 @@ SAMPLE_PY = ('import time;r=lambda:(lambda l:int(l[1][l[0].index("OutRsts")]))'
              'a=r();time.sleep({window});print(r()-a)')
 
 
-def sample_py(window: float) -> str:
-    return SAMPLE_PY.format(window=repr(float(window)))
+# With "stamps" in the spec (bench/window_bench.py): the same, printing "delta start end" (epoch s),
+# so the span of the peer's windows can be compared with rstfleet's.
+SAMPLE_STAMPED_PY = ('import time;r=lambda:(lambda l:int(l[1][l[0].index("OutRsts")]))'
+                     '([x.split() for x in open("/proc/net/snmp") if x.startswith("Tcp:")]);'
+                     's=time.time();a=r();time.sleep({window});print(r()-a,s,time.time())')
+
+
+def sample_py(window: float, stamps: bool = False) -> str:
+    return (SAMPLE_STAMPED_PY if stamps else SAMPLE_PY).format(window=repr(float(window)))
 
 
 def sample_shell(window: float) -> str:
@@ -34,7 +41,7 @@ def sample_shell(window: float) -> str:
 
 
 def _is_count(text: str) -> bool:
-    text = text.strip()
+    text = (text.strip().split() or [""])[0]
     return text.lstrip("-").isdigit()
 
 
@@ -103,7 +110,8 @@ def run_ssh(spec: dict) -> dict:
             "-o", "StrictHostKeyChecking=" + ("yes" if spec["verify_host_keys"] else "no")]
     if spec.get("kex"):
         base += ["-o", f"KexAlgorithms={spec['kex']}"]
-    script = (sample_py(spec["window"]).replace(";", "\n") + "\n").encode()
+    script = (sample_py(spec["window"], spec.get("stamps", False)).replace(";", "\n") + "\n").encode()
+    windows = []
 
     def one(address: str):
         try:
@@ -112,13 +120,15 @@ def run_ssh(spec: dict) -> dict:
         except subprocess.TimeoutExpired:
             return address, "timeout"
         if proc.returncode == 0 and _is_count(proc.stdout.decode(errors="replace")):
+            if spec.get("stamps"):
+                windows.append([float(x) for x in proc.stdout.split()[1:3]])
             return address, None
         return address, f"exit {proc.returncode}: {proc.stderr.decode(errors='replace')[-200:]}"
 
     with ThreadPoolExecutor(max_workers=len(spec["hosts"])) as pool:
         outcomes = list(pool.map(one, spec["hosts"]))
     failed = {address: reason for address, reason in outcomes if reason}
-    return {"ok": len(outcomes) - len(failed), "failed": failed}
+    return {"ok": len(outcomes) - len(failed), "failed": failed, **({"windows": windows} if windows else {})}
 
 
 def run_asyncssh(spec: dict) -> dict:

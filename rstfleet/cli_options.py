@@ -65,7 +65,8 @@ def _add_fleet(parser: argparse.ArgumentParser, play: bool = False, check: bool 
                         help="take the K-th of N stable slices of the selected hosts (by a hash of the "
                              "inventory name), so N schedulers split a fleet; merge with `report`")
     parser.add_argument("-f", "--forks", type=int, default=limits.FORKS,
-                        help="hosts probed at once (default %(default)s)")
+                        help="SSH handshakes in flight at once (default %(default)s); every reached "
+                             "host's session is then held so all windows start together")
     parser.add_argument("-u", "--user", help="remote user (inventory ansible_user wins, as in Ansible)")
     parser.add_argument("--private-key", metavar="FILE", help="SSH private key")
     parser.add_argument("-b", "--become", action="store_true", help="run the probe with sudo")
@@ -92,8 +93,8 @@ def _add_fleet(parser: argparse.ArgumentParser, play: bool = False, check: bool 
         return _add_outputs(parser, CHECK_FORMATS)
     parser.add_argument("--trace", action="store_true",
                         help="attribute every reset to a port, peer and kernel reason with the "
-                             "tcp:tcp_send_reset tracepoint (root; on by default with --capture and in "
-                             "triage's phase 2; costs the host ~15 ms CPU and ~80 ms wall)")
+                             "tcp:tcp_send_reset tracepoint even where the kernel is shared (by default: "
+                             "as root on a host's own kernel; costs it ~12 ms CPU and ~0.1 s wall)")
     parser.add_argument("--no-trace", action="store_true", help="never use the tracepoint")
     parser.add_argument("--host-probe", choices=("auto", "shell", "python"), default="auto",
                         help="counters-only sweeps: 'shell' runs a POSIX sh probe (no python3, less CPU); "

@@ -50,6 +50,7 @@ class ProbeOptions:
     """What the probe does on each host besides reading counters."""
 
     trace: bool = False
+    trace_auto: bool = False         # trace where the host's kernel is its own and we are root
     capture_s: float = 0.0
     capture_packets: int = 0
     capture_bytes: int = CAPTURE_BYTES
@@ -64,7 +65,7 @@ class ProbeOptions:
 
     def argv(self) -> tuple[str, ...]:
         """The probe's command-line options (every value is ours, never text from a host)."""
-        options = ["--trace"] if self.trace else []
+        options = ["--trace"] if self.trace else ["--trace-auto"] if self.trace_auto else []
         if self.capture_s:
             options += ["--capture", repr(self.capture_s), "--capture-packets", str(self.capture_packets),
                         "--capture-bytes", str(self.capture_bytes)]
@@ -253,7 +254,8 @@ def _checked(o: dict, hosts: list[Host] | None, groups: frozenset = frozenset())
         """The plain sweep reads counters only (the alert's figure, cheapest; the shell probe where
         python3 is missing, or everywhere with --host-probe shell); evidence runs add the tracepoint
         (measured: a tracefs instance costs ~80 ms wall per host) and need the Python probe."""
-        probe = replace(probe, trace=(bool(o.get("trace")) or bool(probe.capture_s)) and not no_trace)
+        probe = replace(probe, trace=(bool(o.get("trace")) or bool(probe.capture_s)) and not no_trace,
+                        trace_auto=not no_trace and host_probe != "shell")
         if host_probe == "shell" and needs_python(probe.argv()):
             raise PlanError("--host-probe shell reads counters only: --trace, --capture, --owners, "
                             "--netdata URL, --baseline exact and triage's phase 2 need the Python probe")

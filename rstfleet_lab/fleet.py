@@ -34,6 +34,7 @@ from typing import Iterator
 
 import yaml
 
+from rstfleet_lab import scale
 from rstfleet_lab.netns import process_cmdline, kill_and_wait, namespace_pids
 
 LAB_ROOT = Path("/run/rstfleet-lab")
@@ -271,9 +272,18 @@ def _write_state(lab: Lab, ready: bool) -> None:
              "subnet": str(ipaddress.ip_network(f"{lab.gateway}/22", strict=False)),
              "hosts": [asdict(h) for h in lab.hosts], "ready": ready,
              "inner_index": lab.inner_index, "inner": [asdict(h) for h in lab.inner]}
+    state.update(_kept_records(lab.state_dir / "state.json"))
     tmp = lab.state_dir / "state.json.tmp"
     tmp.write_text(json.dumps(state, indent=1))
     tmp.replace(lab.state_dir / "state.json")
+
+
+def _kept_records(state_file: Path) -> dict:
+    """What other steps recorded in state.json and a rewrite must keep (scale.RECORD_KEY)."""
+    with contextlib.suppress(OSError, ValueError):
+        state = json.loads(state_file.read_text())
+        return {key: state[key] for key in (scale.RECORD_KEY,) if key in state}
+    return {}
 
 
 def _used_indices() -> set[int]:
@@ -327,10 +337,11 @@ def load(name: str = "lab") -> Lab:
 def _build_network(lab: Lab) -> None:
     lines = [f"link add {lab.bridge} type bridge", f"addr add {lab.gateway}/22 dev {lab.bridge}",
              f"link set {lab.bridge} up"]
+    lines += scale.extra_bridge_lines(lab.index, len(lab.hosts))
     for i, h in enumerate(lab.hosts, 1):
         veth = f"rf{lab.index}v{i}"
         lines += [f"netns add {h.namespace}", f"link add {veth} type veth peer name eth0 netns {h.namespace}",
-                  f"link set {veth} addrgenmode none", f"link set {veth} master {lab.bridge} up"]
+                  f"link set {veth} addrgenmode none", f"link set {veth} master {scale.bridge_of(lab.index, i)} up"]
     _run(["ip", "-batch", "-"], stdin="\n".join(lines) + "\n")
 
     def inside(h: LabHost) -> None:
@@ -353,6 +364,7 @@ def up(n: int, name: str = "lab", inner: int = 0) -> Lab:
         raise LabError(f"{SSHD} is missing: apt-get install openssh-server")
     lab = _allocate(name, n, inner)
     try:
+        scale.make_room(LAB_ROOT, name)        # recorded in state.json first: down() restores it
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         (lab.state_dir / "empty").write_text("")
         _keygen(lab.key_path, f"rstfleet-lab-{name}")
@@ -409,8 +421,10 @@ def down(name: str = "lab") -> None:
         # Deleting a namespace destroys its veth pair; the kernel does that in one batch (~0.1 s
         # for 100), much faster than `link del` one veth at a time (~2 s for 100).
         lines = [f"netns del {ns}" for ns in namespaces] + [f"link del {lab.bridge}"]
+        lines += scale.extra_bridge_removal(lab.index, len(lab.hosts))
         _run(["ip", "-force", "-batch", "-"], stdin="\n".join(lines) + "\n", check=False)
         veths = {f"rf{lab.index}v{i}" for i in range(1, len(lab.hosts) + 1)} | {lab.bridge}
+        veths |= set(scale.bridge_names(lab.index, len(lab.hosts))[1:])
         deadline = time.monotonic() + 10
         while (left := sorted(veths & set(os.listdir("/sys/class/net")))) and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -418,6 +432,7 @@ def down(name: str = "lab") -> None:
         left += [ns for ns in namespaces if ns in listed] + left_inner
         if left or survivors:
             raise LabError(f"down({name!r}) left {left[:5]} and processes {survivors[:5]}; run it again")
+    scale.give_back_room(LAB_ROOT, name)
     shutil.rmtree(state_dir, ignore_errors=True)
 
 

@@ -32,6 +32,7 @@ import yaml
 from rstfleet.probe.host import PROBE_VERSION, SCHEMA
 from rstfleet.probe.host.counters import TCP_KEYS, counter_deltas
 from rstfleet.probe.host.facts import SYSCTLS
+from rstfleet.probe.host.limits import start_wait_s
 from rstfleet.probe.shell import FORMAT as SHELL_FORMAT
 
 KINDS = ("ok", "auth_refused", "unknown_key", "slow_banner")
@@ -40,7 +41,6 @@ FIRST_ADDRESS = "127.1.0.1"      # hosts take consecutive loopback addresses fro
 SIM_PORT = 2222                  # every host listens on its own address, this port
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 KERNEL = "6.1.0-simfleet"
-MAX_START_WAIT_S = 120.0         # the probe's own bound on waiting for the common start
 # /proc/net/snmp's Tcp line, in the kernel's order; the values not modelled stay put.
 SNMP_TCP = ("RtoAlgorithm", "RtoMin", "RtoMax", "MaxConn", "ActiveOpens", "PassiveOpens",
             "AttemptFails", "EstabResets", "CurrEstab", "InSegs", "OutSegs", "RetransSegs",
@@ -80,17 +80,15 @@ class Request:
     kind: str            # python (the probe on stdin) | shell | sample (bench/peers.py) | unknown
     window_s: float = 0.0
     options: tuple[str, ...] = ()
-    start_at: float = 0.0     # the fleet's common start (python probe's --start-at), epoch seconds
-    start_in: float = 0.0     # ... its --start-in bound, or the shell probe's delay ($2)
+    start_at: float = 0.0      # the probe's --start-at (epoch s; 0: at once)
+    start_in: float = 0.0      # its --start-in, or the shell probe's delay
 
     def wait_s(self, now: float) -> float:
-        """How long the host waits before its window: the probe's own rule (probe/host/main.py
-        start_wait_s: the common instant, never longer than --start-in), the shell probe's delay."""
+        """Seconds before the window, as the real probes wait: the Python probe for the fleet's
+        common start (probe/host/limits.start_wait_s), the shell probe its delay."""
         if self.kind == "shell":
             return self.start_in
-        if not self.start_at:
-            return 0.0
-        return max(0.0, min(self.start_at - now, self.start_in, MAX_START_WAIT_S))
+        return start_wait_s(self.start_at, self.start_in, now)
 
 
 def _range(section: dict, key: str, default: tuple[float, float], where: str) -> tuple[float, float]:
@@ -206,9 +204,11 @@ def parse_command(command: str) -> Request:
     if argv and argv[0].endswith("python3") and "--window" in argv:
         at = argv.index("--window")
         options = tuple(a for a in argv[at + 2:] if a.startswith("--"))
-        start_at, start_in = _option(argv, "--start-at"), _option(argv, "--start-in")
+
+        def value(option: str, parse=_window) -> float:
+            return parse(argv[argv.index(option) + 1]) if option in argv[:-1] else 0.0
         return Request("python", _window(argv[at + 1] if at + 1 < len(argv) else ""), options,
-                       _seconds(start_at), _window(start_in))
+                       value("--start-at", _epoch), value("--start-in"))
     if argv[:2] == ["python3", "-c"] and len(argv) == 3 and "time.sleep(" in argv[2]:
         return Request("sample", sample_window(argv[2]))
     if argv == ["python3", "-"]:
@@ -216,12 +216,7 @@ def parse_command(command: str) -> Request:
     return Request("unknown")
 
 
-def _option(argv: list[str], flag: str) -> str:
-    """The value after FLAG, or ''."""
-    return argv[argv.index(flag) + 1] if flag in argv[:-1] else ""
-
-
-def _seconds(text: str) -> float:
+def _epoch(text: str) -> float:
     try:
         return max(0.0, float(text))
     except ValueError:
@@ -254,7 +249,8 @@ def probe_document(host: SimHost, request: Request, started_at: float, began_s: 
         "facts": {"hostname": host.name, "kernel": KERNEL, "uid": 0, "python": "3.11.2",
                   "python_executable": "/usr/bin/python3", "tcpdump": None, "lsof": None,
                   "has_tcpdump": False, "has_lsof": False},
-        "window": {"requested_s": request.window_s, "measured_s": elapsed_s, "started_at": started_at},
+        "window": {"requested_s": request.window_s, "measured_s": elapsed_s, "started_at": started_at,
+                   **({"start_at": request.start_at} if request.start_at else {})},
         "tcp": {"start": {k: first["Tcp"][k] for k in TCP_KEYS},
                 "end": {k: last["Tcp"][k] for k in TCP_KEYS},
                 "delta": {k: delta[k] for k in TCP_KEYS if k in delta},
@@ -266,8 +262,6 @@ def probe_document(host: SimHost, request: Request, started_at: float, began_s: 
         "sysctls": dict(SYSCTL_VALUES),
         "cost": {"cpu_s": 0.0, "children_cpu_s": 0.0, "max_rss_kb": 0},
     }
-    if request.start_at:
-        document["window"]["start_at"] = request.start_at
     if "--trace" in request.options:
         document["trace"] = {"available": False, "reason": "simulated host: no tracefs"}
     if "--capture" in request.options:

@@ -112,9 +112,7 @@ class Worker:
                 process.stderr.write(b"simfleet: command not simulated\n")
                 process.exit(127)
                 return
-            wait_s = request.wait_s(time.time())      # the fleet's common start, as the probe honours it
-            if wait_s:
-                await asyncio.sleep(wait_s)
+            await asyncio.sleep(request.wait_s(time.time()))      # the common start, as the probes wait
             started_at, began, t0 = time.time(), self.since_epoch(), time.monotonic()
             if request.kind == "shell":
                 process.stdout.write(shell_head(host, self.epoch_wall, began).encode())

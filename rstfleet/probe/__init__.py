@@ -49,20 +49,21 @@ sys.exit(main(sys.argv[1:]))
 CORE_MODULES = ("__init__", "counters", "facts", "limits", "main")
 # probe option -> the extra modules it imports on the host
 TRACE_MODULES = ("tracefs", "traceformat", "tally")
-OPTION_MODULES = {"--trace": TRACE_MODULES, "--capture": ("capture",) + TRACE_MODULES, "--owners": ("owners",),
+OPTION_MODULES = {"--trace": TRACE_MODULES, "--trace-auto": TRACE_MODULES, "--capture": ("capture",) + TRACE_MODULES, "--owners": ("owners",),
                   "--netdata": ("netdata",), "--baseline": ("exact",), "--check": ("check",) + TRACE_MODULES}
 # options a host without python3 may go without: the shell probe serves it, with no Netdata verdict
-BEST_EFFORT_OPTIONS = (("--netdata", "auto"), ("--netdata", "off"))
+# and no attribution (--trace-auto is the default sweep's: attribute where the kernel allows)
+BEST_EFFORT_OPTIONS = (("--netdata", "auto"), ("--netdata", "off"), ("--trace-auto",))
 
 
 def needs_python(options) -> bool:
-    """Whether these probe options need the Python probe; ``--netdata auto`` alone does not (it asks
-    an agent if one listens, so a host without python3 still gets its counters from the shell probe)."""
+    """Whether these probe options need the Python probe; ``--netdata auto`` or ``--trace-auto``
+    alone do not (best effort: a host without python3 still gets its counters from the shell probe)."""
     options, rest = list(options), []
     while options:
-        pair = tuple(options[:2])
-        if pair in BEST_EFFORT_OPTIONS:
-            del options[:2]
+        best_effort = next((len(o) for o in BEST_EFFORT_OPTIONS if tuple(options[:len(o)]) == o), 0)
+        if best_effort:
+            del options[:best_effort]
         else:
             rest.append(options.pop(0))
     return bool(rest)

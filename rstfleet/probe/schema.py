@@ -274,6 +274,7 @@ def check_document(document: dict, trusted_paths: bool = False) -> dict:
     number(document["window"].get("measured_s"), "window.measured_s", minimum=0)
     number(document["window"].get("requested_s"), "window.requested_s", optional=True, minimum=0)
     number(document["window"].get("started_at"), "window.started_at", optional=True)
+    number(document["window"].get("start_at"), "window.start_at", optional=True, minimum=0)
     mapping(document.get("tcp"), "tcp")
     counters(document["tcp"].get("delta"), "tcp.delta")
     for section in ("start", "end"):

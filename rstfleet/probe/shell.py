@@ -24,7 +24,7 @@ from .host.facts import SYSCTLS
 
 FORMAT = "@@rstfleet-shell 1"
 
-# $1 is the window in seconds. Measured (bench/host_probe_cost.py): dash's `read` reads one byte
+# $1 is the window in seconds, $2 how long to wait before it (the fleet's common start). Measured (bench/host_probe_cost.py): dash's `read` reads one byte
 # per system call, so the /proc/net tables go through one `cat` each snapshot and /proc/stat through
 # `grep`; and /proc/sys files answer a read at an offset with EOF ("4096" read as "4"), so one
 # `grep '' FILES` prints the sysctls (POSIX: the file name before each line). `sleep` with a
@@ -35,12 +35,16 @@ FORMAT = "@@rstfleet-shell 1"
 SCRIPT = r"""# rstfleet-shell probe (counters only)
 LC_ALL=C
 snap() { echo "@@$1"; read -r up rest < /proc/uptime; echo "@@uptime $up"; cat /proc/net/snmp /proc/net/netstat; echo "@@end"; }
-echo "%(format)s"
-grep '^btime ' /proc/stat | while read -r key value; do echo "@@btime $value"; done
-snap begin
+pause() {
 n=${1%%.*}; i=0
 while [ "$i" -lt "$n" ]; do sleep 1; echo "@@tick" || exit 1; i=$((i + 1)); done
 [ "${1#*.}" = "$1" ] || [ "${1#*.}" = 0 ] || sleep "0.${1#*.}" 2>/dev/null || true
+}
+echo "%(format)s"
+grep '^btime ' /proc/stat | while read -r key value; do echo "@@btime $value"; done
+pause "${2:-0}"
+snap begin
+pause "$1"
 snap finish
 grep '' %(sysctls)s 2>/dev/null | while IFS=: read -r path value; do echo "@@sysctl $path $value"; done
 read -r v < /proc/sys/kernel/hostname; echo "@@host $v"
@@ -55,9 +59,10 @@ class ShellOutputError(ValueError):
     """The shell probe's output is not what the script prints."""
 
 
-def shell_argv(window_s: float) -> list[str]:
-    """`sh -c SCRIPT rstfleet-shell WINDOW`: every word is ours (the transport quotes them)."""
-    return ["sh", "-c", SCRIPT, "rstfleet-shell", repr(float(window_s))]
+def shell_argv(window_s: float, delay_s: float = 0.0) -> list[str]:
+    """`sh -c SCRIPT rstfleet-shell WINDOW DELAY`: every word is ours (the transport quotes them)."""
+    return ["sh", "-c", SCRIPT, "rstfleet-shell", repr(float(window_s)),
+            f"{delay_s:.2f}" if delay_s > 0 else "0"]
 
 
 def _sections(text: str) -> tuple[dict, dict, dict]:

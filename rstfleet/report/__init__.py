@@ -2,7 +2,8 @@
 
     render("markdown", assessments, thresholds, {"window_s": 10.0, "exit_code": 4}) -> str
 
-meta: window_s, wall_s, exit_code, and optionally phase2_hosts (triage), partial (the run was
+meta: window_s, wall_s, exit_code, and optionally phase2_hosts (triage), fleet_window (the span
+of the measured windows, sweep/window.py), partial (the run was
 interrupted) and color (the table may use ANSI colour; the CLI sets it for a TTY only).
 Host text is hostile: each module escapes it for its own sink with `escape.py`.
 """

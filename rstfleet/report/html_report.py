@@ -15,6 +15,7 @@ from ..analysis import Assessment, Thresholds, Verdict
 from . import both_ends, summary, view
 from .chart import sparkline_svg, stacked_bars
 from .escape import html_text as h
+from .window_text import window_lines
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -127,7 +128,8 @@ def render_html(assessments: list[Assessment], thresholds: Thresholds, meta: dic
                      'did not finish are listed as not checked.</p>')
     parts.append(_cards(assessments, total, meta))
     parts.append('<h2>Fleet summary</h2><ul class="facts" id="fleet">' + "".join(
-        _fact(label, text, 600) for label, text in fleet.lines + view.phase2_fleet_lines(meta)) + "</ul>")
+        _fact(label, text, 600) for label, text in fleet.lines + view.phase2_fleet_lines(meta)
+        + window_lines(meta)) + "</ul>")
     ends = both_ends.both_ends_lines(fleet.summary)
     if ends:
         parts.append('<h2>Both ends of the resets</h2><ul class="facts" id="both-ends">' + "".join(

@@ -2,8 +2,9 @@
 
 Top level (schema ``rstfleet.report/1``, described by docs/report-schema.json): schema,
 generated_at, window_s, thresholds, summary, exit_code, partial, fleet, hosts (rank order:
-checked hosts worst first, then unchecked by name), phase2_hosts after a triage, and captures
-after `rstfleet analyze` (each file's reading counts, the local addresses, resets per direction). Each host
+checked hosts worst first, then unchecked by name), phase2_hosts after a triage, fleet_window
+(when the windows ran, their span and overlap; sweep/window.py), and captures after `rstfleet
+analyze` (each file's reading counts, the local addresses, resets per direction). Each host
 keeps its raw probe document so `rstfleet report` can re-assess it with other thresholds.
 
 JSON is its own escaping: host text is kept exactly as received (a consumer must escape it for
@@ -98,6 +99,8 @@ def report_document(assessments: list[Assessment], thresholds: Thresholds, meta:
         document["phase2_hosts"] = list(meta["phase2_hosts"])
         document["phase2_left_out"] = [note.to_json() for note in view.left_out(meta)]
         document["phase2_bound"] = meta.get("phase2_bound")
+    if meta.get("fleet_window") is not None:
+        document["fleet_window"] = dict(meta["fleet_window"])
     if meta.get("captures") is not None:
         document["captures"] = meta["captures"]
     return document

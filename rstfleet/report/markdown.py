@@ -13,6 +13,7 @@ from ..analysis import Assessment, Thresholds, Verdict
 from . import both_ends, view
 from .escape import markdown as md
 from .escape import markdown_code
+from .window_text import window_lines
 
 VERDICT_MARK = {Verdict.CRIT: "🔴 crit", Verdict.WARN: "🟠 warn", Verdict.OK: "🟢 ok", Verdict.UNKNOWN: "⚪ unknown"}
 
@@ -60,7 +61,8 @@ def render_markdown(assessments: list[Assessment], thresholds: Thresholds, meta:
         lines += ["> **Partial results:** the run was interrupted; unfinished hosts are listed as "
                   "not checked.", ""]
     lines += ["## Fleet summary", ""]
-    lines += [_fact(label, text, 600) for label, text in fleet.lines + view.phase2_fleet_lines(meta)]
+    lines += [_fact(label, text, 600) for label, text in fleet.lines + view.phase2_fleet_lines(meta)
+              + window_lines(meta)]
     ends = both_ends.both_ends_lines(fleet.summary)
     if ends:
         lines += ["", "## Both ends of the resets", ""] + [_fact(label, text, 600) for label, text in ends]

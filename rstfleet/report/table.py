@@ -21,6 +21,7 @@ from tabulate import tabulate
 from ..analysis import Assessment, Thresholds, Verdict
 from . import both_ends, summary, view
 from .escape import terminal
+from .window_text import window_lines
 
 COLOURS = {Verdict.CRIT: "\x1b[1;31m", Verdict.WARN: "\x1b[33m", Verdict.OK: "\x1b[32m", Verdict.UNKNOWN: "\x1b[2m"}
 RESET = "\x1b[0m"
@@ -64,7 +65,7 @@ def render_table(assessments: list[Assessment], thresholds: Thresholds, meta: di
     if meta.get("partial"):
         lines.append("PARTIAL: the run was interrupted; hosts that did not finish are listed as not checked")
     fleet = view.fleet_view(assessments)
-    lines += ["", "Fleet"] + _labelled(fleet.lines + view.phase2_fleet_lines(meta), limit=600)
+    lines += ["", "Fleet"] + _labelled(fleet.lines + view.phase2_fleet_lines(meta) + window_lines(meta), limit=600)
     ends = both_ends.both_ends_lines(fleet.summary)
     if ends:
         lines += ["", "Both ends of the resets (received, paired with the sender's kernel)"] + _labelled(ends, limit=600)

@@ -1,14 +1,23 @@
-"""Fan the probe out to many hosts: a bounded pool, per-host deadlines, one result per host, always.
+"""Fan the probe out to a fleet in one window: handshakes bounded by `--forks`, every reached
+session held until one common start, one result per host, always.
 
-Each host costs a worker only while it is being reached and probed. Nothing in one host's path can
-take the others down or hang the run:
-  * any exception in a host's path (making its transport, running, classifying, closing), of any
-    kind, BaseException included, becomes that host's result with its reason;
-  * a host still unfinished after its budget plus STUCK_THREAD_GRACE_S is abandoned as `timeout`,
-    its session closed behind it, and a fresh worker takes its place, so the pool keeps its width;
-  * a whole-run deadline backs both: ``run_deadline_s`` = ceil(hosts / forks) waves of (host budget
-    + grace) — with forks >= hosts, the longest host budget + grace. Past it every unfinished host
-    is `timeout` and sweep() returns, whatever threads are stuck (workers are daemon threads).
+Three phases (window.py says why): **reach** — at most ``forks`` handshakes (connect, host key,
+authentication: Transport.connect) in flight, each reached host's session then held open by a
+session thread; **start** — once the handshakes are done (stragglers aside) a common start instant
+is chosen a short lead ahead and every held session runs its probe with it (`--start-at`), so the
+windows begin together; a host reached after it starts at once; **collect** — each document within
+the host's budget from the start. Sessions held at once are bounded by descriptors, memory and threads
+(sessions.py): within that bound a fleet is never split; past it, it is swept in successive window
+groups and ``Sweep.split_reason`` says why.
+
+Nothing in one host's path can take the others down or hang the run:
+  * any exception in a host's path (making its transport, the handshake, running, classifying,
+    closing), of any kind, BaseException included, becomes that host's result with its reason;
+  * a host whose phase overruns its bound (handshake: ``handshake_budget_s``; probe: its
+    ``host_budget_s`` from the start, probe_run.probe_deadline) plus STUCK_THREAD_GRACE_S is abandoned as `timeout`, its session closed behind
+    it; a stuck handshake worker is replaced, so the handshakes keep their width;
+  * a whole-run deadline backs both (``run_deadline_s``); past it every unfinished host is
+    `timeout` and sweep() returns, whatever threads are stuck (all are daemon threads).
 Ctrl-C (an Interrupt, see interrupt.py) stops new work; probes that capture are asked to finish
 early and get up to STOP_EARLY_WAIT_S to send the packets so far; the rest become `cancelled`.
 """
@@ -17,103 +26,39 @@ from __future__ import annotations
 
 import logging
 import math
-import resource
 import secrets
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Callable
 
 from ..inventory import Host
-from ..probe.host.limits import CONNECT_TIMEOUT_S, FORKS, PROBE_MARGIN_S, STOP_EARLY_WAIT_S, WINDOW_S
-from ..results import PROBE_KIND, HostResult, Status
+from ..probe.host.limits import START_LEAD_MAX_S, STOP_EARLY_WAIT_S
+from ..results import HostResult, Status
 from ..textsafe import printable
-from ..transport import DEFAULT_MAX_OUTPUT, Transport, TransportError
+from ..transport import Transport, TransportError
 from .interrupt import Interrupt
-from .probe_run import ask_to_finish_early, run_probe
+from .probe_run import ask_to_finish_early, internal_error, probe_deadline, probe_host
+from .sessions import session_limit
+from .settings import Sweep, SweepSettings
+from .window import StartInstant, only_stragglers_left, start_lead_s
 
 log = logging.getLogger("rstfleet.orchestrator")
 
 STUCK_THREAD_GRACE_S = 5.0
-WAIT_SLICE_S = 0.2        # how often the pool looks at Ctrl-C and overdue hosts
+WAIT_SLICE_S = 0.2        # how often the pool looks at Ctrl-C, overdue hosts and stragglers
 CLOSE_WAIT_S = 1.0        # on Ctrl-C, how long sessions get to close before sweep() returns
-FDS_PER_HOST = 3          # an SSH socket plus transient key/known_hosts reads; local: 3 pipes
-FDS_RESERVED = 64         # stdio, logging, imports, the report file
-
-
-def forks_within_fd_limit(forks: int) -> int:
-    """Raise the soft RLIMIT_NOFILE toward the hard limit if needed, then bound the pool by it,
-    so `ulimit -n 256` makes a big sweep slower, never a crash with EMFILE."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = FDS_RESERVED + FDS_PER_HOST * forks
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    if soft == resource.RLIM_INFINITY:
-        return forks
-    allowed = max(1, (soft - FDS_RESERVED) // FDS_PER_HOST)
-    if allowed < forks:
-        log.warning("open-file limit %d allows %d hosts at once, not %d (raise it with ulimit -n)",
-                    soft, allowed, forks)
-    return min(forks, allowed)
-
-
-@dataclass
-class SweepSettings:
-    window_s: float = WINDOW_S
-    forks: int = FORKS
-    connect_timeout_s: float = CONNECT_TIMEOUT_S
-    margin_s: float = PROBE_MARGIN_S         # time allowed beyond the window for python start-up and reply
-    max_output: int = DEFAULT_MAX_OUTPUT
-    probe_options: tuple[str, ...] = ()   # e.g. ("--trace",), ("--capture", "60", "--owners", "auto")
-    lead_s: float = 0.0                   # probe time besides the window (limits.probe_lead_s)
-    host_probe: str = "python-or-shell"   # or "python", or "shell" (probe/shell.py: counters only)
-    document_kind: str = PROBE_KIND       # the document the probe must print ("rstfleet-check": --check)
-
-    @property
-    def host_budget_s(self) -> float:
-        """A host's whole deadline: connect + window + lead (exact baseline, agent) + margin."""
-        return self.connect_timeout_s + self.window_s + self.lead_s + self.margin_s
-
-    @property
-    def finishes_early_on_interrupt(self) -> bool:
-        """Captures are worth keeping: on Ctrl-C their probes are asked to finish early."""
-        return "--capture" in self.probe_options
+CLOSERS = 16              # threads closing sessions on Ctrl-C
 
 
 def run_deadline_s(hosts: int, forks: int, settings: SweepSettings) -> float:
-    """The whole run's bound: each host ends or is abandoned within its budget + grace and the
-    pool keeps ``forks`` workers, so ceil(hosts / forks) such waves bound the run."""
-    return max(1, math.ceil(hosts / max(1, forks))) * (settings.host_budget_s + STUCK_THREAD_GRACE_S)
-
-
-def internal_error(host: Host, exc: BaseException, elapsed_s: float = 0.0) -> HostResult:
-    """A bug or an unforeseen library error, of any kind, as this host's result (the reason says
-    what; the traceback is logged with -v, not printed once per host)."""
-    log.debug("unexpected error on %s", host.name, exc_info=(type(exc), exc, exc.__traceback__))
-    return HostResult(host.name, host.address, Status.PROBE_ERROR,
-                      printable(f"internal error: {type(exc).__name__}: {exc}"), None, elapsed_s, host.groups)
-
-
-def probe_host(host: Host, transport: Transport, settings: SweepSettings,
-               run_id: str | None = None) -> HostResult:
-    """Run the probe on one reached host and say what happened; never raises."""
-    started = time.monotonic()
-    try:
-        status, reason, probe = run_probe(host, transport, settings, started + settings.host_budget_s,
-                                          run_id)
-    except TransportError as exc:
-        status, reason, probe = exc.status, printable(exc.reason, 400), None
-    except BaseException as exc:  # noqa: B902 - nothing in one host's path may sink the sweep
-        return internal_error(host, exc, time.monotonic() - started)
-    log.debug("%s: %s %s", host.name, status, reason)
-    return HostResult(host.name, host.address, status, reason, probe,
-                      time.monotonic() - started, host.groups)
+    """The whole run's bound: per window group, ceil(group / forks) waves of handshakes (each
+    ends or is abandoned within its budget + grace), the lead, then a host's budget + grace."""
+    group = min(hosts, settings.sessions or hosts) or 1
+    ramp = math.ceil(group / max(1, forks)) * (settings.handshake_budget_s + STUCK_THREAD_GRACE_S)
+    lead = min(START_LEAD_MAX_S, settings.window_s / 2) if settings.aligned else 0.0
+    probe = lead + settings.host_budget_s + STUCK_THREAD_GRACE_S
+    return math.ceil(max(1, hosts) / group) * (ramp + probe)
 
 
 def _in_background(function: Callable[[], None], name: str) -> threading.Thread | None:
@@ -133,27 +78,162 @@ def _close_quietly(transport: Transport) -> None:
         log.debug("closing a session failed", exc_info=True)
 
 
-class _Fanout:
-    """One sweep's state; see the module docstring for the guarantees."""
+def _close_all(transports: list[Transport], wait_s: float) -> None:
+    """Close sessions with a few threads; return after ``wait_s`` whatever hangs."""
+    queue = deque(transports)
+
+    def closer() -> None:
+        while True:
+            try:
+                transport = queue.popleft()
+            except IndexError:
+                return
+            _close_quietly(transport)
+    threads = [_in_background(closer, "rstfleet-close") for _ in range(min(CLOSERS, len(queue)))]
+    end = time.monotonic() + wait_s
+    for thread in threads:
+        if thread is not None:
+            thread.join(max(0.0, end - time.monotonic()))
+
+
+class _WindowGroup:
+    """One window group's state (normally the whole fleet); see the module docstring."""
 
     def __init__(self, hosts: list[Host], transport_for: Callable[[Host], Transport],
                  settings: SweepSettings, on_result: Callable[[HostResult], None] | None,
-                 interrupt: Interrupt):
+                 interrupt: Interrupt, run_id: str | None):
         self.hosts, self.transport_for, self.settings = list(hosts), transport_for, settings
-        self.on_result, self.interrupt = on_result, interrupt
-        self.pending = deque(range(len(self.hosts)))
+        self.on_result, self.interrupt, self.run_id = on_result, interrupt, run_id
+        self.pending = deque(range(len(self.hosts)))     # waiting for a handshake slot
         self.results: dict[int, HostResult] = {}
-        self.measured: dict[int, HostResult] = {}   # results whose session is still closing
-        self.running: dict[int, float] = {}        # started, no result yet: index -> start time
-        self.active: dict[int, Transport] = {}
+        self.measured: dict[int, HostResult] = {}        # results whose session is still closing
+        self.began: dict[int, float] = {}                # index -> handshake start (elapsed_s)
+        self.handshaking: dict[int, float] = {}          # index -> handshake start
+        self.probing: set[int] = set()
+        self.overdue_at: dict[int, float] = {}           # index -> end of its phase + grace
+        self.active: dict[int, Transport] = {}           # sessions made, not yet closed
+        self.slowest_handshake_s = 0.0
         self.cond = threading.Condition()
         self.stopping = threading.Event()
-        self.run_id = secrets.token_hex(8) if settings.finishes_early_on_interrupt else None
-        self.forks = max(1, min(forks_within_fd_limit(settings.forks), len(self.hosts)))
-        self.overdue_after = settings.host_budget_s + STUCK_THREAD_GRACE_S
+        self.go = threading.Event()                      # the start is chosen (or we stop)
+        self.start: StartInstant | None = None
+        self.cpu_at_begin = time.process_time()
+        self.forks = max(1, min(settings.forks, len(self.hosts)))
         self.deadline_s = run_deadline_s(len(self.hosts), self.forks, settings)
 
-    # --- workers ---------------------------------------------------------------------------------
+    # --- reach: the handshake workers ------------------------------------------------------------
+
+    def reach(self, index: int) -> tuple[Transport | None, HostResult | None]:
+        """(the connected transport, None), or (what to close, if anything, and the result)."""
+        host = self.hosts[index]
+        try:
+            transport = self.transport_for(host)
+        except TransportError as exc:
+            return None, HostResult(host.name, host.address, exc.status, printable(exc.reason), None, 0.0,
+                                    host.groups)
+        except BaseException as exc:  # noqa: B902 - e.g. a bad ~/.ssh/config line: this host's result
+            return None, internal_error(host, exc)
+        with self.cond:
+            self.active[index] = transport
+        try:
+            transport.connect(time.monotonic() + self.settings.handshake_budget_s)
+            return transport, None
+        except TransportError as exc:
+            return transport, HostResult(host.name, host.address, exc.status, printable(exc.reason, 400),
+                                         None, time.monotonic() - self.began[index], host.groups)
+        except BaseException as exc:  # noqa: B902
+            return transport, internal_error(host, exc, time.monotonic() - self.began[index])
+
+    def handshake_worker(self) -> None:
+        while not self.stopping.is_set():
+            with self.cond:
+                if not self.pending:
+                    return
+                index = self.pending.popleft()
+                now = self.began[index] = self.handshaking[index] = time.monotonic()
+                self.overdue_at[index] = now + self.settings.handshake_budget_s + STUCK_THREAD_GRACE_S
+            try:
+                transport, failed = self.reach(index)
+            except BaseException as exc:  # noqa: B902 - no worker dies silently
+                transport, failed = None, internal_error(self.hosts[index], exc)
+            with self.cond:
+                abandoned = self.handshaking.pop(index, None) is None    # a fresh worker replaced us
+                self.overdue_at.pop(index, None)
+                if not abandoned and failed is None:
+                    self.slowest_handshake_s = max(self.slowest_handshake_s, time.monotonic() - now)
+                self.release_start_if_due()
+            if failed is not None:
+                self.record(index, failed)      # dropped if the host was given up on meanwhile
+            elif not (abandoned or self.stopping.is_set()):   # else its result is there, or stop() writes it
+                # Bound now: this loop rebinds index and transport before the thread may read them.
+                if _in_background(lambda i=index, t=transport: self.session(i, t), "rstfleet-session") is not None:
+                    transport = None
+                else:
+                    self.record(index, internal_error(self.hosts[index],
+                                                      RuntimeError("no session thread could be started")))
+            if transport is not None:
+                self.end_session(index, transport)
+            if abandoned:
+                return
+
+    def add_workers(self, count: int) -> None:
+        started = sum(_in_background(self.handshake_worker, "rstfleet-handshake") is not None
+                      for _ in range(count))
+        if started == 0 and not self.handshaking:
+            with self.cond:
+                for index in list(self.pending):
+                    self.results.setdefault(index, internal_error(
+                        self.hosts[index], RuntimeError("no worker thread could be started")))
+                self.pending.clear()
+                self.release_start_if_due()
+
+    # --- start: the common instant ---------------------------------------------------------------
+
+    def release_start_if_due(self) -> None:
+        """Caller holds cond. Choose the start once no handshake is left to wait for."""
+        if self.start is not None or self.pending:
+            return
+        if self.handshaking and not only_stragglers_left(
+                list(self.handshaking.values()), self.slowest_handshake_s, time.monotonic()):
+            return
+        lead = (start_lead_s(time.process_time() - self.cpu_at_begin, self.settings.window_s)
+                if self.settings.aligned else 0.0)
+        self.start = StartInstant.after(lead)
+        log.debug("common start in %.2f s (%d sessions held, %d handshakes left)", lead,
+                  len(self.active), len(self.handshaking))
+        # Every held session is bounded from now, even one whose session thread never runs.
+        held_until = self.start.monotonic + self.settings.host_budget_s + STUCK_THREAD_GRACE_S
+        for index in self.active:
+            if index not in self.handshaking:
+                self.overdue_at.setdefault(index, held_until)
+        self.go.set()
+
+    # --- collect: one session thread per reached host --------------------------------------------
+
+    def session(self, index: int, transport: Transport) -> None:
+        try:
+            self.go.wait()
+            with self.cond:
+                if self.stopping.is_set() or index in self.results or self.start is None:
+                    return                      # stop() or give_up_on() closes it and says why
+                start = self.start if self.settings.aligned else None
+                deadline = probe_deadline(self.settings, start)
+                self.overdue_at[index] = deadline + STUCK_THREAD_GRACE_S
+                self.probing.add(index)
+            result = probe_host(self.hosts[index], transport, self.settings, self.run_id, start,
+                                self.began[index], deadline)
+            with self.cond:
+                self.measured[index] = result     # kept even if close() below hangs
+            self.end_session(index, transport)
+        except BaseException as exc:  # noqa: B902 - no session dies silently
+            result = internal_error(self.hosts[index], exc, time.monotonic() - self.began.get(index, 0.0))
+        self.record(index, result)
+
+    def end_session(self, index: int, transport: Transport) -> None:
+        _close_quietly(transport)
+        with self.cond:
+            if self.active.get(index) is transport:
+                del self.active[index]
 
     def record(self, index: int, result: HostResult) -> None:
         """The first result of a host wins; later ones (a stuck thread waking up) are dropped."""
@@ -169,7 +249,8 @@ class _Fanout:
             if index in self.results:
                 return
             self.results[index] = result
-            self.running.pop(index, None)
+            self.probing.discard(index)
+            self.overdue_at.pop(index, None)
             self.cond.notify_all()
         if self.on_result:
             try:
@@ -177,47 +258,7 @@ class _Fanout:
             except BaseException:  # noqa: B902 - progress display must not lose a host
                 log.debug("on_result failed", exc_info=True)
 
-    def reach_and_probe(self, index: int) -> HostResult:
-        host = self.hosts[index]
-        try:
-            transport = self.transport_for(host)
-        except TransportError as exc:
-            return HostResult(host.name, host.address, exc.status, printable(exc.reason), None, 0.0, host.groups)
-        except BaseException as exc:  # noqa: B902 - e.g. a bad ~/.ssh/config line: this host's result
-            return internal_error(host, exc)
-        with self.cond:
-            self.active[index] = transport
-        result = probe_host(host, transport, self.settings, self.run_id)
-        with self.cond:
-            self.measured[index] = result     # kept even if close() below hangs
-        _close_quietly(transport)
-        with self.cond:
-            self.active.pop(index, None)
-        return result
-
-    def worker(self) -> None:
-        while not self.stopping.is_set():
-            with self.cond:
-                if not self.pending:
-                    return
-                index = self.pending.popleft()
-                self.running[index] = time.monotonic()
-            try:
-                result = self.reach_and_probe(index)
-            except BaseException as exc:  # noqa: B902 - no worker dies silently
-                result = internal_error(self.hosts[index], exc)
-            self.record(index, result)
-
-    def add_workers(self, count: int) -> None:
-        started = sum(_in_background(self.worker, "rstfleet-worker") is not None for _ in range(count))
-        if started == 0 and not self.active:
-            with self.cond:
-                for index in list(self.pending):
-                    self.results.setdefault(index, internal_error(
-                        self.hosts[index], RuntimeError("no worker thread could be started")))
-                self.pending.clear()
-
-    # --- the main thread: overdue hosts, the whole-run deadline, Ctrl-C --------------------------
+    # --- the main thread: overdue hosts, stragglers, the whole-run deadline, Ctrl-C ---------------
 
     def cancelled(self, index: int, elapsed_s: float = 0.0) -> HostResult:
         host = self.hosts[index]
@@ -227,11 +268,11 @@ class _Fanout:
     def give_up_on(self, index: int, now: float, reason: str) -> None:
         """Caller holds cond. A measured host whose session would not close keeps its result."""
         host = self.hosts[index]
-        result = self.measured.get(index) or HostResult(
-            host.name, host.address, Status.TIMEOUT, reason, None,
-            now - self.running.get(index, now), host.groups)
-        self.results[index] = result
-        self.running.pop(index, None)
+        self.results[index] = self.measured.get(index) or HostResult(
+            host.name, host.address, Status.TIMEOUT, reason, None, now - self.began.get(index, now), host.groups)
+        self.handshaking.pop(index, None)
+        self.probing.discard(index)
+        self.overdue_at.pop(index, None)
         transport = self.active.pop(index, None)
         if transport is not None:     # the remote probe sees its session go and stops itself
             _in_background(lambda: _close_quietly(transport), "rstfleet-close")
@@ -244,27 +285,31 @@ class _Fanout:
                 now = time.monotonic()
                 if len(self.results) == len(self.hosts) or self.interrupt.is_set():
                     return
-                overdue = [i for i, t in self.running.items() if now - t > self.overdue_after]
+                overdue = [i for i, t in self.overdue_at.items() if now > t]
+                stuck_handshakes = sum(i in self.handshaking for i in overdue)
                 for index in overdue:
-                    self.give_up_on(index, now, f"no result within {self.overdue_after:.0f} s "
-                                                f"(budget + grace); abandoned")
+                    phase = "handshake" if index in self.handshaking else "probe"
+                    self.give_up_on(index, now, f"no result within its {phase} bound + grace; abandoned")
+                self.release_start_if_due()
                 if now - began > self.deadline_s:
                     self.stopping.set()
+                    self.go.set()
                     for index in range(len(self.hosts)):
                         if index not in self.results:
                             self.give_up_on(index, now, f"no result within the whole run's bound of "
                                                         f"{self.deadline_s:.0f} s; abandoned")
                     return
-                waits = [t + self.overdue_after - now for t in self.running.values()]
+                waits = [t - now for t in self.overdue_at.values()]
                 self.cond.wait(max(0.01, min([WAIT_SLICE_S, began + self.deadline_s - now] + waits)))
-            if overdue and self.pending and not self.stopping.is_set():
-                self.add_workers(len(overdue))     # stuck threads do not narrow the pool
+            if stuck_handshakes and self.pending and not self.stopping.is_set():
+                self.add_workers(stuck_handshakes)     # stuck threads do not narrow the handshakes
 
     def stop(self) -> None:
         """Ctrl-C: no new hosts; capturing probes asked to finish early; the rest cancelled."""
         self.stopping.set()
+        self.go.set()
         with self.cond:
-            running = list(self.running)
+            running = sorted(self.probing)
         try:
             if self.run_id and running and not self.interrupt.insistent:
                 end = time.monotonic() + STOP_EARLY_WAIT_S
@@ -284,11 +329,7 @@ class _Fanout:
                 self.results.setdefault(index, measured if measured and measured.checked else self.cancelled(index))
             sessions = list(self.active.values())
             self.active.clear()
-        closers = [_in_background(lambda t=t: _close_quietly(t), "rstfleet-close") for t in sessions]
-        end = time.monotonic() + CLOSE_WAIT_S
-        for thread in closers:
-            if thread is not None:
-                thread.join(max(0.0, end - time.monotonic()))
+        _close_all(sessions, CLOSE_WAIT_S)
 
     def run(self) -> list[HostResult]:
         try:
@@ -302,11 +343,36 @@ class _Fanout:
         return [self.results[i] for i in range(len(self.hosts))]
 
 
+def sweep_fleet(hosts: list[Host], transport_for: Callable[[Host], Transport], settings: SweepSettings,
+                on_result: Callable[[HostResult], None] | None = None,
+                interrupt: Interrupt | None = None) -> Sweep:
+    """Probe every host in one window when the sessions fit (sessions.py), else in successive
+    window groups; one result per host, in inventory order; ``interrupt`` (Ctrl-C) ends it early."""
+    if not hosts:
+        return Sweep([])
+    interrupt = interrupt or Interrupt()
+    capture_bytes = settings.max_output if "--capture" in settings.probe_options else 0
+    limit = session_limit(len(hosts), output_bytes=capture_bytes)
+    size = min(limit.sessions, settings.sessions or len(hosts))
+    reason = "" if size >= len(hosts) else (
+        limit.reason if limit.sessions <= size else f"at most {size} sessions held at once (settings)")
+    run_id = secrets.token_hex(8) if settings.finishes_early_on_interrupt else None
+    outcome = Sweep([], groups=math.ceil(len(hosts) / size), split_reason=reason, sessions=size)
+    for first in range(0, len(hosts), size):
+        group = hosts[first:first + size]
+        if interrupt.is_set():
+            outcome.results += [HostResult(h.name, h.address, Status.CANCELLED, "run interrupted (Ctrl-C) "
+                                           "before this host's window group", None, 0.0, h.groups) for h in group]
+            continue
+        window_group = _WindowGroup(group, transport_for, settings, on_result, interrupt, run_id)
+        outcome.results += window_group.run()
+        if window_group.start is not None:
+            outcome.starts.append(window_group.start.wall)
+    return outcome
+
+
 def sweep(hosts: list[Host], transport_for: Callable[[Host], Transport], settings: SweepSettings,
           on_result: Callable[[HostResult], None] | None = None,
           interrupt: Interrupt | None = None) -> list[HostResult]:
-    """Probe every host with at most settings.forks at once; one result per host, in inventory
-    order, within ``run_deadline_s``; ``interrupt`` (Ctrl-C) ends it early (module docstring)."""
-    if not hosts:
-        return []
-    return _Fanout(hosts, transport_for, settings, on_result, interrupt or Interrupt()).run()
+    """sweep_fleet()'s results only."""
+    return sweep_fleet(hosts, transport_for, settings, on_result, interrupt).results

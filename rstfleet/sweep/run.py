@@ -16,9 +16,10 @@ from ..results import HostResult, Status
 from ..transport import Transport
 from .coverage import left_out_notes
 from .interrupt import Interrupt
-from .pool import SweepSettings, sweep
+from .pool import SweepSettings, sweep_fleet
 from .progress import Progress
 from .triage import Phase2, triage
+from .window import fleet_window
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Outcome:
     phase2: Phase2 | None         # triage only: what became of phase 2 on each host
     wall_s: float
     interrupted: bool = False
+    fleet_window: dict | None = None   # the sweep's (triage: phase 1's) window span, window.FleetWindow
 
     @property
     def partial(self) -> bool:
@@ -37,6 +39,7 @@ class Outcome:
 def run_plan(plan, transport_for: Callable[[Host], Transport], interrupt: Interrupt | None = None) -> Outcome:
     started, stamp = time.monotonic(), time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     interrupt = interrupt or Interrupt()
+    sweeps = []
 
     def run_phase(hosts: list[Host], settings: SweepSettings) -> list[HostResult]:
         """One fan-out, with live progress when a person is watching."""
@@ -44,8 +47,9 @@ def run_plan(plan, transport_for: Callable[[Host], Transport], interrupt: Interr
         if progress:
             progress.start()
         try:
-            return sweep(hosts, transport_for, settings,
-                         on_result=progress.on_result if progress else None, interrupt=interrupt)
+            sweeps.append(sweep_fleet(hosts, transport_for, settings,
+                                      on_result=progress.on_result if progress else None, interrupt=interrupt))
+            return sweeps[-1].results
         finally:
             if progress:
                 progress.close()
@@ -55,7 +59,10 @@ def run_plan(plan, transport_for: Callable[[Host], Transport], interrupt: Interr
     else:
         results, phase2 = run_phase(list(plan.hosts), plan.sweep), None
     store_captures(results, plan.outputs.run_dir, stamp)
-    return Outcome(results, phase2, time.monotonic() - started, interrupt.is_set())
+    first = sweeps[0] if sweeps else None
+    window = fleet_window([r.probe for r in first.results], first.groups, first.split_reason) if first else None
+    return Outcome(results, phase2, time.monotonic() - started, interrupt.is_set(),
+                   window.as_dict() if window else None)
 
 
 def interruption_summary(outcome: Outcome) -> str:
@@ -88,6 +95,8 @@ def report_outcome(plan, outcome: Outcome, interrupt: Interrupt) -> int:
             meta["phase2_hosts"] = outcome.phase2.finished
             meta["phase2_left_out"] = left_out_notes(outcome.phase2, assessments, plan)
             meta["phase2_bound"] = plan.phase2_top
+        if outcome.fleet_window is not None:
+            meta["fleet_window"] = outcome.fleet_window
         emit(outputs, assessments, plan.thresholds, meta)
         return code
 

@@ -69,6 +69,12 @@ class TransportError(Exception):
 
 
 class Transport(Protocol):
+    def connect(self, deadline: float) -> None:
+        """Connect and authenticate now, before time.monotonic() passes deadline, so the pool can
+        bound handshakes (--forks) apart from the sessions it holds; raises TransportError
+        (unreachable, auth-failed, host-key-rejected, timeout). Once connected, a no-op; a
+        transport with no handshake (the local host) does nothing. run() connects if needed."""
+
     def run(self, argv: list[str], stdin: bytes, deadline: float,
             max_output: int = DEFAULT_MAX_OUTPUT) -> RunResult:
         """Run argv with stdin until it exits or time.monotonic() passes deadline."""

@@ -5,7 +5,8 @@ hosts that cost 6.9 ms of CPU and 157 KB per host (docs/benchmarks.md, "A fleet 
 Here every connection of the run lives on one event-loop thread; the pool's worker only waits on
 a future. The contract is ssh.py's, phase by phase:
 
-  * at most HANDSHAKES_IN_FLIGHT handshakes at once; the connect timeout runs from a host's turn;
+  * the handshake is connect(), made by one of the pool's handshake workers, so `--forks` bounds
+    the handshakes in flight (sweep/pool.py); the connect timeout runs from connect();
   * TCP connect (ours, so "no route" and "tarpit" are told apart) within the connect timeout;
   * banner, key exchange, host key, authentication within the same timeout; a server that
     accepts TCP and never sends its banner is `timeout`, as with paramiko;
@@ -44,9 +45,7 @@ from .target import resolve_target
 log = logging.getLogger("rstfleet.ssh")
 RESULT_GRACE_S = 5.0        # the coroutine keeps its own deadline; this only guards the thread
 # Handshakes are CPU: on one loop, N at once all finish late together (5,000 at once: 2,882 missed
-# the 10 s connect timeout). Bounded here until the pool bounds handshakes apart from open
-# sessions (issue 13); then the pool's bound replaces this one.
-HANDSHAKES_IN_FLIGHT = 200
+# the 10 s connect timeout). The pool's --forks (200) bounds them: each is one worker's connect().
 _RSA_ALGS = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
 # One call into OpenSSL a packet (AES-GCM) rather than two (chacha20 + poly1305): 2.8 -> 2.1 ms of
 # CPU a host with compression off too (asyncssh offers zlib first; OpenSSH's client never asks).
@@ -60,14 +59,6 @@ class EventLoop:
 
     _lock = threading.Lock()
     _loop: asyncio.AbstractEventLoop | None = None
-    _handshakes: asyncio.Semaphore | None = None
-
-    @classmethod
-    def handshakes(cls) -> asyncio.Semaphore:
-        """Handshakes in flight (used on the loop's own thread only)."""
-        if cls._handshakes is None:
-            cls._handshakes = asyncio.Semaphore(HANDSHAKES_IN_FLIGHT)
-        return cls._handshakes
 
     @classmethod
     def get(cls) -> asyncio.AbstractEventLoop:
@@ -232,17 +223,9 @@ class AsyncSSHTransport:
             raise TransportError(Status.UNREACHABLE, f"cannot connect to {target.hostname}:{target.port}: "
                                  f"{exc.strerror or exc}") from None
 
-    async def _connect(self, deadline: float) -> asyncssh.SSHClientConnection:
-        """One handshake, once a slot is free: the connect timeout runs from then (module doc)."""
-        try:
-            await asyncio.wait_for(EventLoop.handshakes().acquire(), max(0.0, deadline - time.monotonic()))
-        except (asyncio.TimeoutError, TimeoutError):
-            raise TransportError(Status.TIMEOUT, f"no handshake slot before the host's deadline "
-                                 f"({HANDSHAKES_IN_FLIGHT} in flight at once)") from None
-        try:
-            return await self._handshake(deadline)
-        finally:
-            EventLoop.handshakes().release()
+    async def _connect(self, deadline: float) -> None:
+        if self.conn is None:
+            self.conn = await self._handshake(deadline)
 
     async def _handshake(self, deadline: float) -> asyncssh.SSHClientConnection:
         target = self.target
@@ -296,8 +279,7 @@ class AsyncSSHTransport:
     # --- run ----------------------------------------------------------------------------------
 
     async def _run(self, command: str, payload: bytes, deadline: float, max_output: int) -> RunResult:
-        if self.conn is None:
-            self.conn = await self._connect(deadline)
+        await self._connect(deadline)
         try:
             chan, session = await asyncio.wait_for(self.conn.create_session(
                 lambda: _Collector(max_output), command, encoding=None),
@@ -321,7 +303,15 @@ class AsyncSSHTransport:
     def run(self, argv, stdin, deadline, max_output=DEFAULT_MAX_OUTPUT) -> RunResult:
         command, payload = SSHTransport._command(self, argv, stdin)   # the same quoting and sudo
         log.debug("%s: exec %s (%d bytes on stdin, asyncssh)", self.host.name, command, len(payload))
-        future = asyncio.run_coroutine_threadsafe(self._run(command, payload, deadline, max_output), self.loop)
+        return self._on_loop(self._run(command, payload, deadline, max_output), deadline)
+
+    def connect(self, deadline: float) -> None:
+        """The handshake now, if not made yet (Transport.connect); the calling thread waits for it."""
+        self._on_loop(self._connect(deadline), deadline)
+
+    def _on_loop(self, coroutine, deadline: float):
+        """Run ``coroutine`` on the shared loop; this thread waits until the deadline (+ grace)."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
             return future.result(max(0.0, deadline - time.monotonic()) + RESULT_GRACE_S)
         except FutureTimeout:

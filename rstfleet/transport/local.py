@@ -27,6 +27,9 @@ class LocalTransport:
             argv = ["sudo", "-n", "--"] + argv
         return argv
 
+    def connect(self, deadline: float) -> None:
+        """No handshake: the local host is reached at once (Transport.connect)."""
+
     def run(self, argv, stdin, deadline, max_output=DEFAULT_MAX_OUTPUT) -> RunResult:
         try:
             self._process = subprocess.Popen(

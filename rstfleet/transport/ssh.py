@@ -260,9 +260,13 @@ class SSHTransport:
         password = self.settings.become_password.encode("utf-8") + b"\n"
         return shlex.join(["sudo", "-S", "-p", "", "--"] + argv), password + stdin
 
-    def run(self, argv, stdin, deadline, max_output=DEFAULT_MAX_OUTPUT) -> RunResult:
+    def connect(self, deadline: float) -> None:
+        """The handshake (TCP, host key, authentication) now, if not made yet (Transport.connect)."""
         if self.client is None:
             self.client = self._connect(deadline)
+
+    def run(self, argv, stdin, deadline, max_output=DEFAULT_MAX_OUTPUT) -> RunResult:
+        self.connect(deadline)
         command, payload = self._command(argv, stdin)
         log.debug("%s: exec %s (%d bytes on stdin)", self.host.name, command, len(payload))
         try:

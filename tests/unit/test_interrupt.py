@@ -63,6 +63,9 @@ class StoppableProbe:
         with self.lock:
             return self.stop_requests.setdefault(f"{self.host.name}:{run_id}", threading.Event())
 
+    def connect(self, deadline: float) -> None:
+        """No handshake to make."""
+
     def run(self, argv, stdin, deadline, max_output=0) -> RunResult:
         if "--stop-run" in argv:
             self._event(argv[argv.index("--stop-run") + 1]).set()

@@ -36,8 +36,9 @@ def refusal(*argv: str) -> str:
 
 def test_a_plain_sweep_with_cli_defaults_is_the_default_sweep_settings_asking_a_netdata_agent():
     sweep = plan("sweep")
-    assert sweep.sweep == SweepSettings(probe_options=("--netdata", "auto"), lead_s=NETDATA_TIMEOUT_S)
-    assert (sweep.sweep.window_s, sweep.sweep.forks, sweep.sweep.probe_options) == (10.0, 200, ("--netdata", "auto"))
+    assert sweep.sweep == SweepSettings(probe_options=("--trace-auto", "--netdata", "auto"), lead_s=NETDATA_TIMEOUT_S)
+    assert (sweep.sweep.window_s, sweep.sweep.forks, sweep.sweep.probe_options) == (
+        10.0, 200, ("--trace-auto", "--netdata", "auto"))
     assert sweep.phase2 is None
     assert sweep.hosts == tuple(HOSTS)
     assert sweep.window_s == 10.0
@@ -128,7 +129,7 @@ def test_owners_on_a_sweep_are_asked_of_the_probe():
 
 def test_triage_sweeps_counters_and_the_agent_then_captures_with_owners_on_the_worst():
     triage = plan("triage", "--top", "3", "--capture", "60")
-    assert triage.sweep.probe_options == ("--netdata", "auto")
+    assert triage.sweep.probe_options == ("--trace-auto", "--netdata", "auto")
     assert triage.sweep.window_s == 10.0
     assert triage.phase2 is not None and triage.phase2.window_s == 60.0
     assert triage.phase2.probe_options[:3] == ("--trace", "--capture", "60.0")
@@ -138,7 +139,7 @@ def test_triage_sweeps_counters_and_the_agent_then_captures_with_owners_on_the_w
 
 def test_the_exact_baseline_adds_its_minute_to_phase_1_deadlines_only():
     triage = plan("triage", "--capture", "60", "--baseline", "exact", "--netdata", "off")
-    assert triage.sweep.probe_options == ("--baseline", "exact")
+    assert triage.sweep.probe_options == ("--trace-auto", "--baseline", "exact")
     assert triage.sweep.host_budget_s == plan("triage", "--capture", "60", "--netdata", "off").sweep.host_budget_s + EXACT_MINUTE_S
     assert "--baseline" not in triage.phase2.probe_options and triage.phase2.lead_s == 0.0
     sweep = plan("sweep", "--baseline", "exact").sweep

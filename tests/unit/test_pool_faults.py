@@ -51,7 +51,7 @@ EXCEPTIONS = {
     "GeneratorExit": lambda: GeneratorExit(),
     "Boom": lambda: Boom("a BaseException of its own"),
 }
-PHASES = ("constructor", "run_start", "mid_run", "close")
+PHASES = ("constructor", "connect", "run_start", "mid_run", "close")
 
 fault = st.one_of(
     st.none(),
@@ -71,6 +71,9 @@ class FaultyTransport:
                 self.release.wait(STALL_S)
             else:
                 raise EXCEPTIONS[self.fault[1]]()
+
+    def connect(self, deadline: float) -> None:
+        self._act("connect")
 
     def run(self, argv, stdin, deadline, max_output=0) -> RunResult:
         self._act("run_start")
@@ -95,6 +98,8 @@ def expected_status(fault) -> Status:
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @example(faults=[("constructor", "stall"), ("close", "stall"), None], forks=1, stalls_allowed=2)
 @example(faults=[("run_start", "stall"), ("mid_run", "stall"), None, None], forks=2, stalls_allowed=2)
+@example(faults=[("connect", "stall"), ("connect", "SystemExit"), ("connect", "TransportError"), None],
+         forks=1, stalls_allowed=1)
 @example(faults=[(phase, name) for phase in PHASES for name in ("KeyboardInterrupt", "SystemExit", "Boom")],
          forks=3, stalls_allowed=0)
 @given(faults=st.lists(fault, min_size=1, max_size=12), forks=st.integers(1, 6),
@@ -133,15 +138,24 @@ def release():
     event.set()
 
 
-def test_the_whole_run_deadline_is_the_longest_host_budget_plus_grace_per_wave():
+def test_the_whole_run_deadline_is_the_handshake_waves_then_one_window_per_window_group():
+    """Handshakes: 4 x connect timeout each, ceil(hosts / forks) waves; then the lead (at most
+    half the window) and a host's budget (connect + window + margin) once; per window group."""
     settings_ = SweepSettings(window_s=10, connect_timeout_s=10, margin_s=15, forks=200)
-    assert run_deadline_s(150, 200, settings_) == 35 + pool.STUCK_THREAD_GRACE_S
-    assert run_deadline_s(450, 200, settings_) == 3 * (35 + pool.STUCK_THREAD_GRACE_S)
+    grace = pool.STUCK_THREAD_GRACE_S
+    one_window = 5 + 35 + grace
+    assert run_deadline_s(150, 200, settings_) == (40 + grace) + one_window
+    assert run_deadline_s(450, 200, settings_) == 3 * (40 + grace) + one_window
+    split = SweepSettings(window_s=10, connect_timeout_s=10, margin_s=15, forks=200, sessions=300)
+    assert run_deadline_s(450, 200, split) == 2 * (2 * (40 + grace) + one_window)
 
 
 def test_the_whole_run_deadline_includes_the_probes_lead_exact_minute_and_agent():
+    """The lead (exact minute 60 s + agent 1 s) is in every host's probe bound, so in the run's."""
     settings_ = SweepSettings(window_s=10, connect_timeout_s=10, margin_s=15, forks=200, lead_s=61)
-    assert run_deadline_s(450, 200, settings_) == 3 * (96 + pool.STUCK_THREAD_GRACE_S)
+    grace = pool.STUCK_THREAD_GRACE_S
+    assert settings_.host_budget_s == 96
+    assert run_deadline_s(450, 200, settings_) == 3 * (40 + grace) + 5 + 96 + grace
 
 
 def test_a_stuck_host_does_not_narrow_the_pool_the_queued_hosts_still_finish_in_time(monkeypatch, release):

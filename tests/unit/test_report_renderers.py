@@ -116,6 +116,23 @@ def test_json_of_a_partial_triage_records_it_and_still_validates():
     validate_schema(document)
 
 
+WINDOW = {"hosts_measured": 3, "earliest_start": 100.0, "latest_start": 100.2, "earliest_end": 110.0,
+          "latest_end": 110.3, "overlap": True, "groups": 1, "split_reason": "", "span_s": 10.3,
+          "start_spread_s": 0.2}
+
+
+def test_the_fleet_window_is_in_the_json_and_one_line_of_every_human_format():
+    document = json.loads(rendered("json", fleet_window=WINDOW))
+    assert document["fleet_window"] == WINDOW
+    validate_schema(document)
+    line = "one window: 3 hosts measured within 10.3 s, starts 0.2 s apart, every window overlaps a common instant"
+    for fmt in ("table", "markdown", "html"):
+        assert line in rendered(fmt, fleet_window=WINDOW), fmt
+    split = dict(WINDOW, groups=4, split_reason="open-file limit 256 (raise it: ulimit -n)")
+    assert "split into 4 successive windows (open-file limit 256" in rendered("table", fleet_window=split)
+    assert "fleet_window" not in json.loads(rendered("json"))       # a re-rendered report has none
+
+
 def test_schema_rejects_a_report_without_the_fleet_or_with_a_ranked_host_lacking_a_rate():
     import jsonschema
     document = load_fixture()

@@ -12,6 +12,7 @@ import pytest
 from rstfleet.probe import probe_argv
 from rstfleet.probe.shell import parse_shell_output, shell_argv
 from rstfleet.results import parse_probe_output
+from rstfleet.sweep.window import StartInstant
 from rstfleet_lab.simmodel import (Request, ScenarioError, parse_command, plan_hosts, probe_document,
                                    sample_answer, shell_head, shell_tail)
 
@@ -67,6 +68,25 @@ def test_the_shell_probe_answer_is_parsed_by_the_products_shell_parser():
     assert document["facts"]["hostname"] == host.name
 
 
+def test_the_simulator_waits_for_the_common_start_as_the_real_probes_do():
+    """The pool's start options (sweep/window.py) on the product's own command builders: the
+    Python probe waits for --start-at by the host's clock, never past --start-in; the shell probe
+    sleeps its delay."""
+    start = StartInstant.after(5.0)
+    request = parse_command(shlex.join(probe_argv(10.0, ["--trace-auto"] + start.probe_options())))
+    assert (request.kind, request.window_s, request.start_at) == ("python", 10.0, start.wall)
+    assert 4.0 < request.start_in <= 5.0
+    assert request.wait_s(start.wall - 1.5) == pytest.approx(1.5)
+    assert request.wait_s(start.wall - 60.0) == request.start_in        # a clock behind: --start-in bounds it
+    assert request.wait_s(start.wall + 1.0) == 0.0                      # the start has passed
+    window = parse_probe_output(json.dumps(probe_document(HOSTS[0], request, start.wall, 0.0, 10.0,
+                                                          10.0)).encode())["window"]
+    assert window["start_at"] == start.wall                              # as probe/host/main.py says it
+    assert parse_command(shlex.join(probe_argv(10.0, []))).wait_s(0.0) == 0.0   # no start: at once
+    shell = parse_command(shlex.join(shell_argv(3.0, 2.25)))
+    assert (shell.kind, shell.window_s, shell.wait_s(0.0)) == ("shell", 3.0, 2.25)
+
+
 def test_the_bench_peers_sampling_gets_the_delta_and_anything_else_is_not_simulated():
     import sys
     sys.path.insert(0, "bench")
@@ -76,18 +96,3 @@ def test_the_bench_peers_sampling_gets_the_delta_and_anything_else_is_not_simula
     assert int(sample_answer(HOSTS[0], 0.0, 7.0)) >= 0
     assert parse_command("python3 -").kind == "sample"              # its script comes on stdin
     assert parse_command("rm -rf /").kind == "unknown"
-
-
-def test_simulated_hosts_wait_for_the_fleets_common_start_as_the_probe_does():
-    """--start-at/--start-in (Python probe) and the shell probe's delay reach the simulator, so a
-    benchmark's 'one window' is the product's alignment, not the simulator's timing."""
-    python = parse_command("/usr/bin/python3 - --window 10 --run-id ab --start-at 1000.5 --start-in 3")
-    assert (python.start_at, python.start_in) == (1000.5, 3.0)
-    assert python.wait_s(now=999.0) == pytest.approx(1.5)       # the common instant comes first
-    assert python.wait_s(now=990.0) == pytest.approx(3.0)       # never longer than --start-in
-    assert python.wait_s(now=1001.0) == 0.0                     # late: start at once
-    assert parse_command("/usr/bin/python3 - --window 10").wait_s(now=5.0) == 0.0
-    shell = parse_command(shlex.join(["sh", "-c", "SCRIPT", "rstfleet-shell", "10.0", "2.50"]))
-    assert (shell.window_s, shell.wait_s(now=0.0)) == (10.0, 2.5)
-    document = probe_document(HOSTS[0], python, 1000.5, 0.0, 10.0, 10.0)
-    assert document["window"]["start_at"] == 1000.5

@@ -26,7 +26,13 @@ EPHEMERAL_PORT_MIN = 32768  # Linux's default ip_local_port_range starts here: a
 REPORT_WHOLE_UP_TO = 50    # the table and HTML list every host up to this many; past it they summarise
 REPORT_TOP = 20            # ... the worst this many in full, the rest as counts (the JSON keeps all)
 
-FORKS = 200                # hosts probed at once
+FORKS = 200                # handshakes (connect + host key + auth) in flight at once, like Ansible's forks
+SESSION_MEMORY_BYTES = 256 * 1024  # a held session's orchestrator memory (measured 58-88 KB: sessions.py)
+START_LEAD_S = 0.5         # the common start is chosen at least this far ahead of the last handshake ...
+START_EXEC_SHARE = 0.6     # ... plus this share of the handshakes' controller CPU (the exec burst, measured ~0.5)
+START_LEAD_MAX_S = 10.0    # ... and never more than this, nor more than half the window
+STRAGGLER_MIN_S = 2.0      # handshakes still running this long (and 2x the slowest one done) start late
+MAX_START_WAIT_S = 120.0   # the probe waits at most this long for the common start
 CONNECT_TIMEOUT_S = 10.0
 MAX_OUTPUT = 16 * 1024 * 1024              # bytes read from one host
 PROBE_MARGIN_S = 15.0      # a host's deadline beyond connect + window: python start-up, reply
@@ -75,3 +81,14 @@ def probe_lead_s(baseline, netdata):
     controller's per-host deadline both add this)."""
     return (EXACT_MINUTE_S if baseline == "exact" else 0.0) + (0.0 if netdata in (None, "", "off")
                                                                else NETDATA_TIMEOUT_S)
+
+
+def start_wait_s(start_at, start_in, now):
+    """Seconds to wait for the common start (main.py's docstring).
+
+    >>> start_wait_s(1000.0, 2.0, 998.5), start_wait_s(1000.0, 2.0, 990.0), start_wait_s(1000.0, 2.0, 1001.0)
+    (1.5, 2.0, 0.0)
+    """
+    if not start_at:
+        return 0.0
+    return max(0.0, min(start_at - now, start_in, MAX_START_WAIT_S))

@@ -9,6 +9,14 @@ the payload, and a closed session would lose the document), so the orchestrator 
 tiny probe, `--stop-run RUN_ID`, which sends SIGUSR1 to this host's probes started with
 `--run-id RUN_ID`. SIGUSR1 ends the window or the capture at once; the document is printed as
 usual, its window marked `stopped_early` (owners are skipped: lsof may take seconds).
+
+Starting together: the orchestrator reaches hosts one after another, then gives every probe the
+fleet's common start, `--start-at EPOCH` (this host's clock; NTP keeps a fleet within
+milliseconds) and `--start-in SECONDS` (the same instant as the orchestrator counted it when it
+sent the command). The probe waits until its clock reads EPOCH, but never longer than SECONDS, so
+a host whose clock is behind does not wait for a time that never comes; one whose clock is ahead
+starts early by its skew. The first snapshot is taken at the start; the trace is set up before
+(with --baseline exact the minute comes first, then the trace, so it covers the window only).
 """
 
 import json
@@ -23,8 +31,8 @@ from . import PROBE_VERSION, SCHEMA
 from .counters import TCP_KEYS, counter_deltas, read_snapshot
 from .facts import host_facts, read_sysctls, read_uptime
 from .limits import (BASELINES, CAPTURE_BYTES, CAPTURE_PACKETS, EXACT_MINUTE_S, MAX_NETDATA_LOOKBACK_S,
-                     MAX_WINDOW_S, NETDATA_LOOKBACK_S, SELF_BOUND_MARGIN_S, TRACE_DRAIN_S, WINDOW_S,
-                     measured_window, probe_lead_s)
+                     MAX_START_WAIT_S, MAX_WINDOW_S, NETDATA_LOOKBACK_S, SELF_BOUND_MARGIN_S, TRACE_DRAIN_S,
+                     WINDOW_S, measured_window, probe_lead_s, start_wait_s)
 
 
 class UsageError(ValueError):
@@ -40,6 +48,7 @@ OPTIONS = {
     "window": (float, WINDOW_S),
     "max-runtime": (float, None),
     "trace": (bool, False),
+    "trace-auto": (bool, False),   # trace where it is this host's own and cheap (trace_wanted)
     "capture": (float, 0.0),
     "capture-packets": (int, CAPTURE_PACKETS),
     "capture-bytes": (int, CAPTURE_BYTES),
@@ -51,6 +60,8 @@ OPTIONS = {
     "run-id": (str, ""),       # names this probe for --stop-run (hex, from the orchestrator)
     "stop-run": (str, ""),     # ask this host's probes of that run id to finish early, then exit
     "check": (bool, False),      # `rstfleet check`: facts and tracefs only, no window (check.py)
+    "start-at": (float, 0.0),    # the fleet's common start, epoch seconds (0: start at once)
+    "start-in": (float, 0.0),    # ... as the orchestrator counted it: the longest wait
 }
 RUN_ID_CHARS = frozenset("0123456789abcdef")
 _stop_requested = []           # set by SIGUSR1: finish the window or capture early
@@ -151,6 +162,15 @@ def build_document(window_s, started_at, elapsed, first, last, uptime):
     }
 
 
+def trace_wanted(args):
+    """--trace always; --trace-auto (the default sweep) as root on a kernel of the host's own,
+    where it costs ~0.1 s of wall in parallel with every other host (docs/design-notes.md)."""
+    if args["trace"] or not args["trace-auto"] or os.geteuid() != 0:
+        return args["trace"]
+    from .tracefs import shares_its_kernel
+    return not shares_its_kernel()
+
+
 def _start_trace(document):
     """The tracepoint tier: None (and the reason recorded) when this host cannot give it."""
     from .tracefs import ResetTrace, TraceUnavailable
@@ -243,9 +263,14 @@ def _minute_before(args):
 def run(args):
     window = measured_window(args["window"], args["capture"])
     extra = {}
-    sampler, minute_t0, minute_at = _minute_before(args)
-    trace = _start_trace(extra) if args["trace"] else None
+    traced = trace_wanted(args)    # set up before the common start (module docstring)
+    trace = _start_trace(extra) if traced and args["baseline"] != "exact" else None
+    sampler = minute_t0 = minute_at = None
     try:
+        wait_window(start_wait_s(args["start-at"], args["start-in"], time.time()))
+        sampler, minute_t0, minute_at = _minute_before(args)
+        if traced and trace is None:
+            trace = _start_trace(extra)
         started_at, t0 = time.time(), time.monotonic()
         first = read_snapshot()
         tick = trace.drain if trace is not None else None
@@ -262,6 +287,8 @@ def run(args):
     document = build_document(window, started_at, elapsed, first, last, read_uptime())
     if stop_requested():
         document["window"]["stopped_early"] = True
+    if args["start-at"]:
+        document["window"]["start_at"] = args["start-at"]
     document.update(extra)
     if sampler is not None:
         from .exact import minute_section
@@ -271,7 +298,7 @@ def run(args):
     if args["netdata"] != "off":       # after the window: its requests never enter the measurement
         from .netdata import ask_agent
         document["netdata"] = ask_agent(args["netdata"], args["netdata-lookback"])
-    if args["trace"] or args["capture"]:
+    if traced or args["capture"]:
         from .tracefs import local_addresses
         document["facts"]["addresses"] = sorted(local_addresses())
     if args["owners"]:
@@ -340,7 +367,11 @@ def main(argv=None):
         sys.stderr.write("rstprobe: --baseline must be one of %s; --netdata-lookback 1..%d s\n"
                          % (", ".join(BASELINES), MAX_NETDATA_LOOKBACK_S))
         return 2
-    bound = args["max-runtime"] or window + probe_lead_s(args["baseline"], args["netdata"]) + SELF_BOUND_MARGIN_S
+    if args["start-at"] < 0 or not 0 <= args["start-in"] <= MAX_START_WAIT_S:
+        sys.stderr.write("rstprobe: --start-in must be between 0 and %g seconds\n" % MAX_START_WAIT_S)
+        return 2
+    bound = args["max-runtime"] or (window + probe_lead_s(args["baseline"], args["netdata"]) + SELF_BOUND_MARGIN_S
+                                    + (args["start-in"] if args["start-at"] else 0))
     for signum in (signal.SIGALRM, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, _stop)
     signal.signal(signal.SIGUSR1, _finish_early)

@@ -276,3 +276,22 @@ def lost_events(instance):
         text = _read(os.path.join(per_cpu, cpu, "stats"))
         lost += sum(map(int, re.findall(r"^(?:overrun|dropped events): (\d+)", text, re.M)))
     return lost
+
+
+def shares_its_kernel(proc="/proc"):
+    """True in a network namespace other than the kernel's first one: a lab host or a container,
+    whose tracepoint is machine-wide and whose tracefs set-up serialises with every sibling's
+    (measured on the lab: 100 probes at once, +6 s). The first one is PID 1's, or kthreadd's (PID
+    2: some hardened init processes refuse even root a look at their namespaces); unreadable
+    counts as shared."""
+    try:
+        mine = os.stat(proc + "/self/ns/net")
+    except OSError:
+        return True
+    for pid in ("1", "2"):
+        try:
+            first = os.stat("%s/%s/ns/net" % (proc, pid))
+        except OSError:
+            continue
+        return (mine.st_dev, mine.st_ino) != (first.st_dev, first.st_ino)
+    return True
