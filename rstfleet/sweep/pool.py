@@ -39,7 +39,7 @@ from ..textsafe import printable
 from ..transport import Transport, TransportError
 from .interrupt import Interrupt
 from .probe_run import ask_to_finish_early, internal_error, probe_deadline, probe_host
-from .sessions import session_limit
+from .sessions import fleet_session_cost, session_limit
 from .settings import Sweep, SweepSettings
 from .window import StartInstant, only_stragglers_left, start_lead_s
 
@@ -352,7 +352,7 @@ def sweep_fleet(hosts: list[Host], transport_for: Callable[[Host], Transport], s
         return Sweep([])
     interrupt = interrupt or Interrupt()
     capture_bytes = settings.max_output if "--capture" in settings.probe_options else 0
-    limit = session_limit(len(hosts), output_bytes=capture_bytes)
+    limit = session_limit(len(hosts), output_bytes=capture_bytes, cost=fleet_session_cost(hosts, transport_for))
     size = min(limit.sessions, settings.sessions or len(hosts))
     reason = "" if size >= len(hosts) else (
         limit.reason if limit.sessions <= size else f"at most {size} sessions held at once (settings)")

@@ -5,9 +5,12 @@ overlap a common instant; what bounds a fleet in one window is therefore what a 
 costs here, not `--forks` (which only bounds handshakes in flight). Measured on the lab with 500
 hosts (paramiko, as rstfleet uses it; bench/window_bench.py): a connected session costs 1
 descriptor (its socket; a ProxyCommand adds its pipes), 1 thread (paramiko's reader) and 58 KB of
-RSS; 88 KB with its probe running, and a second thread. Counted here with room to spare: 3
-descriptors, 2 threads and SESSION_MEMORY_BYTES (256 KB) a session — plus, when probes capture,
-the output cap each session may be reading into at once.
+RSS; 88 KB with its probe running, and a second thread. Counted per host from what its transport
+says it costs (``Transports.session_cost``: 1 descriptor over SSH, 3 for a ProxyCommand's or a
+local host's pipes; paramiko's reader thread, none on the asyncssh loop) plus the session's own
+thread, and SESSION_MEMORY_BYTES (256 KB) a session — plus, when probes capture, the output cap
+each session may be reading into at once. Without a transport that says (tests' fakes): 3
+descriptors and 2 threads a session.
 
 Within these limits a fleet is never split. Past them it is swept in successive window groups of
 ``SessionLimit.sessions`` hosts, and the reason is stated in the report.
@@ -16,6 +19,7 @@ Within these limits a fleet is never split. Past them it is swept in successive 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import resource
 from dataclasses import dataclass
@@ -38,10 +42,31 @@ class SessionLimit:
     reason: str            # what bounds it, in words ("open-file limit 1024 (ulimit -n)")
 
 
-def _fd_room(wanted: int) -> tuple[int | None, str]:
+@dataclass(frozen=True)
+class SessionCost:
+    """What one held session costs on average over the fleet."""
+    descriptors: float = FDS_PER_SESSION
+    threads: float = THREADS_PER_SESSION
+
+
+def fleet_session_cost(hosts: list, transport_for) -> SessionCost:
+    """The average cost of a session to these hosts, from ``transport_for.session_cost(host)``
+    when the transports say it (transport/__init__.py), plus the session's own thread."""
+    cost_of = getattr(transport_for, "session_cost", None)
+    if cost_of is None or not hosts:
+        return SessionCost()
+    try:
+        costs = [cost_of(host) for host in hosts]
+    except Exception:                                  # noqa: BLE001 - a guess is better than no sweep
+        log.debug("session cost unknown; counting %d descriptors a session", FDS_PER_SESSION, exc_info=True)
+        return SessionCost()
+    return SessionCost(sum(c[0] for c in costs) / len(costs), 1 + sum(c[1] for c in costs) / len(costs))
+
+
+def _fd_room(wanted: int, per_session: float = FDS_PER_SESSION) -> tuple[int | None, str]:
     """Raise the soft RLIMIT_NOFILE toward the hard limit if needed; sessions it then allows."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = FDS_RESERVED + FDS_PER_SESSION * wanted
+    need = FDS_RESERVED + math.ceil(per_session * wanted)
     if soft != resource.RLIM_INFINITY and soft < need:
         target = need if hard == resource.RLIM_INFINITY else min(hard, need)
         try:
@@ -51,7 +76,7 @@ def _fd_room(wanted: int) -> tuple[int | None, str]:
             pass
     if soft == resource.RLIM_INFINITY:
         return None, ""
-    return max(1, (soft - FDS_RESERVED) // FDS_PER_SESSION), f"open-file limit {soft} (raise it: ulimit -n)"
+    return max(1, int((soft - FDS_RESERVED) / per_session)), f"open-file limit {soft} (raise it: ulimit -n)"
 
 
 def _read_int(path: str) -> int | None:
@@ -101,7 +126,7 @@ def _memory_room(proc: str = "/proc", per_session: int = SESSION_MEMORY_BYTES) -
                               f"{per_session // 1024} KB a session")
 
 
-def _thread_room(proc: str = "/proc") -> tuple[int | None, str]:
+def _thread_room(proc: str = "/proc", per_session: float = THREADS_PER_SESSION) -> tuple[int | None, str]:
     """Threads this machine can still start: threads-max (and the cgroup's pids.max) less what
     runs now (RLIMIT_NPROC counts the user's tasks; root is exempt from it)."""
     rooms = []
@@ -118,14 +143,16 @@ def _thread_room(proc: str = "/proc") -> tuple[int | None, str]:
     if not rooms:
         return None, ""
     room, why = min(rooms)
-    return max(1, (room - THREADS_RESERVED) // THREADS_PER_SESSION), why
+    return max(1, int((room - THREADS_RESERVED) / per_session)), why
 
 
-def session_limit(wanted: int, proc: str = "/proc", output_bytes: int = 0) -> SessionLimit:
+def session_limit(wanted: int, proc: str = "/proc", output_bytes: int = 0,
+                  cost: SessionCost = SessionCost()) -> SessionLimit:
     """How many of ``wanted`` sessions this run can hold at once, and what bounds it;
     ``output_bytes``: what each session may be reading into at once besides (a capture)."""
     memory = _memory_room(proc, SESSION_MEMORY_BYTES + output_bytes)
-    bounds = [(n, why) for n, why in (_fd_room(wanted), memory, _thread_room(proc)) if n is not None]
+    rooms = (_fd_room(wanted, cost.descriptors), memory, _thread_room(proc, cost.threads))
+    bounds = [(n, why) for n, why in rooms if n is not None]
     if not bounds:
         return SessionLimit(wanted, "")
     allowed, why = min(bounds)

@@ -113,6 +113,16 @@ class Transports:
             return AsyncSSHTransport(host, self.settings, self.config, self.credentials)
         return SSHTransport(host, self.settings, self.config, self.shared, self.jumps)
 
+    def session_cost(self, host) -> tuple[int, int]:
+        """(descriptors, threads) one held session to ``host`` costs here (sweep/sessions.py):
+        a local host's three pipes and no thread; over SSH one socket — a ProxyCommand's three
+        pipes instead — and paramiko's reader thread, none on the asyncssh engine's loop."""
+        if host.connection == "local":
+            return 3, 0
+        from .target import resolve_target
+        descriptors = 3 if resolve_target(host, self.settings, self.config).proxy_command else 1
+        return descriptors, 0 if self.credentials is not None else 1
+
     def close(self) -> None:
         self.jumps.close()
 
