@@ -16,6 +16,7 @@ from typing import Iterable
 
 from . import SSHSettings
 from ..inventory import Host
+from ..textsafe import printable
 from .ssh_config import (ClientConfig, ConfigError, ResolvedHost, expand_home, load_client_config,
                          unhonoured_warning)
 from .ssh_config_file import parse_hop
@@ -105,16 +106,30 @@ def preflight(settings: SSHSettings, hosts: Iterable[Host]) -> tuple[str, ...]:
     ssh_config line, an explicit --ssh-config that is not there, a bad ProxyJump raise ConfigError
     (exit 2); what rstfleet will not follow comes back as one warning for the run."""
     config = load_client_config(settings.ssh_config_path)
-    resolved, hops = [], set()
+    resolved, hops, jumped = [], set(), []
     for host in hosts:
         if host.connection != "local":
             resolved.append(config.resolve(host.address))
-            for hop in _target(host, settings, resolved[-1]).proxy_jump:
+            chain = _target(host, settings, resolved[-1]).proxy_jump
+            jumped += [host.name] if chain else []
+            for hop in chain:
                 if hop in hops:      # each jump host once: hundreds of hosts share one bastion
                     continue
                 hops.add(hop)
                 jump = hop_host(hop)
                 resolved.append(config.resolve(jump.address))
                 _target(jump, settings, resolved[-1])
+    if jumped and settings.engine == "asyncssh":
+        raise ConfigError(jump_refusal(jumped))
     warning = unhonoured_warning(resolved)
     return (warning,) if warning else ()
+
+
+def jump_refusal(jumped: list[str]) -> str:
+    """The asyncssh engine has no ProxyJump (jump.py runs paramiko channels): refused before any
+    host rather than connecting straight to hosts that only a jump host should reach."""
+    named = ", ".join(printable(name, 80) for name in jumped[:5])
+    more = f" and {len(jumped) - 5} more" if len(jumped) > 5 else ""
+    return (f"--ssh-engine: asyncssh does not go through jump hosts (ProxyJump), and {named}{more} "
+            f"{'is' if len(jumped) == 1 else 'are'} reached through one; sweep "
+            f"{'it' if len(jumped) == 1 else 'them'} with --ssh-engine paramiko (the default)")

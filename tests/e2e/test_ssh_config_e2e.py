@@ -6,23 +6,26 @@ local ssh)."""
 
 from __future__ import annotations
 
+import pytest
+
 from helpers import hosts_by_name, json_report, run_cli
 
 
-def _sweep(config, tmp_path, *hosts: str):
+def _sweep(config, tmp_path, *hosts: str, engine: str = "paramiko"):
     out = tmp_path / "out.json"
     proc = run_cli("sweep", "-i", ",".join(hosts) + ",", "--ssh-config", str(config), "--window", "0.3",
-                   "--format", "json", "-o", str(out), timeout=60)
+                   "--format", "json", "-o", str(out), "--ssh-engine", engine, timeout=60)
     return proc, hosts_by_name(json_report(out))
 
 
-def test_ssh_config_tokens_accept_new_and_identities_only_reach_the_host(lab5, tmp_path):
+@pytest.mark.parametrize("engine", ["paramiko", "asyncssh"])
+def test_ssh_config_tokens_accept_new_and_identities_only_reach_the_host(lab5, tmp_path, engine):
     host = lab5.host("h01")
     config = tmp_path / "config"
     config.write_text(f"Host first\n  HostName {host.address}\nMatch host {host.address}\n"
                       f"  User root\n  IdentityFile {lab5.key_path}\n  IdentitiesOnly yes\n"
                       f"  StrictHostKeyChecking accept-new\n  UserKnownHostsFile {tmp_path}/kh_%h_%p\n")
-    proc, hosts = _sweep(config, tmp_path, "first")
+    proc, hosts = _sweep(config, tmp_path, "first", engine=engine)
     assert hosts["first"]["status"] == "ok", hosts["first"]["reason"]
     assert host.address in (tmp_path / f"kh_{host.address}_22").read_text()   # accept-new recorded it
     assert proc.returncode == 0 and b"does not follow" not in proc.stderr
