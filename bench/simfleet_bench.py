@@ -88,7 +88,7 @@ def run_measured(argv: list[str], timeout_s: float, sim_pids: list[int]) -> dict
     sim_before = sum(_cpu_s(p) for p in sim_pids)
     started = time.monotonic()
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT),
-                             preexec_fn=_raise_nofile, env=dict(os.environ, PYTHONPATH=str(ROOT), RSTFLEET_PROTOTYPE_ENGINES="1"))
+                             preexec_fn=_raise_nofile, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     peak_rss = peak_threads = peak_fds = 0
     out_file, err_file = tempfile.TemporaryFile(), tempfile.TemporaryFile()
     import threading

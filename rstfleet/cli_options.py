@@ -85,7 +85,8 @@ def _add_fleet(parser: argparse.ArgumentParser, play: bool = False, check: bool 
                         "(only it; 'none': no file); default ~/.ssh/config then /etc/ssh/ssh_config")
     parser.add_argument("--ssh-engine", choices=("paramiko", "asyncssh"), default="paramiko",
                         help="paramiko: a thread per connection; asyncssh: one event loop for all "
-                             "(lighter past a thousand hosts: docs/benchmarks.md)")
+                             "(lighter past a thousand hosts; pip install 'rstfleet[fleet]'; no "
+                             "ProxyJump): docs/ssh.md")
     parser.add_argument("--max-output", type=int, default=limits.MAX_OUTPUT, metavar="BYTES",
                         help="cap on what is read from one host (default %(default)s)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log SSH steps on stderr")

@@ -6,8 +6,7 @@ authenticate raise TransportError carrying a result status and a reason a person
 
 from __future__ import annotations
 
-import os
-
+import importlib.util
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -47,17 +46,13 @@ SSH_ENGINES = ("paramiko", "asyncssh")
 
 
 def engine_problem(engine: str) -> str | None:
-    """Why --ssh-engine ENGINE cannot run here (checked before any host), or None."""
+    """Why --ssh-engine ENGINE cannot run here (checked before any host), or None. asyncssh is an
+    optional extra, not a fixed dependency (README, Dependencies)."""
     if engine not in SSH_ENGINES:
         return f"must be one of {', '.join(SSH_ENGINES)}, not {engine!r}"
-    if engine == "asyncssh" and os.environ.get("RSTFLEET_PROTOTYPE_ENGINES") != "1":
-        # The event-loop engine (asyncssh_engine.py) was measured on the simulated fleet
-        # (docs/benchmarks.md) but still checks host keys with its own index, not with
-        # known_hosts.py's OpenSSH rules (@revoked, @cert-authority, global files): refused
-        # until it does, so opting in can never weaken host-key checking.
-        return ("the asyncssh engine is a benchmark prototype: it does not yet check host keys "
-                "with rstfleet's OpenSSH rules (docs/benchmarks.md); use the default engine "
-                "(benchmarks set RSTFLEET_PROTOTYPE_ENGINES=1)")
+    if engine == "asyncssh" and importlib.util.find_spec("asyncssh") is None:
+        return ("the asyncssh engine needs the asyncssh package, which is not installed: "
+                "pip install 'rstfleet[fleet]' (or: pip install asyncssh)")
     return None
 
 
@@ -98,7 +93,7 @@ class Transports:
         self.shared = SharedCredentials()
         self.jumps = JumpPool()
         self.credentials = None
-        if self.settings.engine == "asyncssh":     # --ssh-engine asyncssh: one event loop, no jump hosts
+        if self.settings.engine == "asyncssh":     # one event loop; jump hosts refused by the preflight
             from .asyncssh_engine import Credentials
             self.credentials = Credentials()
 

@@ -10,43 +10,42 @@ a future. The contract is ssh.py's, phase by phase:
   * TCP connect (ours, so "no route" and "tarpit" are told apart) within the connect timeout;
   * banner, key exchange, host key, authentication within the same timeout; a server that
     accepts TCP and never sends its banner is `timeout`, as with paramiko;
-  * host keys verified against the same known_hosts files, each line read by paramiko's own
-    parser (hashed names, ``[host]:port``) into an index (hostkey_index.py: paramiko's HostKeys
-    costs O(N²) to load and O(N) a lookup); an unknown key is refused with the command that trusts
-    it unless accept-new (ssh.py's AcceptNew writes the line), a changed key always;
+  * host keys decided by the paramiko engine's own code, host_keys.HostKeyGate: the same
+    known_hosts files (read once a run, indexed), OpenSSH's verdicts (@revoked, @cert-authority,
+    HostKeyAlias, hashed names, wildcards), accept-new's lines, the same refusal reasons, and the
+    same host key types asked for (never a certificate type: asyncssh would check it itself);
   * one exec channel per run() with the probe on stdin, until EOF, the output cap or the deadline;
   * close() from any thread (the pool's Ctrl-C and abandon paths) aborts the connection.
-ProxyCommand and ProxyJump run as with paramiko: `exec COMMAND` in the user's shell.
+A ProxyCommand runs as `exec COMMAND` in the user's shell; ProxyJump is not carried out here:
+hosts behind a jump host are refused before any connection (target.preflight).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import os
 import socket
 import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 
 import asyncssh
-import paramiko
+from asyncssh.public_key import get_public_key_algs
 
 from . import DEFAULT_MAX_OUTPUT, RunResult, SSHSettings, TransportError
 from ..inventory import Host
 from ..results import Status
-from .hostkey_index import HostKeyIndex
-from .host_keys import _append_line, _keyscan
+from .host_keys import HostKeyGate, KnownHostsStore
+from .proxycommand import CommandSocket
 from .ssh import SSHTransport
 from .ssh_config import ClientConfig
-from .target import resolve_target
+from .target import jump_refusal, resolve_target
 
 log = logging.getLogger("rstfleet.ssh")
 RESULT_GRACE_S = 5.0        # the coroutine keeps its own deadline; this only guards the thread
 # Handshakes are CPU: on one loop, N at once all finish late together (5,000 at once: 2,882 missed
 # the 10 s connect timeout). The pool's --forks (200) bounds them: each is one worker's connect().
-_RSA_ALGS = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
+HOST_KEY_TYPES = frozenset(name.decode() for name in get_public_key_algs())   # no certificate types
 # One call into OpenSSL a packet (AES-GCM) rather than two (chacha20 + poly1305): 2.8 -> 2.1 ms of
 # CPU a host with compression off too (asyncssh offers zlib first; OpenSSH's client never asks).
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
@@ -74,18 +73,13 @@ class EventLoop:
 
 
 class Credentials:
-    """Private keys and known_hosts read once per run and shared by every connection."""
+    """Private keys and known_hosts (host_keys.KnownHostsStore, as the paramiko engine's) read
+    once per run and shared by every connection."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._keys: dict[str, asyncssh.SSHKey | None] = {}
-        self._known: dict[tuple[str, ...], HostKeyIndex] = {}
-
-    def host_keys(self, files: list[str]) -> HostKeyIndex:
-        with self._lock:
-            if tuple(files) not in self._known:
-                self._known[tuple(files)] = HostKeyIndex(files)
-            return self._known[tuple(files)]
+        self.host_keys = KnownHostsStore()
 
     def private_key(self, path: str) -> asyncssh.SSHKey | None:
         with self._lock:
@@ -98,34 +92,22 @@ class Credentials:
 
 
 class _HostKeyCheck(asyncssh.SSHClient):
-    """Decides on the server's host key with paramiko's known_hosts lookup; remembers why not."""
+    """Hands the server's host key to the transport's HostKeyGate (the paramiko engine's own
+    check) and keeps the refusal's reason. Every key comes here: known_hosts=([], [], []) gives
+    asyncssh nothing to trust or revoke by itself."""
 
     def __init__(self, transport: "AsyncSSHTransport"):
         self.transport = transport
         self.conn = None
-        self.refused: tuple | None = None
+        self.refused: str | None = None
 
     def connection_made(self, conn):
         self.conn = conn
 
     def validate_host_public_key(self, host, addr, port, key) -> bool:
-        kind, blob = key.export_public_key("openssh").split()[:2]
-        offered = paramiko.PKey.from_type_string(kind.decode(), base64.b64decode(blob))
-        known = self.transport.known_keys()
-        if known is None:
-            if self.transport.accept_new:
-                _append_line(self.transport.target.known_hosts_files[0],   # accept-new, as ssh writes it
-                             f"{self.transport.key_name} {offered.get_name()} {offered.get_base64()}")
-                self.transport.credentials.host_keys(self.transport.target.known_hosts_files).add(
-                    self.transport.key_name, offered)
-                return True
-            self.refused = ("unknown", offered, None)
-            return False
-        expected = known.get(offered.get_name())
-        if expected is not None and expected.get_base64() == offered.get_base64():
-            return True
-        self.refused = ("changed", offered, expected or next(iter(known.values())))
-        return False
+        self.refused = self.transport.host_key_gate.refusal(key.algorithm.decode("ascii", "replace"),
+                                                            key.public_data)
+        return self.refused is None
 
 
 class _Collector(asyncssh.SSHClientSession):
@@ -174,24 +156,17 @@ class AsyncSSHTransport:
                  credentials: Credentials | None = None):
         self.host, self.settings = host, settings
         self.target = resolve_target(host, settings, config)
+        if self.target.proxy_jump:     # refused by the preflight; never connect around a jump host
+            raise TransportError(Status.UNREACHABLE, jump_refusal([host.name]))
         self.credentials = credentials or Credentials()
         self.conn: asyncssh.SSHClientConnection | None = None
+        self.proxy: CommandSocket | None = None      # a ProxyCommand on a socket pair, while it runs
         self.loop = EventLoop.get()
-        name = self.target.host_key_alias or self.target.hostname
-        self.key_name = name if self.target.port == 22 else f"[{name}]:{self.target.port}"
-        self.accept_new = bool(self.target.known_hosts_files) and (
-            settings.accept_new_host_keys or self.target.strict_host_key_checking == "accept-new")
+        self.host_key_gate = HostKeyGate(self.credentials.host_keys, self.target, settings.accept_new_host_keys)
 
-    def known_keys(self) -> dict | None:
-        """{key type: PKey} known for this host, or None (not in any known_hosts file)."""
-        return self.credentials.host_keys(self.target.known_hosts_files).lookup(self.key_name)
-
-    def _host_key_algs(self) -> list[str] | tuple:
-        """Ask for the key types known_hosts has for this host, as paramiko and OpenSSH do."""
-        known = self.known_keys()
-        if not known:
-            return ()
-        return [alg for kind in known for alg in (_RSA_ALGS if kind == "ssh-rsa" else (kind,))]
+    def _host_key_algs(self) -> list[str]:
+        """The gate's host key types (known ones first), as the paramiko engine asks for them."""
+        return self.host_key_gate.algorithms(HOST_KEY_TYPES)
 
     # --- connect ------------------------------------------------------------------------------
 
@@ -232,15 +207,15 @@ class AsyncSSHTransport:
         timeout = max(0.1, min(target.connect_timeout or self.settings.connect_timeout,
                                deadline - time.monotonic()))
         where = f"{target.user}@{target.hostname}:{target.port}"
-        sock = None if target.proxy_command else await self._tcp(timeout)
+        if target.proxy_command:       # ssh.py's ProxyCommand: own session, BatchMode, its stderr kept
+            self.proxy = CommandSocket(target.proxy_command, paired=True)
+        sock = self.proxy.sock if self.proxy else await self._tcp(timeout)
         check = _HostKeyCheck(self)
         loaded = [self.credentials.private_key(path) for path in target.key_files]
         keys = [key for key in loaded if key is not None]
-        shell = [os.environ.get("SHELL") or "/bin/sh", "-c", f"exec {target.proxy_command}"]
         try:
             return await asyncio.wait_for(asyncssh.connect(
                 target.hostname, target.port, sock=sock, username=target.user,
-                proxy_command=shell if target.proxy_command else None,
                 known_hosts=([], [], []), server_host_key_algs=self._host_key_algs(),
                 client_keys=keys, agent_path=None if target.identities_only else (),
                 client_factory=lambda: check, connect_timeout=None, login_timeout=None,
@@ -251,30 +226,42 @@ class AsyncSSHTransport:
         except asyncssh.PermissionDenied as exc:
             raise TransportError(Status.AUTH_FAILED, f"{where} refused authentication ({exc.reason}); "
                                  f"check -u, --private-key or the host's authorized_keys") from None
-        except (asyncio.TimeoutError, TimeoutError):
-            if check.conn is None or not check.conn.get_extra_info("server_version"):
-                raise TransportError(Status.TIMEOUT, f"{target.hostname}:{target.port} accepted TCP but sent "
-                                     f"no SSH banner within {timeout:.0f} s (tarpit or overloaded sshd)") from None
-            raise TransportError(Status.TIMEOUT, f"SSH negotiation with {where} did not finish within "
-                                 f"{timeout:.0f} s") from None
-        except (asyncssh.Error, OSError) as exc:
-            raise TransportError(Status.UNREACHABLE, f"SSH negotiation with {where} failed: "
-                                 f"{getattr(exc, 'reason', None) or exc}") from None
+        except (asyncio.TimeoutError, TimeoutError, asyncssh.Error, OSError) as exc:
+            failure = self._negotiation_error(exc, check, where, timeout)
+            if self.proxy is not None:               # the command says why, in its own words
+                failure = await asyncio.get_running_loop().run_in_executor(
+                    None, self.proxy.failure, 0.2) or failure
+            raise failure from None
         finally:
-            if sock is not None and check.conn is None:
-                sock.close()          # asyncssh never took it over
+            if check.conn is None:
+                self._drop_proxy()
+                if sock is not None:
+                    sock.close()      # asyncssh never took it over
+
+    def _drop_proxy(self) -> None:
+        """Stop a ProxyCommand (its own session; waits up to 2 s) off the loop's thread."""
+        proxy, self.proxy = self.proxy, None
+        if proxy is not None:
+            self.loop.run_in_executor(None, proxy.close)
+
+    def _negotiation_error(self, exc: BaseException, check: _HostKeyCheck, where: str,
+                           timeout: float) -> TransportError:
+        """paramiko's wording for the same failures (ssh.py _failure): banner, negotiation, other."""
+        target = self.target
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            if check.conn is None or not check.conn.get_extra_info("server_version"):
+                return TransportError(Status.TIMEOUT, f"{target.hostname}:{target.port} accepted TCP but sent "
+                                      f"no SSH banner within {timeout:.0f} s (tarpit or overloaded sshd)")
+            return TransportError(Status.TIMEOUT, f"SSH negotiation with {where} did not finish within "
+                                  f"{timeout:.0f} s")
+        return TransportError(Status.UNREACHABLE, f"SSH negotiation with {where} failed: "
+                              f"{getattr(exc, 'reason', None) or exc}")
 
     def _host_key_error(self, check: _HostKeyCheck) -> TransportError:
-        verdict, offered, expected = check.refused or ("unknown", None, None)
-        shown = f"{offered.get_name()} {offered.fingerprint}" if offered else "its key"
-        if verdict == "changed":
-            return TransportError(Status.HOST_KEY_REJECTED,
-                                  f"host key of {self.target.hostname} CHANGED: it presented {shown}, "
-                                  f"known_hosts expects {expected.fingerprint}; possible impersonation — "
-                                  f"verify the host, then update the known_hosts entry")
-        return TransportError(Status.HOST_KEY_REJECTED,
-                              f"host key of {self.key_name} ({shown}) is not in known_hosts; to trust it: "
-                              f"{_keyscan(self.target.hostname, self.target.port, self.target.known_hosts_files[0], None, None)}")
+        """The gate's reason; without one the server sent what was not asked for (a certificate)."""
+        return TransportError(Status.HOST_KEY_REJECTED, check.refused or (
+            f"host key of {self.target.hostname} refused: it presented a host certificate, which "
+            f"rstfleet does not verify (no certificate type was asked for)"))
 
     # --- run ----------------------------------------------------------------------------------
 
@@ -320,5 +307,13 @@ class AsyncSSHTransport:
 
     def close(self) -> None:
         conn, self.conn = self.conn, None
-        if conn is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(conn.abort)
+
+        def stop() -> None:         # on the loop: the connection first, then its ProxyCommand
+            if conn is not None:
+                conn.abort()
+            self._drop_proxy()
+
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(stop)
+        elif self.proxy is not None:
+            self.proxy.close()

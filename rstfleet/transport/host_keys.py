@@ -1,5 +1,5 @@
-"""The known_hosts files of a run: read once, warned once, written by accept-new, and the reason
-a host is refused.
+"""The known_hosts files of a run: read once, warned once, written by accept-new, and the one
+decision on a host's key that both SSH engines take (HostKeyGate).
 
 Which files, as OpenSSH (``ssh -G`` prints them as userknownhostsfile / globalknownhostsfile;
 target.py resolves them): the user files, ``~/.ssh/known_hosts`` and ``~/.ssh/known_hosts2`` of
@@ -16,12 +16,21 @@ import os
 import shlex
 import threading
 
-from .keyblob import parse_key
+from typing import Collection
+
+from .keyblob import KeyBlobError, kind_of, parse_key
+from .ssh_config import expand_home
 from .ssh_config_file import parse_hop
 from .known_hosts import (SALT_BYTES, HostKeyCheck, KnownHosts, KnownHostsLine, HostKeyVerdict, entry_text,
-                          host_port, lookup_name, parse_line, parse_text)
+                          fingerprint, host_port, lookup_name, parse_line, parse_text)
+from .target import SSHTarget
 
 log = logging.getLogger("rstfleet.ssh")
+# What either engine asks a host for: OpenSSH 9.2's default HostKeyAlgorithms without the
+# certificate types (no engine here verifies a host certificate: a CA-trusted host is refused
+# saying so) and the security-key ones (no sshd has such a host key); known types go first.
+HOST_KEY_ALGORITHMS = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+                       "rsa-sha2-512", "rsa-sha2-256")
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
@@ -95,6 +104,55 @@ class KnownHostsStore:
             return HostKeyCheck(HostKeyVerdict.TRUSTED, name, line)
 
 
+def known_hosts_paths(target: SSHTarget) -> tuple[str, ...]:
+    """The user files (the first one takes accept-new's lines), then the global ones, as ssh
+    reads them (the target holds what ssh -G prints: UserKnownHostsFile, GlobalKnownHostsFile)."""
+    return tuple(target.known_hosts_files) + tuple(expand_home(p) for p in target.global_known_hosts_files)
+
+
+class HostKeyGate:
+    """One host's key, decided by the same code whichever engine connects (ssh.py's paramiko
+    policy, asyncssh_engine.py's client callback): the host key types to ask for, then the
+    presented key against the run's known_hosts (OpenSSH's verdicts, known_hosts.py), accept-new
+    recording, and the refusal with what to do. ``via`` is the jump host that reaches this one."""
+
+    def __init__(self, store: KnownHostsStore, target: SSHTarget, accept_new_host_keys: bool,
+                 via: str | None = None):
+        self.store, self.via = store, via
+        self.hostname, self.port, self.alias = target.hostname, target.port, target.host_key_alias
+        self.paths = known_hosts_paths(target)
+        self.known = store.known_hosts(self.paths)       # read here, before any handshake waits on it
+        # --accept-new-host-keys or StrictHostKeyChecking accept-new; ssh writes nowhere without a
+        # user file (UserKnownHostsFile none): unknown stays refused.
+        self.accept_new = ((accept_new_host_keys or target.strict_host_key_checking == "accept-new")
+                           and bool(target.known_hosts_files))
+        self.hint_file = (self.paths or ("~/.ssh/known_hosts",))[0]
+
+    def algorithms(self, supported: Collection[str]) -> list[str]:
+        """HOST_KEY_ALGORITHMS the engine supports, those of the key types known_hosts holds for
+        this host first (OpenSSH's order_hostkeyalgs): a host with several keys presents the
+        known one rather than a "changed" other type."""
+        kinds = self.known.known_kinds(self.hostname, self.port, self.alias)
+        offered = [name for name in HOST_KEY_ALGORITHMS if name in supported]
+        first = [name for name in offered if kind_of(name)[:2] in kinds]
+        return first + [name for name in offered if name not in first]
+
+    def refusal(self, key_type: str, blob: bytes) -> str | None:
+        """None when the presented key is trusted (or recorded by accept-new); else why the host
+        is refused and what to do."""
+        presented = f"{key_type} {fingerprint(blob)}"
+        try:
+            key = parse_key(key_type, blob)
+        except KeyBlobError as exc:
+            return f"host key of {self.hostname} ({presented}) refused: {exc}"
+        check = self.known.verify(self.hostname, self.port, key, self.alias)
+        if check.verdict is HostKeyVerdict.UNKNOWN and self.accept_new:
+            check = self.store.record(self.paths, self.hostname, self.port, key_type, blob, self.alias)
+        if check.verdict is HostKeyVerdict.TRUSTED:
+            return None
+        return refusal(check, presented, self.hostname, self.port, self.hint_file, self.alias, self.via)
+
+
 def _append_line(path: str, text: str) -> int:
     """Append under an exclusive lock (other runs, ssh itself) and return the line's number; a
     last line without its newline gets one first, so the two lines are not glued together."""
@@ -141,7 +199,7 @@ def refusal(check: HostKeyCheck, presented: str, hostname: str, port: int, recor
                 f"host and give it a new key")
     if check.verdict is HostKeyVerdict.CA_ONLY:
         return (f"host key of {check.name} ({presented}) could only be trusted through the "
-                f"@cert-authority line {line.where}, and rstfleet (paramiko) cannot verify host "
+                f"@cert-authority line {line.where}, and rstfleet cannot verify host "
                 f"certificates; add the host's own key to known_hosts: {keyscan} (after checking "
                 f"the fingerprint)")
     return (f"host key of {check.name} ({presented}) is not in known_hosts; to trust it: {keyscan} "

@@ -7,7 +7,9 @@ open /dev/tty to ask "Are you sure you want to continue connecting (yes/no)?"), 
 gets ``-o BatchMode=yes`` (it fails instead of asking), and the tail of its stderr is kept so that
 "Host key verification failed." becomes the host's reason, not "no SSH banner (tarpit)".
 paramiko.ProxyCommand can do none of that (it also spins on EOF), hence this small socket-like
-class: send, recv, settimeout, close, as paramiko's Packetizer uses them.
+class: send, recv, settimeout, close, as paramiko's Packetizer uses them. An engine that wants a
+real socket (asyncssh) gets the command on one end of a socket pair instead (``paired=True``:
+``.sock`` is the other end), with the same session, BatchMode and stderr.
 """
 
 from __future__ import annotations
@@ -40,13 +42,22 @@ def never_prompting(command: str) -> str:
 class CommandSocket:
     """A running ProxyCommand seen as a socket; ``failure()`` says why it ended, in its own words."""
 
-    def __init__(self, command: str):
+    def __init__(self, command: str, paired: bool = False):
         self.command = command
         self.timeout: float | None = None
         self._stderr = bytearray()
-        self.process = subprocess.Popen(
-            [os.environ.get("SHELL") or "/bin/sh", "-c", "exec " + never_prompting(command)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, start_new_session=True)
+        self.sock, theirs = socket.socketpair() if paired else (None, subprocess.PIPE)
+        try:
+            self.process = subprocess.Popen(
+                [os.environ.get("SHELL") or "/bin/sh", "-c", "exec " + never_prompting(command)], stdin=theirs,
+                stdout=theirs, stderr=subprocess.PIPE, bufsize=0, start_new_session=True)
+        except OSError:
+            if self.sock is not None:
+                self.sock.close()
+            raise
+        finally:
+            if paired:
+                theirs.close()
         self._reader = threading.Thread(target=self._read_stderr, name="rstfleet-proxycommand", daemon=True)
         self._reader.start()
 
@@ -111,8 +122,10 @@ class CommandSocket:
                     continue
         self._reader.join(timeout=1.0)
         pipes = (self.process.stdin, self.process.stdout) + (() if self._reader.is_alive() else (self.process.stderr,))
-        for pipe in pipes:
+        for pipe in (p for p in pipes if p is not None):
             pipe.close()
+        if self.sock is not None:
+            self.sock.close()
 
     @property
     def closed(self) -> bool:

@@ -21,12 +21,10 @@ import paramiko
 from . import DEFAULT_MAX_OUTPUT, RunResult, SSHSettings, TransportError
 from ..inventory import Host
 from ..results import Status
-from .host_keys import KnownHostsStore, refusal
+from .host_keys import HostKeyGate, KnownHostsStore
 from .jump import JumpPool, ReasonedTransport, expand_chain
-from .keyblob import KeyBlobError, kind_of, parse_key
-from .known_hosts import HostKeyVerdict, KnownHosts, fingerprint
 from .proxycommand import CommandSocket
-from .ssh_config import ClientConfig, ConfigError, expand_home
+from .ssh_config import ClientConfig, ConfigError
 from .target import SSHTarget, hop_host, resolve_target
 
 READ_CHUNK = 65536
@@ -55,55 +53,32 @@ class SharedCredentials:
             return self._keys[path]
 
 
-def known_hosts_paths(target: SSHTarget) -> tuple[str, ...]:
-    """The user files (the first one takes accept-new's lines), then the global ones, as ssh
-    reads them (the target holds what ssh -G prints: UserKnownHostsFile, GlobalKnownHostsFile)."""
-    return tuple(target.known_hosts_files) + tuple(expand_home(p) for p in target.global_known_hosts_files)
-
-
 class HostKeyRefused(Exception):
     """known_hosts refuses the presented key; the message says why and what to do."""
 
 
 class VerifyHostKey(paramiko.MissingHostKeyPolicy):
-    """Every presented key judged by known_hosts.py: the client holds no paramiko host keys, so
-    paramiko hands each key to this policy. Unknown keys are recorded only with accept-new.
+    """paramiko's side of host_keys.HostKeyGate (the asyncssh engine calls the same gate): the
+    client holds no paramiko host keys, so paramiko hands every presented key to this policy.
     ``via`` is the jump host that reaches this one (the command that trusts a key runs there)."""
 
     def __init__(self, store: KnownHostsStore, target: SSHTarget, accept_new: bool, via: str | None = None):
-        self.store, self.target, self.via = store, target, via
-        self.paths = known_hosts_paths(target)
-        # ssh writes nowhere without a user file (UserKnownHostsFile none): unknown stays refused.
-        self.accept_new = accept_new and bool(target.known_hosts_files)
-        self.hint_file = (self.paths or ("~/.ssh/known_hosts",))[0]
+        self.gate = HostKeyGate(store, target, accept_new, via)
 
     def missing_host_key(self, client, hostname, key):
-        target, alias = self.target, self.target.host_key_alias
-        presented = f"{key.get_name()} {fingerprint(key.asbytes())}"
-        try:
-            public = parse_key(key.get_name(), key.asbytes())
-        except KeyBlobError as exc:
-            raise HostKeyRefused(f"host key of {hostname} ({presented}) refused: {exc}") from None
-        check = self.store.known_hosts(self.paths).verify(target.hostname, target.port, public, alias)
-        if check.verdict is HostKeyVerdict.UNKNOWN and self.accept_new:
-            check = self.store.record(self.paths, target.hostname, target.port, key.get_name(),
-                                      key.asbytes(), alias)
-        if check.verdict is not HostKeyVerdict.TRUSTED:
-            raise HostKeyRefused(refusal(check, presented, target.hostname, target.port,
-                                         self.hint_file, alias, self.via))
+        reason = self.gate.refusal(key.get_name(), key.asbytes())
+        if reason is not None:
+            raise HostKeyRefused(reason)
 
 
-def _preferring(known: KnownHosts, target: SSHTarget):
+def _preferring(gate: HostKeyGate):
     """A Transport (ReasonedTransport: it keeps a jump host's words when it refuses a channel)
-    that offers first the host key types known_hosts holds for this host (OpenSSH's
-    order_hostkeyalgs), so a host with several keys presents the one known here."""
-    kinds = known.known_kinds(target.hostname, target.port, target.host_key_alias)
+    that asks for the host key types the gate chooses (known ones first, as the asyncssh engine)."""
 
     def make(sock, **kwargs) -> paramiko.Transport:
         transport = ReasonedTransport(sock, **kwargs)
         options = transport.get_security_options()
-        first = [a for a in options.key_types if (kind_of(a) or (None, None))[:2] in kinds]
-        options.key_types = first + [a for a in options.key_types if a not in first]
+        options.key_types = gate.algorithms(options.key_types)
         return transport
     return make
 
@@ -131,10 +106,8 @@ def ssh_over(sock, target: SSHTarget, settings: SSHSettings, shared: SharedCrede
     """SSH to target over an open stream — a TCP socket, a jump host's channel or a ProxyCommand —
     host key checked, then authentication: one code path for every host and every jump host."""
     client = paramiko.SSHClient()
-    accept_new = settings.accept_new_host_keys or target.strict_host_key_checking == "accept-new"
-    policy = VerifyHostKey(shared.host_keys, target, accept_new, via)
+    policy = VerifyHostKey(shared.host_keys, target, settings.accept_new_host_keys, via)
     client.set_missing_host_key_policy(policy)
-    known = shared.host_keys.known_hosts(policy.paths)
     log.debug("%s: connecting to %s@%s:%d (known_hosts %s, keys %s%s)", name, target.user,
               target.hostname, target.port, ",".join(target.known_hosts_files),
               ",".join(target.key_files) or "default/agent",
@@ -148,7 +121,7 @@ def ssh_over(sock, target: SSHTarget, settings: SSHSettings, shared: SharedCrede
             look_for_keys=False,     # OpenSSH's default keys are in key_files (passwd home)
             allow_agent=not target.identities_only,
             timeout=timeout + 1, banner_timeout=timeout, auth_timeout=timeout,
-            channel_timeout=timeout, sock=sock, transport_factory=_preferring(known, target))
+            channel_timeout=timeout, sock=sock, transport_factory=_preferring(policy.gate))
         log.debug("%s: host key verified, authenticated as %s", name, target.user)
         # paramiko's reader thread wakes every 0.1 s to check for shutdown; across a 10 s
         # window and hundreds of hosts that is most of our idle CPU. close() does not wait

@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 
 from . import SSHSettings
 from ..inventory import Host
+from ..textsafe import printable
 from .ssh_config import (ClientConfig, ConfigError, ResolvedHost, expand_home, load_client_config,
                          unhonoured_warning)
 from .ssh_config_file import parse_hop
@@ -136,11 +137,26 @@ def checked_settings(settings: SSHSettings, hosts: Iterable[Host]) -> tuple[SSHS
         targets[(host, inputs)] = target = _target(host, settings, resolved[-1], exists)
         return target
 
+    jumped = []
     for host in hosts:
         if host.connection != "local" and (host, inputs) not in targets:
-            for hop in resolve(host).proxy_jump:
+            chain = resolve(host).proxy_jump
+            jumped += [host.name] if chain else []
+            for hop in chain:
                 jump = hop_host(hop)
                 if (jump, inputs) not in targets:    # each jump host once: hundreds share one bastion
                     resolve(jump)
+    if jumped and settings.engine == "asyncssh":
+        raise ConfigError(jump_refusal(jumped))
     warning = unhonoured_warning(resolved)
     return replace(settings, targets=targets), ((warning,) if warning else ())
+
+
+def jump_refusal(jumped: list[str]) -> str:
+    """The asyncssh engine has no ProxyJump (jump.py runs paramiko channels): refused before any
+    host rather than connecting straight to hosts that only a jump host should reach."""
+    named = ", ".join(printable(name, 80) for name in jumped[:5])
+    more = f" and {len(jumped) - 5} more" if len(jumped) > 5 else ""
+    return (f"--ssh-engine: asyncssh does not go through jump hosts (ProxyJump), and {named}{more} "
+            f"{'is' if len(jumped) == 1 else 'are'} reached through one; sweep "
+            f"{'it' if len(jumped) == 1 else 'them'} with --ssh-engine paramiko (the default)")

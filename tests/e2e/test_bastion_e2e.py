@@ -230,22 +230,24 @@ def _proxycommand_config(lab, tmp_path, bastion_known_hosts) -> str:
     return str(path)
 
 
-def test_proxycommand_ssh_relays_to_hosts_behind_the_bastion(lab, tmp_path):
+@pytest.mark.parametrize("engine", ["paramiko", "asyncssh"])
+def test_proxycommand_ssh_relays_to_hosts_behind_the_bastion(lab, tmp_path, engine):
     out = tmp_path / "proxycommand.json"
     config = _proxycommand_config(lab, tmp_path, lab.known_hosts_path)
     proc = run_cli("sweep", "-i", str(lab.inventory_path), "-l", "i05:i06", "--ssh-config", config,
-                   "--window", "0.5", "--format", "json", "-o", str(out))
+                   "--window", "0.5", "--format", "json", "-o", str(out), "--ssh-engine", engine)
     assert {h["status"] for h in json_report(out)["hosts"]} == {"ok"}, proc.stderr.decode()
 
 
-def test_proxycommand_ssh_with_an_unknown_bastion_key_says_sshs_own_words_and_never_prompts(lab, tmp_path):
+@pytest.mark.parametrize("engine", ["paramiko", "asyncssh"])
+def test_proxycommand_ssh_with_an_unknown_bastion_key_says_sshs_own_words_and_never_prompts(lab, tmp_path, engine):
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
     out = tmp_path / "proxycommand.json"
     code, screen, wall = run_cli_on_a_terminal(
         "sweep", "-i", str(lab.inventory_path), "-l", "i05:i06", "--ssh-config",
         _proxycommand_config(lab, tmp_path, empty), "--window", "0.5", "--connect-timeout", "3",
-        "--format", "json", "-o", str(out), bound_s=15)
+        "--format", "json", "-o", str(out), "--ssh-engine", engine, bound_s=15)
     assert code is not None and wall < 10, (wall, screen[-2000:])
     assert "yes/no" not in screen and "continue connecting" not in screen
     for host in json_report(out)["hosts"]:

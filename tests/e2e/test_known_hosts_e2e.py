@@ -2,7 +2,8 @@
 break every host (@cert-authority, @revoked, a malformed hashed entry) now decide only their own
 host, and `ssh -o BatchMode=yes` accepts and refuses the same hosts rstfleet does — except a host
 that proves itself with a host certificate, which OpenSSH verifies and paramiko cannot: rstfleet
-refuses that one, saying so."""
+refuses that one, saying so. Every test runs with both SSH engines: they decide host keys with the
+same code (host_keys.HostKeyGate), and here with the same outcome as OpenSSH."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from helpers import ROOT, hosts_by_name, json_report, run_cli
 
 pytestmark = pytest.mark.lab
+ENGINES = pytest.mark.parametrize("engine", ["paramiko", "asyncssh"])
 
 
 def host_key(lab, name: str) -> str:
@@ -63,8 +65,9 @@ def h05_with_certificate(lab5, tmp_path):
         lab5.start_sshd(host)
 
 
+@ENGINES
 def test_markers_and_a_malformed_line_decide_only_their_own_host_as_openssh_does(
-        lab5, tmp_path, h05_with_certificate):
+        lab5, tmp_path, h05_with_certificate, engine):
     by_address = {h.name: h.address for h in lab5.hosts}
     bad_salt = base64.b64encode(b"short").decode()
     known = tmp_path / "known_hosts"
@@ -76,7 +79,8 @@ def test_markers_and_a_malformed_line_decide_only_their_own_host_as_openssh_does
     ]) + "\n")
     out = tmp_path / "sweep.json"
     proc = run_cli("sweep", "-i", str(inventory_without_known_hosts(lab5, tmp_path / "inv")),
-                   "--known-hosts", str(known), "--window", "0.5", "--format", "json", "-o", str(out))
+                   "--known-hosts", str(known), "--window", "0.5", "--format", "json", "-o", str(out),
+                   "--ssh-engine", engine)
     stderr = proc.stderr.decode()
     hosts = hosts_by_name(json_report(out))
     assert proc.returncode == 8, stderr
@@ -101,7 +105,8 @@ def test_markers_and_a_malformed_line_decide_only_their_own_host_as_openssh_does
     assert "Host certificate authority" in verbose or "ED25519-CERT" in verbose, verbose[-2000:]
 
 
-def test_the_global_file_is_read_by_default_like_openssh(lab5, tmp_path):
+@ENGINES
+def test_the_global_file_is_read_by_default_like_openssh(lab5, tmp_path, engine):
     """/etc/ssh/ssh_known_hosts is replaced by a bind mount in a private mount namespace of this
     test only (unshare -m), never on the machine."""
     etc_ssh = tmp_path / "etc-ssh"
@@ -114,19 +119,22 @@ def test_the_global_file_is_read_by_default_like_openssh(lab5, tmp_path):
     wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c",
             'mount --bind "$0" /etc/ssh && exec "$@"', str(etc_ssh)]
     proc = subprocess.run([*wrap, sys.executable, "-m", "rstfleet", "sweep", "-i", str(inventory),
-                           "--known-hosts", str(empty), "--window", "0.5", "--format", "json", "-o", str(out)],
+                           "--known-hosts", str(empty), "--window", "0.5", "--format", "json", "-o", str(out),
+                           "--ssh-engine", engine],
                           capture_output=True, text=True, timeout=120, cwd=ROOT,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 0, proc.stderr
     assert all(h["status"] == "ok" for h in json_report(out)["hosts"])
     assert all(openssh_accepts(lab5, h.address, empty, "/etc/ssh/ssh_known_hosts", wrap)[0] for h in lab5.hosts)
     # and without the global file both refuse
-    refused = run_cli("sweep", "-i", str(inventory), "--known-hosts", str(empty), "--window", "0.5")
+    refused = run_cli("sweep", "-i", str(inventory), "--known-hosts", str(empty), "--window", "0.5",
+                      "--ssh-engine", engine)
     assert refused.returncode == 8
     assert not openssh_accepts(lab5, lab5.hosts[0].address, empty)[0]
 
 
-def test_host_key_alias_is_the_name_looked_up_as_openssh_looks_it_up(lab5, tmp_path):
+@ENGINES
+def test_host_key_alias_is_the_name_looked_up_as_openssh_looks_it_up(lab5, tmp_path, engine):
     host = lab5.host("h02")
     known = tmp_path / "known_hosts"
     known.write_text(f"db-primary {host_key(lab5, 'h02')}\n{host.address} {host_key(lab5, 'h01')}\n")
@@ -136,7 +144,7 @@ def test_host_key_alias_is_the_name_looked_up_as_openssh_looks_it_up(lab5, tmp_p
                       f"  BatchMode yes\n  HostKeyAlias db-primary\n")
     out = tmp_path / "alias.json"
     proc = run_cli("sweep", "-i", "second,", "--ssh-config", str(config), "--window", "0.5",
-                   "--format", "json", "-o", str(out))
+                   "--format", "json", "-o", str(out), "--ssh-engine", engine)
     assert json_report(out)["hosts"][0]["status"] == "ok", proc.stderr.decode()
     ssh = subprocess.run(["ssh", "-F", str(config), "second", "true"], capture_output=True, text=True,
                          timeout=30, stdin=subprocess.DEVNULL)
@@ -144,7 +152,7 @@ def test_host_key_alias_is_the_name_looked_up_as_openssh_looks_it_up(lab5, tmp_p
     # without the alias both look up the address, whose line holds another key: changed
     config.write_text(config.read_text().replace("  HostKeyAlias db-primary\n", ""))
     proc = run_cli("sweep", "-i", "second,", "--ssh-config", str(config), "--window", "0.5",
-                   "--format", "json", "-o", str(out))
+                   "--format", "json", "-o", str(out), "--ssh-engine", engine)
     entry = json_report(out)["hosts"][0]
     assert (entry["status"], "CHANGED" in entry["reason"]) == ("host_key_rejected", True), entry
     ssh = subprocess.run(["ssh", "-F", str(config), "second", "true"], capture_output=True, text=True,

@@ -45,7 +45,7 @@ def fleet():
     assert not listening_on({h.address for h in running.hosts})
 
 
-@pytest.mark.parametrize("engine", ["paramiko"])   # asyncssh: refused until it uses known_hosts.py
+@pytest.mark.parametrize("engine", ["paramiko", "asyncssh"])
 def test_every_simulated_host_gets_its_modelled_status_rate_and_rank(fleet, tmp_path, engine):
     out = tmp_path / "report.json"
     proc = run_cli("sweep", "-i", str(fleet.inventory_path), "--window", str(WINDOW), "-f", "200",
@@ -109,7 +109,7 @@ def test_a_killed_parent_leaves_nothing_listening(tmp_path):
     assert not os.path.exists(workdir)             # keys and plan removed by the last worker
 
 
-@pytest.mark.parametrize("engine", ["paramiko"])   # asyncssh: refused until it uses known_hosts.py
+@pytest.mark.parametrize("engine", ["paramiko", "asyncssh"])
 def test_host_keys_are_checked_as_openssh_checks_them(fleet, tmp_path, engine):
     """A changed key is refused even with --accept-new-host-keys; an unknown one is recorded, and
     the next sweep verifies against what was recorded."""

@@ -83,11 +83,12 @@ def test_stopped_sshd_is_unreachable_and_the_sweep_still_finishes(lab5, tmp_path
     assert wall < 15, wall
 
 
-def test_changed_host_key_is_refused_by_default(lab5, tmp_path):
+@pytest.mark.parametrize("engine", ["paramiko", "asyncssh"])
+def test_changed_host_key_is_refused_by_default(lab5, tmp_path, engine):
     out = tmp_path / "key.json"
     lab5.regenerate_host_key("h05")
     try:
-        proc = run_cli("sweep", "-i", str(lab5.inventory_path), "--window", "1",
+        proc = run_cli("sweep", "-i", str(lab5.inventory_path), "--window", "1", "--ssh-engine", engine,
                        "--format", "json", "-o", str(out), "--accept-new-host-keys")
     finally:
         lab5.trust_current_host_key("h05")
@@ -98,7 +99,8 @@ def test_changed_host_key_is_refused_by_default(lab5, tmp_path):
     assert by_name["h01"]["status"] == "ok"
 
 
-def test_unknown_host_key_is_refused_then_accepted_only_when_asked(lab5, tmp_path):
+@pytest.mark.parametrize("engine", ["paramiko", "asyncssh"])
+def test_unknown_host_key_is_refused_then_accepted_only_when_asked(lab5, tmp_path, engine):
     host = lab5.host("h01")
     inventory = tmp_path / "inv.ini"
     inventory.write_text(f"h01 ansible_host={host.address} ansible_user=root "
@@ -106,7 +108,7 @@ def test_unknown_host_key_is_refused_then_accepted_only_when_asked(lab5, tmp_pat
     known = tmp_path / "known_hosts"
     known.write_text("")
     args = ["sweep", "-i", str(inventory), "--window", "0.5", "--known-hosts", str(known),
-            "--format", "json"]
+            "--format", "json", "--ssh-engine", engine]
     refused = run_cli(*args, "-o", str(tmp_path / "a.json"))
     entry = json_report(tmp_path / "a.json")["hosts"][0]
     assert refused.returncode == 8

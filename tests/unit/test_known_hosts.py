@@ -20,10 +20,10 @@ import pytest
 from helpers import FIXTURES
 from rstfleet.inventory import Host
 from rstfleet.transport import SSHSettings
-from rstfleet.transport.host_keys import KnownHostsStore, refusal
+from rstfleet.transport.host_keys import HostKeyGate, KnownHostsStore, known_hosts_paths, refusal
 from rstfleet.transport.keyblob import _CURVES, _KINDS, kind_of, parse_key
 from rstfleet.transport.known_hosts import KnownHosts, HostKeyVerdict, lookup_name, parse_text
-from rstfleet.transport.ssh import HostKeyRefused, SSHTarget, VerifyHostKey, _preferring, known_hosts_paths
+from rstfleet.transport.ssh import HostKeyRefused, SSHTarget, VerifyHostKey, _preferring
 from rstfleet.transport.target import resolve_target
 
 CORPUS = FIXTURES / "known_hosts"
@@ -156,14 +156,19 @@ def test_known_key_types_are_offered_first_and_revoked_ones_are_not():
     assert plain.known_kinds("alpha.example.com", 22) == {("ed25519", None), ("ecdsa", "nistp256")}
     markers, _ = load("markers")
     assert markers.known_kinds("alpha.example.com", 22) == set()
+    store, path = KnownHostsStore(), str(CORPUS / "plain")
+    gate = HostKeyGate(store, SSHTarget("alpha.example.com", 22, "root", [], [path]), False)
     left, right = socket.socketpair()
-    transport = _preferring(plain, SSHTarget("alpha.example.com", 22, "root", [], []))(left)
+    transport = _preferring(gate)(left)
     try:
         offered = transport.get_security_options().key_types
     finally:
         transport.close()
         right.close()
     assert set(offered[:2]) == {"ssh-ed25519", "ecdsa-sha2-nistp256"}
+    assert [*offered] == gate.algorithms(paramiko.Transport._preferred_keys)
+    rsa_host = HostKeyGate(store, SSHTarget("gamma.example.com", 2222, "root", [], [path]), False)   # RSA
+    assert rsa_host.algorithms(paramiko.Transport._preferred_keys)[:2] == ["rsa-sha2-512", "rsa-sha2-256"]
 
 
 def ssh_G_known_hosts(*options: str) -> str:

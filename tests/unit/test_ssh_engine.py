@@ -1,25 +1,186 @@
-"""`--ssh-engine asyncssh` is a benchmark prototype: refused before any host, so opting in can never
-weaken host-key checking, until it checks keys with known_hosts.py's OpenSSH rules."""
+"""`--ssh-engine asyncssh` is a supported engine that decides host keys with the paramiko engine's
+own code (host_keys.HostKeyGate): both engines' adapters hand the same presented key to the same
+gate and get the same decision, with the same words; the engine needs only its optional package,
+and hosts behind a jump host, which it cannot reach, are refused before any connection."""
 
 from __future__ import annotations
 
-import os
+import socket
+import subprocess
+import sys
 
-from helpers import run_cli
+import asyncssh
+import paramiko
+import pytest
+
+from helpers import ROOT, run_cli
+from rstfleet.inventory import Host
+from rstfleet.transport import SSHSettings, TransportError
+from rstfleet.transport.asyncssh_engine import HOST_KEY_TYPES, AsyncSSHTransport, Credentials, _HostKeyCheck
+from rstfleet.transport.host_keys import KnownHostsStore
+from rstfleet.transport.ssh import HostKeyRefused, VerifyHostKey, _preferring
+from rstfleet.transport.ssh_config import load_client_config
+from rstfleet.transport.target import resolve_target
+from test_plan import options
+from rstfleet.plan import Plan
+
+KEY_TYPES = (("ed25519", "256"), ("ecdsa", "256"), ("ecdsa", "384"), ("ecdsa", "521"), ("rsa", "2048"))
 
 
-def test_the_prototype_engine_is_refused_before_any_host_with_the_reason():
-    env_before = os.environ.pop("RSTFLEET_PROTOTYPE_ENGINES", None)
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    """Host keys of every type sshd makes, written by ssh-keygen and loaded by each library."""
+    folder = tmp_path_factory.mktemp("hostkeys")
+    made = {}
+    for kind, bits in KEY_TYPES:
+        for copy in ("a", "b"):
+            path = folder / f"{kind}{bits}{copy}"
+            subprocess.run(["ssh-keygen", "-q", "-t", kind, "-b", bits, "-N", "", "-f", str(path)], check=True)
+            made[f"{kind}{bits}{copy}"] = path
+    return made
+
+
+def public_line(path) -> str:
+    return " ".join(path.with_suffix(".pub").read_text().split()[:2])
+
+
+def paramiko_decides(store, host, settings, key_path) -> str | None:
+    target = resolve_target(host, settings, load_client_config(settings.ssh_config_path))
     try:
-        done = run_cli("sweep", "-i", "198.18.255.250,", "--ssh-engine", "asyncssh", "--window", "0.1")
+        VerifyHostKey(store, target, settings.accept_new_host_keys).missing_host_key(
+            None, target.hostname, paramiko.PKey.from_path(str(key_path)))
+    except HostKeyRefused as refused:
+        return str(refused)
+    return None
+
+
+def asyncssh_decides(store, host, settings, key_path) -> str | None:
+    transport = AsyncSSHTransport(host, settings, load_client_config(settings.ssh_config_path), _credentials(store))
+    check = _HostKeyCheck(transport)
+    key = asyncssh.read_private_key(str(key_path)).convert_to_public()
+    accepted = check.validate_host_public_key(transport.target.hostname, None, transport.target.port, key)
+    assert accepted is (check.refused is None)
+    return check.refused
+
+
+def _credentials(store):
+    credentials = Credentials()
+    credentials.host_keys = store
+    return credentials
+
+
+def test_both_engines_take_the_same_decision_with_the_same_words_for_every_key_type(keys, tmp_path):
+    """trusted, changed, revoked, CA only, unknown, [host]:port, HostKeyAlias, and accept-new's
+    line: each engine's adapter on its own run store (as in two runs), verdicts and file compared."""
+    decisions = {}
+    config = tmp_path / "ssh_config"
+    config.write_text("".join(f"Host alias-{kind}{bits}\n  HostKeyAlias trusted-{kind}{bits}\n"
+                              for kind, bits in KEY_TYPES))
+    for engine, decide in (("paramiko", paramiko_decides), ("asyncssh", asyncssh_decides)):
+        known = tmp_path / f"known_hosts_{engine}"
+        lines = []
+        for kind, bits in KEY_TYPES:
+            name = f"{kind}{bits}"
+            lines += [f"trusted-{name} {public_line(keys[name + 'a'])}",
+                      f"changed-{name} {public_line(keys[name + 'b'])}",
+                      f"@revoked revoked-{name} {public_line(keys[name + 'a'])}",
+                      f"revoked-{name} {public_line(keys[name + 'a'])}",
+                      f"@cert-authority ca-{name} {public_line(keys[name + 'b'])}",
+                      f"[ported-{name}]:2222 {public_line(keys[name + 'a'])}"]
+        known.write_text("\n".join(lines) + "\n")
+        store = KnownHostsStore()
+        settings = SSHSettings(user="u", known_hosts_files=(str(known),), ssh_config_path=str(config))
+        accepting = SSHSettings(user="u", known_hosts_files=(str(known),), ssh_config_path=str(config),
+                                accept_new_host_keys=True)
+
+        def decided(host, with_settings, key):     # the file's own name aside, the words compared
+            reason = decide(store, host, with_settings, key)
+            return reason and reason.replace(str(known), "KNOWN_HOSTS")
+        for kind, bits in KEY_TYPES:
+            name, key = f"{kind}{bits}", keys[f"{kind}{bits}a"]
+            for case in ("trusted", "changed", "revoked", "ca", "unknown", "alias"):
+                decisions[engine, name, case] = decided(Host(case, f"{case}-{name}"), settings, key)
+            decisions[engine, name, "port"] = decided(Host("p", f"ported-{name}", port=2222), settings, key)
+            decisions[engine, name, "accept-new"] = decided(Host("n", f"new-{name}"), accepting, key)
+            decisions[engine, name, "recorded"] = decided(Host("n", f"new-{name}"), settings, key)
+        decisions[engine, "file"] = known.read_text()
+    for (engine, *case), decision in decisions.items():
+        if engine == "paramiko" and case != ["file"]:
+            assert decisions[("asyncssh", *case)] == decision, case
+    assert decisions["paramiko", "file"] == decisions["asyncssh", "file"]
+    outcome = {case: decisions["paramiko", "ed25519256", case] for case in
+               ("trusted", "changed", "revoked", "ca", "unknown", "alias", "port", "accept-new", "recorded")}
+    assert [case for case, reason in outcome.items() if reason is None] == \
+           ["trusted", "alias", "port", "accept-new", "recorded"]
+    assert "CHANGED" in outcome["changed"] and "REVOKED" in outcome["revoked"]
+    assert "cannot verify host certificates" in outcome["ca"] and "ssh-keyscan" in outcome["unknown"]
+
+
+def test_both_engines_ask_for_the_same_host_key_types_known_ones_first(keys, tmp_path):
+    known = tmp_path / "known_hosts"
+    known.write_text(f"db {public_line(keys['rsa2048a'])}\ndb {public_line(keys['ecdsa384a'])}\n")
+    settings = SSHSettings(user="u", known_hosts_files=(str(known),), ssh_config_path="none")
+    store = KnownHostsStore()
+    transport = AsyncSSHTransport(Host("db", "db"), settings, None, _credentials(store))
+    asked = transport._host_key_algs()
+    left, right = socket.socketpair()
+    paramiko_transport = _preferring(VerifyHostKey(store, transport.target, False).gate)(left)
+    try:
+        assert list(paramiko_transport.get_security_options().key_types) == asked
     finally:
-        if env_before is not None:
-            os.environ["RSTFLEET_PROTOTYPE_ENGINES"] = env_before
-    assert done.returncode == 2
-    assert b"--ssh-engine: the asyncssh engine is a benchmark prototype" in done.stderr
-    assert b"198.18.255.250" not in done.stderr
+        paramiko_transport.close()
+        right.close()
+    assert set(asked[:3]) == {"ecdsa-sha2-nistp384", "rsa-sha2-512", "rsa-sha2-256"}
+    assert not [name for name in asked if "cert" in name] and set(asked) <= HOST_KEY_TYPES
 
 
-def test_the_prototype_engine_module_imports():
-    from rstfleet.transport import asyncssh_engine
-    assert hasattr(asyncssh_engine, "AsyncSSHTransport")
+def test_the_asyncssh_engine_is_accepted_without_any_switch(monkeypatch):
+    monkeypatch.delenv("RSTFLEET_PROTOTYPE_ENGINES", raising=False)
+    plan = Plan.from_args(options("sweep", "--ssh-engine", "asyncssh", "--ssh-config", "none"),
+                          hosts=[Host("web1", "192.0.2.1")])
+    assert plan.ssh.engine == "asyncssh"
+
+
+def test_without_the_asyncssh_package_the_engine_is_refused_with_the_pip_command():
+    """The package cannot be uninstalled for a test: `sys.modules["asyncssh"] = None` is Python's
+    own way to make an import find nothing (importlib documents it), set before rstfleet runs."""
+    code = ("import sys; sys.modules['asyncssh'] = None; from rstfleet.cli import main; "
+            "sys.exit(main(['sweep', '-i', '192.0.2.9,', '--ssh-engine', 'asyncssh', '--ssh-config', 'none']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2, done.stderr
+    assert "--ssh-engine: the asyncssh engine needs the asyncssh package" in done.stderr
+    assert "pip install 'rstfleet[fleet]'" in done.stderr and "192.0.2.9" not in done.stderr
+
+
+def test_hosts_behind_a_jump_host_are_refused_by_the_asyncssh_engine_before_any_connection(tmp_path):
+    config = tmp_path / "ssh_config"
+    config.write_text("Host 192.0.2.*\n  ProxyJump ops@bastion.example\n")
+    inventory = tmp_path / "inv.ini"
+    inventory.write_text("".join(f"web{i} ansible_host=192.0.2.{i}\n" for i in range(1, 8))
+                         + "direct ansible_host=198.51.100.1\n")
+    done = run_cli("sweep", "-i", str(inventory), "--ssh-config", str(config), "--ssh-engine", "asyncssh",
+                   "--window", "0.1", timeout=60)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert "--ssh-engine: asyncssh does not go through jump hosts (ProxyJump), and web1, web2, web3, " \
+           "web4, web5 and 2 more are reached through one" in stderr
+    assert "--ssh-engine paramiko" in stderr and "direct" not in stderr
+    one = run_cli("sweep", "-i", str(inventory), "-l", "web3", "--ssh-config", str(config),
+                  "--ssh-engine", "asyncssh", "--window", "0.1", timeout=60)
+    assert one.returncode == 2 and b"and web3 is reached through one; sweep it with" in one.stderr
+
+
+def test_a_jump_host_in_the_inventory_is_refused_the_same_way(tmp_path):
+    inventory = tmp_path / "inv.ini"
+    inventory.write_text("web1 ansible_host=192.0.2.1 ansible_ssh_common_args='-J ops@bastion.example'\n")
+    done = run_cli("sweep", "-i", str(inventory), "--ssh-config", "none", "--ssh-engine", "asyncssh",
+                   "--window", "0.1", timeout=60)
+    assert done.returncode == 2 and b"(ProxyJump), and web1 is reached through one" in done.stderr
+
+
+def test_a_transport_built_for_a_jumped_host_refuses_it_rather_than_connecting_around_the_jump():
+    settings = SSHSettings(user="u", ssh_config_path="none")
+    host = Host("web1", "192.0.2.1", proxy_jump="bastion.example")
+    with pytest.raises(TransportError, match=r"asyncssh does not go through jump hosts .* web1 is reached"):
+        AsyncSSHTransport(host, settings, None)
