@@ -163,6 +163,12 @@ def _ansible_ok(ctx: Context, stdout: str, rc: int) -> int:
 TOOLS = [
     Tool("rstfleet", "rstfleet sweep (default)", "rstfleet", _rstfleet(), _rstfleet_ok),
     Tool("rstfleet-fN", "rstfleet sweep -f N", "rstfleet", _rstfleet(forks_n=True), _rstfleet_ok),
+    Tool("rstfleet-asyncssh", "rstfleet sweep --ssh-engine asyncssh", "rstfleet",
+         _rstfleet("--ssh-engine", "asyncssh"), _rstfleet_ok, default=False,
+         note="the event-loop engine (extra rstfleet[fleet]): same checks, one loop thread"),
+    Tool("rstfleet-shell", "rstfleet sweep --host-probe shell", "rstfleet",
+         _rstfleet("--host-probe", "shell"), _rstfleet_ok, default=False,
+         note="counters only, POSIX sh on the host (no Python start there)"),
     Tool("rstfleet-trace", "rstfleet sweep --trace", "rstfleet", _rstfleet("--trace"), _rstfleet_ok,
          note="adds the tracepoint tier (per-reset attribution): ~80 ms of kernel time per host, "
               "serialized across lab hosts because they share one kernel"),

@@ -50,6 +50,7 @@ def _this_rstfleet(ctx):
 TOOLS = {
     "rstfleet": _this_rstfleet,
     "rstfleet-shell": lambda ctx: (lambda argv, env: (argv + ["--host-probe", "shell"], env))(*_this_rstfleet(ctx)),
+    "rstfleet-asyncssh": lambda ctx: (lambda argv, env: (argv + ["--ssh-engine", "asyncssh"], env))(*_this_rstfleet(ctx)),
     "ssh": fleet_bench._peer("ssh", stamps=True),
     "ssh-curve25519": fleet_bench._peer("ssh", kex="curve25519-sha256", stamps=True),
 }
