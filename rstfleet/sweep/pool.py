@@ -38,7 +38,7 @@ from ..results import HostResult, Status
 from ..textsafe import printable
 from ..transport import Transport, TransportError
 from .interrupt import Interrupt
-from .probe_run import ask_to_finish_early, internal_error, probe_deadline, probe_host
+from .probe_run import ask_to_finish_early, internal_error, prepare_payloads, probe_deadline, probe_host
 from .sessions import fleet_session_cost, session_limit
 from .settings import Sweep, SweepSettings
 from .window import StartInstant, only_stragglers_left, start_lead_s
@@ -351,6 +351,7 @@ def sweep_fleet(hosts: list[Host], transport_for: Callable[[Host], Transport], s
     if not hosts:
         return Sweep([])
     interrupt = interrupt or Interrupt()
+    prepare_payloads(settings)
     capture_bytes = settings.max_output if "--capture" in settings.probe_options else 0
     limit = session_limit(len(hosts), output_bytes=capture_bytes, cost=fleet_session_cost(hosts, transport_for))
     size = min(limit.sessions, settings.sessions or len(hosts))

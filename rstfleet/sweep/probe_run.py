@@ -96,6 +96,14 @@ def run_probe(host: Host, transport: Transport, settings: "SweepSettings", deadl
     return Status.OK, "", probe
 
 
+def prepare_payloads(settings: "SweepSettings") -> None:
+    """Read the probe's payloads from the package now, before any connection: with every session
+    held at the open-file limit there is no descriptor left to read them (EMFILE, measured under
+    ulimit -n 256); probe_script caches them for the run."""
+    probe_script_for(settings.probe_options)
+    probe_script_for(())          # ask_to_finish_early's, for Ctrl-C
+
+
 def ask_to_finish_early(host: Host, transport_for: Callable[[Host], Transport], run_id: str,
                         settings: "SweepSettings", deadline: float) -> None:
     """On a fresh session, ask this host's probes of ``run_id`` to finish early (main.py's

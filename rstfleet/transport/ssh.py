@@ -247,12 +247,20 @@ class SSHTransport:
                 timeout=max(0.1, deadline - time.monotonic()))
             channel.settimeout(max(0.1, deadline - time.monotonic()))
             channel.exec_command(command)
-            channel.sendall(payload)
-            channel.shutdown_write()
         except (socket.timeout, TimeoutError):
             raise TransportError(Status.TIMEOUT, "the host did not accept the command before the deadline") from None
         except (paramiko.SSHException, OSError) as exc:
             raise TransportError(Status.UNREACHABLE, f"SSH session failed: {exc}") from None
+        try:
+            channel.sendall(payload)
+            channel.shutdown_write()
+        except (socket.timeout, TimeoutError):
+            raise TransportError(Status.TIMEOUT, "the host did not read the probe before the deadline") from None
+        except (paramiko.SSHException, OSError) as exc:
+            # A command that ends before reading all of stdin (no python3 there: exit 127) closes
+            # the channel under sendall; its exit status and stderr, already received, say why.
+            if not channel.closed:
+                raise TransportError(Status.UNREACHABLE, f"SSH session failed: {exc}") from None
         return _collect(channel, deadline, max_output)
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ never breaks it, and captures land only inside a private run folder."""
 from __future__ import annotations
 
 import os
+import time
 import stat
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from rstfleet.inventory import load_inventory
 from rstfleet_lab import lab_context
 from rstfleet.sweep.pool import SweepSettings, sweep
-from rstfleet.transport import SSHSettings
+from rstfleet.transport import SSHSettings, transport_factory
 from rstfleet.transport.ssh import SSHTransport
 
 from helpers import json_report, require_root_lab, run_cli
@@ -100,3 +101,19 @@ def test_captures_are_private_and_host_names_cannot_escape_the_run_folder(lab5, 
     entry = json_report(tmp_path / "r.json")["hosts"][0]
     assert entry["evidence"]["capture_path"] == str(files[0])
     assert "pcap_b64" not in entry["probe"]["capture"]            # the report stays small
+
+
+@pytest.mark.parametrize("engine", ["paramiko", "asyncssh"])
+def test_a_command_that_exits_before_reading_its_stdin_gives_its_exit_status_not_a_dead_session(lab5, engine):
+    """A missing interpreter (`/nonexistent/python3`: the shell's exit 127) ends before the probe
+    on stdin is sent; paramiko then fails sendall with "Socket is closed". The exit status and
+    stderr already received are the answer (no_python), not "unreachable". 4 MB of stdin is
+    past the channel window, so the remote's close always lands during sendall."""
+    host = load_inventory(str(lab5.inventory_path)).select(None)[0]
+    with transport_factory(SSHSettings(engine=engine)) as transports:
+        transport = transports(host)
+        try:
+            run = transport.run(["sh", "-c", "echo gone >&2; exit 127"], b"#" * (4 << 20), time.monotonic() + 20)
+        finally:
+            transport.close()
+    assert (run.exit_code, run.stderr.strip()) == (127, b"gone")
