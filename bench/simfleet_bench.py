@@ -8,7 +8,7 @@ For each size N a simulated fleet of N hosts comes up (rstfleet_lab/simfleet.py:
 127.1.x.y:2222, host keys verified, 1 % of hosts spiking, none broken), then each tool sweeps it,
 one after the other:
 
-  rstfleet            ``rstfleet sweep -f N`` (today's engine: paramiko, a thread per host)
+  rstfleet            ``rstfleet sweep`` with default --forks (paramiko, a thread per host; --forks-all: -f N)
   rstfleet-asyncssh   the same with ``--ssh-engine asyncssh`` (rstfleet/transport/asyncssh_engine.py)
   fabric, pssh        bench/peers.py: Fabric ThreadingGroup, parallel-ssh, at the --peers-at sizes
 
@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from rstfleet_lab.simfleet import simfleet_context  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+FORKS_ALL = False          # --forks-all
 PID_MAX = Path("/proc/sys/kernel/pid_max")
 
 
@@ -137,7 +138,9 @@ def rstfleet_run(fleet, n: int, window: float, workdir: Path, engine: str | None
                  extra: list[str]) -> tuple[list[str], callable]:
     out = workdir / f"sweep-{engine or 'paramiko'}-{n}.json"
     argv = [sys.executable, "-m", "rstfleet", "sweep", "-i", str(fleet.inventory_path), "--window",
-            repr(window), "-f", str(n), "--format", "json", "-o", str(out), "--fail-on", "never"]
+            repr(window), "--format", "json", "-o", str(out), "--fail-on", "never"]
+    if FORKS_ALL:              # the old pool's way to one window: every host's handshake at once
+        argv += ["-f", str(n)]
     if engine:
         argv += ["--ssh-engine", engine]
     argv += extra
@@ -235,9 +238,14 @@ def main() -> int:
     parser.add_argument("--pause", type=float, default=5.0, help="seconds between runs")
     parser.add_argument("--pid-max", type=int, default=0, help="raise kernel.pid_max for the run (restored)")
     parser.add_argument("--out", type=Path, default=HERE / "simfleet-results.json")
+    parser.add_argument("--forks-all", action="store_true",
+                        help="pass -f N (every handshake at once; before --forks bounded only handshakes "
+                             "this was how the pool held one window); default: rstfleet's default --forks")
     parser.add_argument("--sweep-args", default="", help="more rstfleet sweep options, e.g. '--connect-timeout 60'")
     parser.add_argument("--merge", action="store_true", help="keep --out's other rows (same tool and size: replaced)")
     args = parser.parse_args()
+    global FORKS_ALL
+    FORKS_ALL = args.forks_all
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # so the finally below restores pid_max
     before = PID_MAX.read_text().strip()
     try:

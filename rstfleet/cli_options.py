@@ -83,10 +83,11 @@ def _add_fleet(parser: argparse.ArgumentParser, play: bool = False, check: bool 
                         help="record unknown host keys (OpenSSH accept-new); changed keys stay refused")
     parser.add_argument("--ssh-config", metavar="FILE", help="OpenSSH client config, read as `ssh -F FILE` "
                         "(only it; 'none': no file); default ~/.ssh/config then /etc/ssh/ssh_config")
-    parser.add_argument("--ssh-engine", choices=("paramiko", "asyncssh"), default="paramiko",
+    parser.add_argument("--ssh-engine", choices=("auto", "paramiko", "asyncssh"), default="auto",
                         help="paramiko: a thread per connection; asyncssh: one event loop for all "
-                             "(lighter past a thousand hosts; pip install 'rstfleet[fleet]'; no "
-                             "ProxyJump): docs/ssh.md")
+                             "(lighter for large fleets; pip install 'rstfleet[fleet]'; no ProxyJump); "
+                             f"auto (default): asyncssh from {limits.ASYNCSSH_FROM_HOSTS} SSH hosts when "
+                             "installed and no host needs a jump host, else paramiko: docs/ssh.md")
     parser.add_argument("--max-output", type=int, default=limits.MAX_OUTPUT, metavar="BYTES",
                         help="cap on what is read from one host (default %(default)s)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log SSH steps on stderr")

@@ -274,7 +274,7 @@ def _checked(o: dict, hosts: list[Host] | None, groups: frozenset = frozenset())
         sweep, phase2 = settings(replace(probe_capture, owners=bool(o.get("owners")), **alert)), None
     fmt = o.get("format") or "table"
     outputs = Outputs(fmt, o.get("output"), bool(o.get("quiet")), o.get("run_dir") or "rstfleet-runs")
-    engine = o.get("ssh_engine") or "paramiko"
+    engine = o.get("ssh_engine") or "auto"
     if engine_problem(engine):
         raise PlanError(f"--ssh-engine: {engine_problem(engine)}")
     ssh = SSHSettings(user=o.get("user"), key_file=o.get("private_key"),

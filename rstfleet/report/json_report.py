@@ -93,6 +93,8 @@ def report_document(assessments: list[Assessment], thresholds: Thresholds, meta:
         "fleet": fleet_entry(assessments),
         "hosts": [host_entry(a, rules.get(a.host, ())) for a in assessments],
     }
+    if meta.get("ssh_engine"):
+        document["ssh_engine"] = meta["ssh_engine"]       # what --ssh-engine (auto) chose for this run
     if view.any_expected(assessments):
         document["expected_resets"] = expected_entry(assessments)
     if meta.get("phase2_hosts") is not None:

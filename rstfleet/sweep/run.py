@@ -90,7 +90,7 @@ def report_outcome(plan, outcome: Outcome, interrupt: Interrupt) -> int:
         assessments = assess(outcome.results, plan.thresholds, plan.expected)
         code = EXIT_INTERRUPTED if partial else exit_code(assessments, plan.fail_on)
         meta = {"window_s": plan.window_s, "wall_s": round(outcome.wall_s, 3), "exit_code": code,
-                "partial": partial, "expected_rules": plan.expected}
+                "partial": partial, "expected_rules": plan.expected, "ssh_engine": plan.ssh.engine}
         if outcome.phase2 is not None:
             meta["phase2_hosts"] = outcome.phase2.finished
             meta["phase2_left_out"] = left_out_notes(outcome.phase2, assessments, plan)

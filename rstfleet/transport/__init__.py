@@ -10,7 +10,7 @@ import importlib.util
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from ..probe.host.limits import CONNECT_TIMEOUT_S
+from ..probe.host.limits import ASYNCSSH_FROM_HOSTS, CONNECT_TIMEOUT_S
 from ..probe.host.limits import MAX_OUTPUT as DEFAULT_MAX_OUTPUT
 
 
@@ -36,13 +36,13 @@ class SSHSettings:
     become: bool = False
     ask_become_pass: bool = False         # -K: asked once per run, before any host (cli.py)
     become_password: str | None = field(default=None, repr=False, compare=False)
-    engine: str = "paramiko"              # or "asyncssh": one event loop for every connection
+    engine: str = "paramiko"              # or "asyncssh": one event loop; "auto": chosen by the preflight
     # (Host, inputs) -> SSHTarget, as the Plan's preflight resolved them (target.checked_settings)
     targets: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 
-SSH_ENGINES = ("paramiko", "asyncssh")
+SSH_ENGINES = ("auto", "paramiko", "asyncssh")
 
 
 def engine_problem(engine: str) -> str | None:
@@ -54,6 +54,18 @@ def engine_problem(engine: str) -> str | None:
         return ("the asyncssh engine needs the asyncssh package, which is not installed: "
                 "pip install 'rstfleet[fleet]' (or: pip install asyncssh)")
     return None
+
+
+def chosen_engine(requested: str, ssh_hosts: int, jumped: bool) -> str:
+    """``--ssh-engine auto`` (the default): the event loop from ASYNCSSH_FROM_HOSTS SSH hosts, where
+    paramiko's thread per connection was measured to cost more per host as the fleet grows
+    (docs/benchmarks.md, "The engine, chosen on numbers"), when asyncssh is installed and no host
+    needs a jump host (paramiko's only); paramiko otherwise. An explicit engine is kept."""
+    if requested != "auto":
+        return requested
+    if ssh_hosts >= ASYNCSSH_FROM_HOSTS and not jumped and importlib.util.find_spec("asyncssh") is not None:
+        return "asyncssh"
+    return "paramiko"
 
 
 class TransportError(Exception):

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
-from . import SSHSettings
+from . import SSHSettings, chosen_engine
 from ..inventory import Host
 from ..textsafe import printable
 from .ssh_config import (ClientConfig, ConfigError, ResolvedHost, expand_home, load_client_config,
@@ -137,8 +137,9 @@ def checked_settings(settings: SSHSettings, hosts: Iterable[Host]) -> tuple[SSHS
         targets[(host, inputs)] = target = _target(host, settings, resolved[-1], exists)
         return target
 
-    jumped = []
+    jumped, ssh_hosts = [], 0
     for host in hosts:
+        ssh_hosts += host.connection != "local"
         if host.connection != "local" and (host, inputs) not in targets:
             chain = resolve(host).proxy_jump
             jumped += [host.name] if chain else []
@@ -149,7 +150,8 @@ def checked_settings(settings: SSHSettings, hosts: Iterable[Host]) -> tuple[SSHS
     if jumped and settings.engine == "asyncssh":
         raise ConfigError(jump_refusal(jumped))
     warning = unhonoured_warning(resolved)
-    return replace(settings, targets=targets), ((warning,) if warning else ())
+    engine = chosen_engine(settings.engine, ssh_hosts, bool(jumped))
+    return replace(settings, targets=targets, engine=engine), ((warning,) if warning else ())
 
 
 def jump_refusal(jumped: list[str]) -> str:

@@ -5,6 +5,7 @@ and hosts behind a jump host, which it cannot reach, are refused before any conn
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -184,3 +185,40 @@ def test_a_transport_built_for_a_jumped_host_refuses_it_rather_than_connecting_a
     host = Host("web1", "192.0.2.1", proxy_jump="bastion.example")
     with pytest.raises(TransportError, match=r"asyncssh does not go through jump hosts .* web1 is reached"):
         AsyncSSHTransport(host, settings, None)
+
+
+def _auto_plan(hosts, *argv):
+    return Plan.from_args(options("sweep", "--ssh-config", "none", *argv), hosts=hosts)
+
+
+def test_auto_the_default_picks_the_event_loop_for_large_fleets_and_paramiko_below(monkeypatch):
+    """--ssh-engine auto: asyncssh from ASYNCSSH_FROM_HOSTS SSH hosts (where paramiko's thread per
+    connection was measured dearer, docs/benchmarks.md); the local host does not count."""
+    from rstfleet.probe.host.limits import ASYNCSSH_FROM_HOSTS as n
+    fleet = [Host(f"h{i}", f"192.0.2.{i % 250 + 1}", port=2000 + i) for i in range(n)]
+    assert _auto_plan(fleet).ssh.engine == "asyncssh"
+    assert _auto_plan(fleet[:-1] + [Host("me", "localhost", connection="local")]).ssh.engine == "paramiko"
+    assert _auto_plan(fleet, "--ssh-engine", "paramiko").ssh.engine == "paramiko"     # asked for: kept
+    assert _auto_plan(fleet[:5], "--ssh-engine", "asyncssh").ssh.engine == "asyncssh"
+
+
+def test_auto_keeps_paramiko_when_a_host_needs_a_jump_host_or_asyncssh_is_missing(monkeypatch):
+    from rstfleet.probe.host.limits import ASYNCSSH_FROM_HOSTS as n
+    fleet = [Host(f"h{i}", f"192.0.2.{i % 250 + 1}", port=2000 + i) for i in range(n)]
+    jumped = fleet[:-1] + [Host("inner", "198.51.100.7", proxy_jump="bastion.example")]
+    assert _auto_plan(jumped).ssh.engine == "paramiko"           # not refused: the jump host is honoured
+    # `sys.modules["asyncssh"] = None` makes find_spec find nothing (importlib's documented way).
+    monkeypatch.setitem(sys.modules, "asyncssh", None)
+    assert _auto_plan(fleet).ssh.engine == "paramiko"
+
+
+def test_the_json_report_says_which_engine_the_run_used(tmp_path):
+    """Against a closed loopback port (refused at once: no traffic leaves the machine)."""
+    out, inventory = tmp_path / "r.json", tmp_path / "inv.ini"
+    inventory.write_text("closed ansible_host=127.0.0.1 ansible_port=9\n")
+    for engine in ("auto", "asyncssh"):
+        run_cli("sweep", "-i", str(inventory), "--ssh-config", "none", "--window", "0.1", "--ssh-engine", engine,
+                "--format", "json", "-o", str(out), timeout=60)
+        report = json.loads(out.read_text())
+        assert report["ssh_engine"] == {"auto": "paramiko"}.get(engine, engine)
+        assert report["hosts"][0]["status"] == "unreachable"
