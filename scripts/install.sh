@@ -14,6 +14,6 @@ apt_install() {
 command -v "$PY" >/dev/null || { apt_install python3; PY=python3; }
 "$PY" -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${EXTRAS:-}" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${EXTRAS:-[fleet]}" 2>&1 | grep -v '^WARNING: Location' >&2 || true
 .venv/bin/python -c 'import rstfleet, paramiko, yaml, tabulate' 
 echo "rstfleet installed: $(pwd)/.venv/bin/rstfleet" >&2
