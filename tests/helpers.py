@@ -1,4 +1,5 @@
-"""Shared test helpers: run the real CLI as a subprocess, read its reports, watch the lab for leftovers."""
+"""Shared test helpers: run the real CLI as a subprocess, parse its options, read its reports, watch the
+lab for leftovers, and the real tools used as oracles (ansible-inventory, tcpdump)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ def run_cli(*args: str, timeout: float = 120, input: bytes | None = None) -> sub
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "rstfleet", *args], capture_output=True,
                           timeout=timeout, env=env, input=input, cwd=str(ROOT))
+
+
+def options(*argv: str) -> dict:
+    """The options cli.py hands to Plan.from_args, parsed from real argv by the CLI's own parser."""
+    from rstfleet.cli import build_parser
+    args = build_parser().parse_args(list(argv))
+    return dict(vars(args), triage=args.command == "triage")
 
 
 def json_report(path: Path) -> dict:
@@ -112,3 +120,28 @@ def reset_rows(packets) -> list[tuple]:
         return "".join(c for bit, c in ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x20, "U"))
                        if value & bit) + ("." if value & 0x10 else "")
     return [(p.src, p.sport, p.dst, p.dport, flags(p.flags), p.seq) for p in packets]
+
+
+ANSIBLE_INVENTORY = Path(sys.executable).parent / "ansible-inventory"
+
+
+def ansible_inventory(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """The oracle, away from any ansible.cfg (an empty one, an empty working directory)."""
+    assert ANSIBLE_INVENTORY.exists(), "ansible-core is a test dependency: pip install ansible-core"
+    config = tmp_path / "ansible.cfg"
+    config.write_text("")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(config), ANSIBLE_INVENTORY_UNPARSED_FAILED="1",
+               ANSIBLE_DEPRECATION_WARNINGS="0", ANSIBLE_LOCAL_TEMP=str(tmp_path), ANSIBLE_HOME=str(tmp_path))
+    return subprocess.run([str(ANSIBLE_INVENTORY), *args], capture_output=True, env=env, cwd=tmp_path,
+                          timeout=120)
+
+
+def plain(value):
+    """ansible-inventory's ``{"__ansible_unsafe": text}`` as the text it stands for."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value

@@ -1,5 +1,6 @@
 """The rules of docs/architecture.md, checked on the source: no import circle, the probe imports
-nothing of rstfleet, the pure stages import nothing that does I/O, modules stay small."""
+nothing of rstfleet, the pure stages import nothing that does I/O, modules stay small, no test file
+imports another."""
 
 from __future__ import annotations
 
@@ -90,3 +91,26 @@ def test_the_wheel_takes_rstfleet_only_not_the_lab():
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'include = ["rstfleet", "rstfleet.*"]' in pyproject
     assert not any(p.name.startswith("lab") for p in PACKAGE.rglob("*.py"))
+
+
+def _test_module_imports(path: Path) -> list[str]:
+    """Every module named test_* that a file imports, at any depth (a lazy import inside a test
+    counts as much as one at the top)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):      # `from . import test_x` names the module last
+            names = [node.module] if node.module else [alias.name for alias in node.names]
+        else:
+            continue
+        found += [f"{node.lineno}: {name}" for name in names if name.rpartition(".")[2].startswith("test_")]
+    return found
+
+
+def test_no_test_file_imports_another_test_file():
+    """Shared test code lives in tests/helpers.py, report_parsers.py, pcap_builders.py,
+    netdata_docs.py: importing a test module runs (and couples to) another file's tests."""
+    offenders = {str(p.relative_to(ROOT)): found for p in (ROOT / "tests").rglob("*.py")
+                 if (found := _test_module_imports(p))}
+    assert offenders == {}

@@ -23,11 +23,11 @@ from rstfleet.report import render
 from rstfleet.results import HostResult, Status, parse_probe_output
 from rstfleet.saved import load_merged, saved_expected
 
-from helpers import run_cli
+from helpers import ansible_inventory, plain, run_cli
+from pcap_builders import pcap_file, v4_rst
 from report_parsers import validate_schema
-from test_host_evidence import LOCAL, pcap, tcp_rst
 
-LB, OTHER = "198.51.100.7", "203.0.113.5"
+LOCAL, LB, OTHER = "192.0.2.1", "198.51.100.7", "203.0.113.5"
 
 
 def document(out_rsts, flows=None, tcpext=None, window=10.0):
@@ -121,7 +121,8 @@ def test_a_counters_only_host_matches_by_cause_and_says_which_rules_it_cannot_ch
 
 
 def test_a_capture_without_the_tracepoint_matches_ports_and_peers_but_no_cause():
-    capture = pcap(*[tcp_rst(LOCAL, 8080, LB, 40000 + i) for i in range(3)], tcp_rst(LOCAL, 9, OTHER, 1))
+    capture = pcap_file([*[v4_rst(LOCAL, 8080, LB, 40000 + i) for i in range(3)], v4_rst(LOCAL, 9, OTHER, 1)],
+                        linktype=101)
     doc = document(4, tcpext={})
     rules = (rule(port=8080, reason="LB"), rule(port=9, cause="closed_port", reason="needs a cause"))
     [a] = assess([host("h", doc, capture)], expected={"h": rules})
@@ -178,7 +179,6 @@ web:
 def test_inventory_rules_follow_ansibles_precedence_with_ansible_inventory_as_the_oracle(tmp_path):
     """A host's own variable replaces its group's, as Ansible merges variables: the real
     ansible-inventory says which value each host holds."""
-    from test_inventory_parity import ansible_inventory, plain
     source = tmp_path / "inventory.yml"
     source.write_text(INVENTORY)
     hosts = load_inventory(str(source)).select("all")

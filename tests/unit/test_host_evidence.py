@@ -1,16 +1,14 @@
 """One host's evidence: which tier explained its resets (recorded, never silent), its ports,
 peers and notes. Probe documents are hand-made and validated like live probe output; captures
-are tiny pcaps written here byte by byte."""
+are tiny pcaps built byte by byte by tests/pcap_builders.py."""
 
 import json
-import socket
-import struct
 
+from pcap_builders import ACK, RST, eth, pcap_file, v4_rst
 from rstfleet.evidence.host import host_evidence
 from rstfleet.results import HostResult, Status, parse_probe_output
 
 LOCAL, PEER = "192.0.2.1", "192.0.2.2"
-RST, RST_ACK = 0x04, 0x14
 
 
 def document(out_rsts, trace=None, capture=None, owners=None, tcpext=None, sysctls=None,
@@ -30,22 +28,6 @@ def evidence(doc, pcap=None, capture_note=""):
 
 def traced(*flows):
     return {"available": True, "events": sum(f[3] for f in flows), "flows": [list(f) for f in flows]}
-
-
-def tcp_rst(src, sport, dst, dport, flags=RST_ACK) -> bytes:
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 1, 0, 64, 6, 0,
-                     socket.inet_aton(src), socket.inet_aton(dst))
-    return ip + struct.pack("!HHIIBBHHH", sport, dport, 0, 1, 0x50, flags, 0, 0, 0)
-
-
-def pcap(*packets: bytes, linktype=101) -> bytes:
-    """Classic little-endian pcap; linktype 101 is raw IP, 1 is Ethernet."""
-    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype)
-    for i, packet in enumerate(packets):
-        if linktype == 1:
-            packet = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + packet
-        out += struct.pack("<IIII", 1_700_000_000 + i, 0, len(packet), len(packet)) + packet
-    return out
 
 
 def test_a_host_without_a_probe_document_has_no_evidence():
@@ -99,28 +81,28 @@ def test_capture_bytes_that_cannot_be_decoded_give_a_note_not_a_crash():
 
 
 def test_resets_sent_in_a_raw_ip_capture_give_their_local_port_and_peer():
-    found = evidence(document(2), pcap=pcap(tcp_rst(LOCAL, 8080, PEER, 40000),
-                                            tcp_rst(LOCAL, 8080, PEER, 40001)))
+    found = evidence(document(2), pcap=pcap_file([v4_rst(LOCAL, 8080, PEER, 40000),
+                                                  v4_rst(LOCAL, 8080, PEER, 40001)], linktype=101))
     assert found.evidence_used == ["counters", "capture"]
     assert [(p.port, p.resets) for p in found.top_ports] == [(8080, 2)]
     assert found.top_peers == [(PEER, 2)]
 
 
 def test_an_ethernet_capture_is_read_the_same_way():
-    found = evidence(document(1), pcap=pcap(tcp_rst(LOCAL, 443, PEER, 5555), linktype=1))
+    found = evidence(document(1), pcap=pcap_file([eth(v4_rst(LOCAL, 443, PEER, 5555))], linktype=1))
     assert [(p.port, p.resets) for p in found.top_ports] == [(443, 1)]
 
 
 def test_resets_the_host_received_are_not_counted_as_sent():
-    found = evidence(document(0), pcap=pcap(tcp_rst(PEER, 22, LOCAL, 50000)))
+    found = evidence(document(0), pcap=pcap_file([v4_rst(PEER, 22, LOCAL, 50000)], linktype=101))
     assert "capture" in found.evidence_used
     assert (found.top_ports, found.top_peers) == ([], [])
 
 
 def test_with_trace_and_capture_ports_come_from_the_trace_and_bare_rsts_split_off_half_open():
     flows = traced([9, PEER, "NO_SOCKET", 4])
-    capture = pcap(*[tcp_rst(LOCAL, 9, PEER, 40000 + i, RST if i < 2 else RST_ACK) for i in range(4)],
-                   tcp_rst(LOCAL, 7777, PEER, 1))           # on the wire only: not a traced port
+    capture = pcap_file([*[v4_rst(LOCAL, 9, PEER, 40000 + i, RST if i < 2 else RST | ACK) for i in range(4)],
+                         v4_rst(LOCAL, 7777, PEER, 1)], linktype=101)   # on the wire only: not a traced port
     found = evidence(document(4, trace=flows), pcap=capture)
     assert found.tier == "tracepoint"
     assert found.evidence_used == ["tracepoint", "counters", "capture"]

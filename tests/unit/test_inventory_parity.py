@@ -17,47 +17,21 @@ About 0.5-1 s per ansible-inventory call: the corpus runs in ~15 s on this machi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import FIXTURES, run_cli
+from helpers import FIXTURES, ansible_inventory, plain, run_cli
 from rstfleet.inventory import InventoryError, load_inventory
 from rstfleet.inventory.listing import ansible_list, to_json
 
 CORPUS = FIXTURES / "inventory_parity"
 CASES = sorted(p for p in CORPUS.iterdir() if p.is_dir())
-ANSIBLE_INVENTORY = Path(sys.executable).parent / "ansible-inventory"
 
 
 def source_of(case: Path) -> Path:
     (source,) = [p for p in case.iterdir() if p.name.startswith("inventory")]
     return source
-
-
-def ansible_inventory(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    """The oracle, away from any ansible.cfg (an empty one, an empty working directory)."""
-    assert ANSIBLE_INVENTORY.exists(), "ansible-core is a test dependency: pip install ansible-core"
-    config = tmp_path / "ansible.cfg"
-    config.write_text("")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(config), ANSIBLE_INVENTORY_UNPARSED_FAILED="1",
-               ANSIBLE_DEPRECATION_WARNINGS="0", ANSIBLE_LOCAL_TEMP=str(tmp_path), ANSIBLE_HOME=str(tmp_path))
-    return subprocess.run([str(ANSIBLE_INVENTORY), *args], capture_output=True, env=env, cwd=tmp_path,
-                          timeout=120)
-
-
-def plain(value):
-    """ansible-inventory's ``{"__ansible_unsafe": text}`` as the text it stands for."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
 
 
 def test_the_corpus_has_the_tricky_cases():

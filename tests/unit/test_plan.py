@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from helpers import options
 from rstfleet.cli import build_parser
 from rstfleet.inventory import Host
 from rstfleet.plan import MIN_MAX_OUTPUT, Plan, PlanError, in_shard, parse_shard
@@ -17,11 +18,6 @@ from rstfleet.probe.host.limits import (CAPTURE_BYTES, EXACT_MINUTE_S, MAX_CAPTU
 from rstfleet.sweep.pool import SweepSettings
 
 HOSTS = [Host("web1", "192.0.2.1"), Host("web2", "192.0.2.2")]
-
-
-def options(*argv: str) -> dict:
-    args = build_parser().parse_args(list(argv))
-    return dict(vars(args), triage=args.command == "triage")
 
 
 def plan(*argv: str) -> Plan:

@@ -3,7 +3,7 @@ when the resets started, their peak and whether they go on, with a sparkline (un
 table and Markdown, inline SVG in HTML); host text in those sections stays data.
 
 The hosts are assessed by the real pipeline from probe documents whose netdata sections the probe
-builds out of real Netdata 1.37.1 answers (test_netdata_rule.py's helpers)."""
+builds out of real Netdata 1.37.1 answers (tests/netdata_docs.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from rstfleet.report.view import sparkline
 from rstfleet.results import HostResult, Status, parse_probe_output
 
 from report_parsers import PAYLOAD, RAW_DANGER, SHOWN, parse_html, parse_markdown, parse_prometheus, parse_table, validate_schema
-from test_netdata_rule import NO_AGENT, agent_section, document
+from netdata_docs import NO_AGENT, agent_section, document
 
 META = {"window_s": 10.0, "wall_s": 10.4, "exit_code": 4}
 

@@ -14,7 +14,7 @@ import asyncssh
 import paramiko
 import pytest
 
-from helpers import ROOT, run_cli
+from helpers import ROOT, options, run_cli
 from rstfleet.inventory import Host
 from rstfleet.transport import SSHSettings, TransportError
 from rstfleet.transport.asyncssh_engine import HOST_KEY_TYPES, AsyncSSHTransport, Credentials, _HostKeyCheck
@@ -22,7 +22,6 @@ from rstfleet.transport.host_keys import KnownHostsStore
 from rstfleet.transport.ssh import HostKeyRefused, VerifyHostKey, _preferring
 from rstfleet.transport.ssh_config import load_client_config
 from rstfleet.transport.target import resolve_target
-from test_plan import options
 from rstfleet.plan import Plan
 
 KEY_TYPES = (("ed25519", "256"), ("ecdsa", "256"), ("ecdsa", "384"), ("ecdsa", "521"), ("rsa", "2048"))
