@@ -8,8 +8,9 @@ For each size N a simulated fleet of N hosts comes up (rstfleet_lab/simfleet.py:
 127.1.x.y:2222, host keys verified, 1 % of hosts spiking, none broken), then each tool sweeps it,
 one after the other:
 
-  rstfleet            ``rstfleet sweep`` with default --forks (paramiko, a thread per host; --forks-all: -f N)
+  rstfleet            ``rstfleet sweep`` with the defaults (--forks 200, --ssh-engine auto; --forks-all: -f N)
   rstfleet-asyncssh   the same with ``--ssh-engine asyncssh`` (rstfleet/transport/asyncssh_engine.py)
+  rstfleet-paramiko   the same with ``--ssh-engine paramiko`` (the default, auto, picks asyncssh from 500 hosts)
   fabric, pssh        bench/peers.py: Fabric ThreadingGroup, parallel-ssh, at the --peers-at sizes
 
 Measured per run: wall (spawn to exit) and wall − window, the orchestrator's CPU (rusage of the
@@ -136,7 +137,7 @@ def windows_of(report: dict) -> dict:
 
 def rstfleet_run(fleet, n: int, window: float, workdir: Path, engine: str | None,
                  extra: list[str]) -> tuple[list[str], callable]:
-    out = workdir / f"sweep-{engine or 'paramiko'}-{n}.json"
+    out = workdir / f"sweep-{engine or 'auto'}-{n}.json"
     argv = [sys.executable, "-m", "rstfleet", "sweep", "-i", str(fleet.inventory_path), "--window",
             repr(window), "--format", "json", "-o", str(out), "--fail-on", "never"]
     if FORKS_ALL:              # the old pool's way to one window: every host's handshake at once
