@@ -673,7 +673,8 @@ def ratio_table(rows: list[dict], fmt: str = "simple") -> str:
 COLORS = {"rstfleet": "#d62728", "rstfleet-fN": "#ff9896", "rstfleet-notrace": "#8c1a1a",
           "rstfleet-trace": "#e377c2",
           "fabric": "#1f77b4", "pssh": "#2ca02c", "ansible-f5": "#7f7f7f", "ansible-fN": "#9467bd",
-          "ssh": "#ff7f0e", "ssh-curve25519": "#bcbd22", "asyncssh": "#17becf"}
+          "ssh": "#ff7f0e", "ssh-curve25519": "#bcbd22", "asyncssh": "#17becf",
+          "rstfleet-asyncssh": "#8c564b", "rstfleet-shell": "#c49c94"}
 
 
 def svg_chart(summary: list[dict], title: str) -> str:
