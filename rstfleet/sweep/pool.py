@@ -353,7 +353,9 @@ def sweep_fleet(hosts: list[Host], transport_for: Callable[[Host], Transport], s
     interrupt = interrupt or Interrupt()
     prepare_payloads(settings)
     capture_bytes = settings.max_output if "--capture" in settings.probe_options else 0
-    limit = session_limit(len(hosts), output_bytes=capture_bytes, cost=fleet_session_cost(hosts, transport_for))
+    ceiling = getattr(transport_for, "session_ceiling", lambda: None)()
+    limit = session_limit(len(hosts), output_bytes=capture_bytes, cost=fleet_session_cost(hosts, transport_for),
+                          ceiling=ceiling)
     size = min(limit.sessions, settings.sessions or len(hosts))
     reason = "" if size >= len(hosts) else (
         limit.reason if limit.sessions <= size else f"at most {size} sessions held at once (settings)")

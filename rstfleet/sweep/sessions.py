@@ -147,11 +147,12 @@ def _thread_room(proc: str = "/proc", per_session: float = THREADS_PER_SESSION) 
 
 
 def session_limit(wanted: int, proc: str = "/proc", output_bytes: int = 0,
-                  cost: SessionCost = SessionCost()) -> SessionLimit:
+                  cost: SessionCost = SessionCost(), ceiling: tuple[int, str] | None = None) -> SessionLimit:
     """How many of ``wanted`` sessions this run can hold at once, and what bounds it;
-    ``output_bytes``: what each session may be reading into at once besides (a capture)."""
+    ``output_bytes``: what each session may be reading into at once besides (a capture);
+    ``ceiling``: the engine's own bound (Transports.session_ceiling)."""
     memory = _memory_room(proc, SESSION_MEMORY_BYTES + output_bytes)
-    rooms = (_fd_room(wanted, cost.descriptors), memory, _thread_room(proc, cost.threads))
+    rooms = (_fd_room(wanted, cost.descriptors), memory, _thread_room(proc, cost.threads), ceiling or (None, ""))
     bounds = [(n, why) for n, why in rooms if n is not None]
     if not bounds:
         return SessionLimit(wanted, "")

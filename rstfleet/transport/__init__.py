@@ -10,7 +10,7 @@ import importlib.util
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from ..probe.host.limits import ASYNCSSH_FROM_HOSTS, CONNECT_TIMEOUT_S
+from ..probe.host.limits import ASYNCSSH_FROM_HOSTS, CONNECT_TIMEOUT_S, PARAMIKO_MAX_SESSIONS
 from ..probe.host.limits import MAX_OUTPUT as DEFAULT_MAX_OUTPUT
 
 
@@ -129,6 +129,15 @@ class Transports:
         from .target import resolve_target
         descriptors = 3 if resolve_target(host, self.settings, self.config).proxy_command else 1
         return descriptors, 0 if self.credentials is not None else 1
+
+    def session_ceiling(self) -> tuple[int, str] | None:
+        """Sessions this engine holds at once well, and why (sweep/sessions.py): paramiko's two
+        threads a session starve the handshakes past PARAMIKO_MAX_SESSIONS (simulated fleet: 1,000
+        held all ok, 2,000 held 640 ok, 5,000 none); the event loop has no such bound."""
+        if self.credentials is not None:
+            return None
+        return PARAMIKO_MAX_SESSIONS, (f"the paramiko engine holds at most {PARAMIKO_MAX_SESSIONS:,} sessions "
+                                       f"at once (pip install 'rstfleet[fleet]' for one window)")
 
     def close(self) -> None:
         self.jumps.close()

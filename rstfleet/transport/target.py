@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 from . import SSHSettings, chosen_engine
+from ..probe.host.limits import ASYNCSSH_FROM_HOSTS, PARAMIKO_MAX_SESSIONS
 from ..inventory import Host
 from ..textsafe import printable
 from .ssh_config import (ClientConfig, ConfigError, ResolvedHost, expand_home, load_client_config,
@@ -149,9 +150,19 @@ def checked_settings(settings: SSHSettings, hosts: Iterable[Host]) -> tuple[SSHS
                     resolve(jump)
     if jumped and settings.engine == "asyncssh":
         raise ConfigError(jump_refusal(jumped))
-    warning = unhonoured_warning(resolved)
+    warnings = tuple(w for w in (unhonoured_warning(resolved), engine_warning(settings.engine, ssh_hosts, jumped)) if w)
     engine = chosen_engine(settings.engine, ssh_hosts, bool(jumped))
-    return replace(settings, targets=targets, engine=engine), ((warning,) if warning else ())
+    return replace(settings, targets=targets, engine=engine), warnings
+
+
+def engine_warning(requested: str, ssh_hosts: int, jumped: list[str]) -> str:
+    """Why --ssh-engine auto stays with paramiko for a fleet the event loop should serve."""
+    if requested != "auto" or ssh_hosts < ASYNCSSH_FROM_HOSTS or chosen_engine(requested, ssh_hosts, bool(jumped)) != "paramiko":
+        return ""
+    why = (f"{printable(jumped[0], 80)} and others are behind a jump host (paramiko's only)" if jumped
+           else "asyncssh is not installed (pip install 'rstfleet[fleet]')")
+    return (f"{ssh_hosts:,} SSH hosts on the paramiko engine because {why}: it holds at most "
+            f"{PARAMIKO_MAX_SESSIONS:,} sessions at once, so more hosts are swept in window groups")
 
 
 def jump_refusal(jumped: list[str]) -> str:

@@ -65,3 +65,17 @@ def test_the_thread_room_divides_by_the_fleets_threads_a_session(tmp_path, per_s
     (tmp_path / "loadavg").write_text("0.00 0.00 0.00 1/608 1\n")
     room, why = sessions._thread_room(str(tmp_path), per_session)
     assert room == expected and "threads-max 1000" in why
+
+
+def test_the_paramiko_engine_holds_at_most_its_ceiling_and_says_how_to_lift_it():
+    """Measured on the simulated fleet (docs/benchmarks.md): paramiko holding 1,000 sessions, all
+    ok; 2,000, 640 ok; 5,000, none. The event loop has no such ceiling."""
+    from rstfleet.probe.host.limits import PARAMIKO_MAX_SESSIONS
+    with transport_factory(SSHSettings(ssh_config_path="none")) as paramiko_engine:
+        ceiling = paramiko_engine.session_ceiling()
+    with transport_factory(SSHSettings(ssh_config_path="none", engine="asyncssh")) as loop_engine:
+        assert loop_engine.session_ceiling() is None
+    assert ceiling[0] == PARAMIKO_MAX_SESSIONS and "pip install 'rstfleet[fleet]'" in ceiling[1]
+    limit = sessions.session_limit(PARAMIKO_MAX_SESSIONS * 2 + 1, cost=sessions.SessionCost(1, 2), ceiling=ceiling)
+    assert (limit.sessions, limit.reason) == (PARAMIKO_MAX_SESSIONS, ceiling[1])
+    assert sessions.session_limit(10, cost=sessions.SessionCost(1, 2), ceiling=ceiling).sessions == 10

@@ -221,3 +221,15 @@ def test_the_json_report_says_which_engine_the_run_used(tmp_path):
         report = json.loads(out.read_text())
         assert report["ssh_engine"] == {"auto": "paramiko"}.get(engine, engine)
         assert report["hosts"][0]["status"] == "unreachable"
+
+
+def test_auto_says_why_a_large_fleet_stays_on_paramiko(monkeypatch):
+    from rstfleet.probe.host.limits import ASYNCSSH_FROM_HOSTS as n
+    fleet = [Host(f"h{i}", f"192.0.2.{i % 250 + 1}", port=2000 + i) for i in range(n)]
+    jumped = fleet[:-1] + [Host("inner", "198.51.100.7", proxy_jump="bastion.example")]
+    assert any("inner and others are behind a jump host" in w and "window groups" in w
+               for w in _auto_plan(jumped).warnings)
+    assert not [w for w in _auto_plan(fleet).warnings if "paramiko engine" in w]       # asyncssh chosen
+    assert not [w for w in _auto_plan(fleet[:-1]).warnings if "paramiko engine" in w]  # small: as intended
+    monkeypatch.setitem(sys.modules, "asyncssh", None)
+    assert any("asyncssh is not installed (pip install 'rstfleet[fleet]')" in w for w in _auto_plan(fleet).warnings)

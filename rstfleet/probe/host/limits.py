@@ -28,6 +28,7 @@ REPORT_TOP = 20            # ... the worst this many in full, the rest as counts
 
 FORKS = 200                # handshakes (connect + host key + auth) in flight at once, like Ansible's forks
 ASYNCSSH_FROM_HOSTS = 500  # --ssh-engine auto: the event-loop engine from this many SSH hosts (docs/benchmarks.md)
+PARAMIKO_MAX_SESSIONS = 1000  # paramiko engine: sessions held at once (2,000 held: 640 ok; docs/benchmarks.md)
 SESSION_MEMORY_BYTES = 256 * 1024  # a held session's orchestrator memory (measured 58-88 KB: sessions.py)
 START_LEAD_S = 0.5         # the common start is chosen at least this far ahead of the last handshake ...
 START_EXEC_SHARE = 0.6     # ... plus this share of the handshakes' controller CPU (the exec burst, measured ~0.5)
