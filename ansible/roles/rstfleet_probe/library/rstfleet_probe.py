@@ -69,7 +69,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 PROBE_SCHEMA = 1
-PROBE_SHA256 = 'b2f654d4f73fa10cf0b331cfa2f1028e59eb5ea7dea58b525ad2530f2b4395d8'
+PROBE_SHA256 = 'eaa61737ac2fa87035bedd91b88dacc482d76d51507b457a6384aa8357b6b169'
 # rstfleet.probe.probe_script(), verbatim: the bytes `rstfleet sweep` pipes to `python3 -I -B -`.
 PROBE_SCRIPT = (
     'import sys\n'
@@ -660,6 +660,8 @@ PROBE_SCRIPT = (
     'REPORT_TOP = 20            # ... the worst this many in full, the rest as counts (the JSON keeps all)\\n'
     '\\n'
     "FORKS = 200                # handshakes (connect + host key + auth) in flight at once, like Ansible\\'s forks\\n"
+    'ASYNCSSH_FROM_HOSTS = 500  # --ssh-engine auto: the event-loop engine from this many SSH hosts (docs/benchmarks.md)\\n'
+    'PARAMIKO_MAX_SESSIONS = 1000  # paramiko engine: sessions held at once (2,000 held: 640 ok; docs/benchmarks.md)\\n'
     "SESSION_MEMORY_BYTES = 256 * 1024  # a held session\\'s orchestrator memory (measured 58-88 KB: sessions.py)\\n"
     'START_LEAD_S = 0.5         # the common start is chosen at least this far ahead of the last handshake ...\\n'
     "START_EXEC_SHARE = 0.6     # ... plus this share of the handshakes\\' controller CPU (the exec burst, measured ~0.5)\\n"
