@@ -24,7 +24,7 @@ import ipaddress
 import json
 import random
 import shlex
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -32,6 +32,7 @@ import yaml
 from rstfleet.probe.host import PROBE_VERSION, SCHEMA
 from rstfleet.probe.host.counters import TCP_KEYS, counter_deltas
 from rstfleet.probe.host.facts import SYSCTLS
+from rstfleet.probe.host.go import NoGo, parse_go
 from rstfleet.probe.host.limits import start_wait_s
 from rstfleet.probe.shell import FORMAT as SHELL_FORMAT
 
@@ -82,6 +83,18 @@ class Request:
     options: tuple[str, ...] = ()
     start_at: float = 0.0      # the probe's --start-at (epoch s; 0: at once)
     start_in: float = 0.0      # its --start-in, or the shell probe's delay
+    script_bytes: int = 0      # the script's length when more follows it on stdin (probe.GO_READER)
+    go: bool = False           # started before the start: it comes as a go line (probe/host/go.py)
+
+    def went(self, line: bytes) -> "Request | None":
+        """This request once its go line came: the start it names; None for EOF or not a go."""
+        try:
+            start_at, start_in = parse_go(line)
+        except NoGo:
+            return None
+        if self.kind == "shell":
+            return replace(self, go=False, start_in=start_in)
+        return replace(self, go=False, start_at=start_at, start_in=start_in)
 
     def wait_s(self, now: float) -> float:
         """Seconds before the window, as the real probes wait: the Python probe for the fleet's
@@ -200,15 +213,19 @@ def parse_command(command: str) -> Request:
     except ValueError:
         return Request("unknown")
     if len(argv) >= 5 and argv[0] == "sh" and argv[1] == "-c" and argv[3] == "rstfleet-shell":
-        return Request("shell", _window(argv[4]), start_in=_window(argv[5]) if len(argv) > 5 else 0.0)
+        return Request("shell", _window(argv[4]), start_in=_window(argv[5]) if len(argv) > 5 else 0.0,
+                       go=argv[6:7] == ["go"])
     if argv and argv[0].endswith("python3") and "--window" in argv:
         at = argv.index("--window")
         options = tuple(a for a in argv[at + 2:] if a.startswith("--"))
 
         def value(option: str, parse=_window) -> float:
             return parse(argv[argv.index(option) + 1]) if option in argv[:-1] else 0.0
+        reader = argv[1:at].index("-c") + 1 if "-c" in argv[1:at] else 0    # probe.GO_READER, then N
+        script_bytes = int(argv[reader + 2]) if reader and reader + 2 < at and argv[reader + 2].isdigit() else 0
         return Request("python", _window(argv[at + 1] if at + 1 < len(argv) else ""), options,
-                       value("--start-at", _epoch), value("--start-in"))
+                       value("--start-at", _epoch), value("--start-in"), script_bytes,
+                       "--start-on-stdin" in options)
     if argv[:2] == ["python3", "-c"] and len(argv) == 3 and "time.sleep(" in argv[2]:
         return Request("sample", sample_window(argv[2]))
     if argv == ["python3", "-"]:

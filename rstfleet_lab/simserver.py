@@ -105,9 +105,18 @@ class Worker:
         request = parse_command(process.command or "")
         try:
             if request.kind == "python" or (request.kind == "sample" and not request.window_s):
-                script = await process.stdin.read(MAX_STDIN)     # the script comes on stdin
+                if request.script_bytes:             # length-delimited: a go line follows it
+                    script = await process.stdin.readexactly(min(request.script_bytes, MAX_STDIN))
+                else:
+                    script = await process.stdin.read(MAX_STDIN)     # the script comes on stdin
                 if request.kind == "sample":
                     request = Request("sample", sample_window(script.decode("utf-8", "replace")))
+            if request.go:                           # started at connect: wait for the go, as the probes do
+                request = request.went(await process.stdin.readline())
+                if request is None:
+                    process.stderr.write(b"rstprobe: no go from the orchestrator; exiting without measuring\n")
+                    process.exit(5)
+                    return
             if request.kind == "unknown":
                 process.stderr.write(b"simfleet: command not simulated\n")
                 process.exit(127)
@@ -130,7 +139,7 @@ class Worker:
                     document = probe_document(host, request, started_at, began, ended, elapsed)
                     process.stdout.write(json.dumps(document).encode())
             process.exit(0)
-        except (asyncssh.Error, OSError, BrokenPipeError, ConnectionError):
+        except (asyncssh.Error, OSError, BrokenPipeError, ConnectionError, asyncio.IncompleteReadError):
             process.close()        # the client went away: nothing to answer
 
     # --- listeners -------------------------------------------------------------------------

@@ -13,6 +13,13 @@ from pathlib import Path
 HOST_PACKAGE_DIR = Path(__file__).with_name("host")
 # -I: ignore the host's PYTHON* environment and user site; -B: never write .pyc files.
 PYTHON_ARGV = ["python3", "-I", "-B", "-"]
+# A probe started before the go (--start-on-stdin, host/go.py) cannot read its script to EOF: the
+# go line follows it on the same stdin. This fixed reader, the command line's only code, reads
+# exactly N bytes (its first argument) with os.read, so not one byte of the go line is buffered,
+# and runs them as the script; N is ours, never host text.
+GO_READER = ("import os,sys\nn=int(sys.argv.pop(1));s=b''\nwhile len(s)<n:\n c=os.read(0,n-len(s))\n"
+             " if not c:sys.exit('rstprobe: the probe script was cut short')\n s+=c\n"
+             "exec(compile(s,'<rstprobe>','exec'))")
 
 _BOOTSTRAP = '''\
 import sys
@@ -50,7 +57,7 @@ CORE_MODULES = ("__init__", "counters", "facts", "limits", "main")
 # probe option -> the extra modules it imports on the host
 TRACE_MODULES = ("tracefs", "traceformat", "tally")
 OPTION_MODULES = {"--trace": TRACE_MODULES, "--trace-auto": TRACE_MODULES, "--capture": ("capture",) + TRACE_MODULES, "--owners": ("owners",),
-                  "--netdata": ("netdata",), "--baseline": ("exact",), "--check": ("check",) + TRACE_MODULES}
+                  "--netdata": ("netdata",), "--baseline": ("exact",), "--start-on-stdin": ("go",), "--check": ("check",) + TRACE_MODULES}
 # options a host without python3 may go without: the shell probe serves it, with no Netdata verdict
 # and no attribution (--trace-auto is the default sweep's: attribute where the kernel allows)
 BEST_EFFORT_OPTIONS = (("--netdata", "auto"), ("--netdata", "off"), ("--trace-auto",))
@@ -92,7 +99,10 @@ def probe_script_for(options: tuple[str, ...] | list[str]) -> bytes:
     return probe_script(tuple(sorted(wanted)))
 
 
-def probe_argv(window_s: float, extra: list[str] | None = None, python: str | None = None) -> list[str]:
+def probe_argv(window_s: float, extra: list[str] | None = None, python: str | None = None,
+               script_bytes: int | None = None) -> list[str]:
     """The remote command line; every argument is ours or the inventory's interpreter path, never
-    text from a host or a secret (transports quote it for the remote shell)."""
-    return [python or PYTHON_ARGV[0]] + PYTHON_ARGV[1:] + ["--window", repr(float(window_s))] + list(extra or [])
+    text from a host or a secret (transports quote it for the remote shell). ``script_bytes``:
+    the script is that long and more follows it on stdin (GO_READER)."""
+    reader = PYTHON_ARGV[1:] if script_bytes is None else PYTHON_ARGV[1:3] + ["-c", GO_READER, str(script_bytes)]
+    return [python or PYTHON_ARGV[0]] + reader + ["--window", repr(float(window_s))] + list(extra or [])

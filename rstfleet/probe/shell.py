@@ -24,7 +24,9 @@ from .host.facts import SYSCTLS
 
 FORMAT = "@@rstfleet-shell 1"
 
-# $1 is the window in seconds, $2 how long to wait before it (the fleet's common start). Measured (bench/host_probe_cost.py): dash's `read` reads one byte
+# $1 is the window in seconds, $2 how long to wait before it (the fleet's common start); with $3 "go"
+# the script starts right after the handshake and that wait comes later, as the go line on stdin
+# (`go EPOCH START_IN`, probe/host/go.py): EOF or another line exits 5 at once. Measured (bench/host_probe_cost.py): dash's `read` reads one byte
 # per system call, so the /proc/net tables go through one `cat` each snapshot and /proc/stat through
 # `grep`; and /proc/sys files answer a read at an offset with EOF ("4096" read as "4"), so one
 # `grep '' FILES` prints the sysctls (POSIX: the file name before each line). `sleep` with a
@@ -42,7 +44,12 @@ while [ "$i" -lt "$n" ]; do sleep 1; echo "@@tick" || exit 1; i=$((i + 1)); done
 }
 echo "%(format)s"
 grep '^btime ' /proc/stat | while read -r key value; do echo "@@btime $value"; done
-pause "${2:-0}"
+if [ "${3:-}" = go ]; then
+read -r word epoch delay || { echo "rstprobe: the orchestrator closed the session before the go" >&2; exit 5; }
+case "$word $delay" in "go "[0-9]*) case $delay in *[!0-9.]*) word=bad;; esac;; *) word=bad;; esac
+[ "$word" = go ] || { echo "rstprobe: not a go line" >&2; exit 5; }
+pause "$delay"
+else pause "${2:-0}"; fi
 snap begin
 pause "$1"
 snap finish
@@ -59,10 +66,11 @@ class ShellOutputError(ValueError):
     """The shell probe's output is not what the script prints."""
 
 
-def shell_argv(window_s: float, delay_s: float = 0.0) -> list[str]:
-    """`sh -c SCRIPT rstfleet-shell WINDOW DELAY`: every word is ours (the transport quotes them)."""
+def shell_argv(window_s: float, delay_s: float = 0.0, go: bool = False) -> list[str]:
+    """`sh -c SCRIPT rstfleet-shell WINDOW DELAY [go]`: every word is ours (the transport quotes
+    them); ``go``: the delay comes on stdin (SCRIPT's comment)."""
     return ["sh", "-c", SCRIPT, "rstfleet-shell", repr(float(window_s)),
-            f"{delay_s:.2f}" if delay_s > 0 else "0"]
+            f"{delay_s:.2f}" if delay_s > 0 else "0"] + (["go"] if go else [])
 
 
 def _sections(text: str) -> tuple[dict, dict, dict]:

@@ -3,9 +3,10 @@ session held until one common start, one result per host, always.
 
 Three phases (window.py says why): **reach** — at most ``forks`` handshakes (connect, host key,
 authentication: Transport.connect) in flight, each reached host's session then held open by a
-session thread; **start** — once the handshakes are done (stragglers aside) a common start instant
-is chosen a short lead ahead and every held session runs its probe with it (`--start-at`), so the
-windows begin together; a host reached after it starts at once; **collect** — each document within
+session thread, which over SSH starts the probe at once, to wait for its go; **start** — once the
+handshakes are done (stragglers aside) a common start instant is chosen a short lead ahead and
+every held session sends it as the go line (or, without start(), runs its probe with it:
+`--start-at`), so the windows begin together; a host reached after it starts at once; **collect** — each document within
 the host's budget from the start. Sessions held at once are bounded by descriptors, memory and threads
 (sessions.py): within that bound a fleet is never split; past it, it is swept in successive window
 groups and ``Sweep.split_reason`` says why.
@@ -36,19 +37,23 @@ from ..inventory import Host
 from ..probe.host.limits import START_LEAD_MAX_S, STOP_EARLY_WAIT_S
 from ..results import HostResult, Status
 from ..textsafe import printable
-from ..transport import Transport, TransportError
+from ..transport import Transport, TransportError, can_start
+from .background import close_all as _close_all
+from .background import close_quietly as _close_quietly
+from .background import in_background as _in_background
 from .interrupt import Interrupt
 from .probe_run import ask_to_finish_early, internal_error, prepare_payloads, probe_deadline, probe_host
 from .sessions import fleet_session_cost, session_limit
 from .settings import Sweep, SweepSettings
-from .window import StartInstant, only_stragglers_left, start_lead_s
+from .window import StartInstant, go_lead_s, only_stragglers_left, start_lead_s
 
 log = logging.getLogger("rstfleet.orchestrator")
 
 STUCK_THREAD_GRACE_S = 5.0
 WAIT_SLICE_S = 0.2        # how often the pool looks at Ctrl-C, overdue hosts and stragglers
+ENDED_POLL_S = (0.05, 5.0)  # a probe waiting for its go is looked at this often, doubling: one that
+                            # ended (no python3) is collected at once; 10,000 waiting cost little
 CLOSE_WAIT_S = 1.0        # on Ctrl-C, how long sessions get to close before sweep() returns
-CLOSERS = 16              # threads closing sessions on Ctrl-C
 
 
 def run_deadline_s(hosts: int, forks: int, settings: SweepSettings) -> float:
@@ -59,41 +64,6 @@ def run_deadline_s(hosts: int, forks: int, settings: SweepSettings) -> float:
     lead = min(START_LEAD_MAX_S, settings.window_s / 2) if settings.aligned else 0.0
     probe = lead + settings.host_budget_s + STUCK_THREAD_GRACE_S
     return math.ceil(max(1, hosts) / group) * (ramp + probe)
-
-
-def _in_background(function: Callable[[], None], name: str) -> threading.Thread | None:
-    try:
-        thread = threading.Thread(target=function, name=name, daemon=True)
-        thread.start()
-        return thread
-    except RuntimeError:          # no thread left: the caller goes on without it
-        log.warning("could not start a %s thread", name)
-        return None
-
-
-def _close_quietly(transport: Transport) -> None:
-    try:
-        transport.close()
-    except BaseException:  # noqa: B902 - closing is best effort
-        log.debug("closing a session failed", exc_info=True)
-
-
-def _close_all(transports: list[Transport], wait_s: float) -> None:
-    """Close sessions with a few threads; return after ``wait_s`` whatever hangs."""
-    queue = deque(transports)
-
-    def closer() -> None:
-        while True:
-            try:
-                transport = queue.popleft()
-            except IndexError:
-                return
-            _close_quietly(transport)
-    threads = [_in_background(closer, "rstfleet-close") for _ in range(min(CLOSERS, len(queue)))]
-    end = time.monotonic() + wait_s
-    for thread in threads:
-        if thread is not None:
-            thread.join(max(0.0, end - time.monotonic()))
 
 
 class _WindowGroup:
@@ -113,6 +83,7 @@ class _WindowGroup:
         self.overdue_at: dict[int, float] = {}           # index -> end of its phase + grace
         self.active: dict[int, Transport] = {}           # sessions made, not yet closed
         self.slowest_handshake_s = 0.0
+        self.execs_at_start = 0                          # held sessions with no start(): exec at the start
         self.cond = threading.Condition()
         self.stopping = threading.Event()
         self.go = threading.Event()                      # the start is chosen (or we stop)
@@ -161,6 +132,7 @@ class _WindowGroup:
                 self.overdue_at.pop(index, None)
                 if not abandoned and failed is None:
                     self.slowest_handshake_s = max(self.slowest_handshake_s, time.monotonic() - now)
+                    self.execs_at_start += not self.starts_early(transport)
                 self.release_start_if_due()
             if failed is not None:
                 self.record(index, failed)      # dropped if the host was given up on meanwhile
@@ -196,8 +168,8 @@ class _WindowGroup:
         if self.handshaking and not only_stragglers_left(
                 list(self.handshaking.values()), self.slowest_handshake_s, time.monotonic()):
             return
-        lead = (start_lead_s(time.process_time() - self.cpu_at_begin, self.settings.window_s)
-                if self.settings.aligned else 0.0)
+        lead = 0.0 if not self.settings.aligned else go_lead_s(len(self.active), self.settings.window_s) \
+            if not self.execs_at_start else start_lead_s(time.process_time() - self.cpu_at_begin, self.settings.window_s)
         self.start = StartInstant.after(lead)
         log.debug("common start in %.2f s (%d sessions held, %d handshakes left)", lead,
                   len(self.active), len(self.handshaking))
@@ -210,8 +182,33 @@ class _WindowGroup:
 
     # --- collect: one session thread per reached host --------------------------------------------
 
+    def starts_early(self, transport: Transport) -> bool:
+        """Whether this session starts its probe now and sends the go later (window.py)."""
+        return self.settings.aligned and can_start(transport)
+
+    def until_start(self, index: int, ended: Callable[[], bool]) -> tuple[StartInstant | None, float] | None:
+        """probe_run.UntilStart for one session: wait for the go (or the probe's end), then bound
+        the probe phase from the start; None when the run stops or the host was given up on."""
+        poll = ENDED_POLL_S[0]
+        while not self.go.wait(poll) and not ended():
+            poll = min(2 * poll, ENDED_POLL_S[1])
+        with self.cond:
+            if self.stopping.is_set() or index in self.results:
+                return None
+            start = self.start if self.go.is_set() else None
+            deadline = probe_deadline(self.settings, start)
+            self.overdue_at[index] = deadline + STUCK_THREAD_GRACE_S
+            self.probing.add(index)
+            return start, deadline
+
     def session(self, index: int, transport: Transport) -> None:
         try:
+            if self.starts_early(transport):
+                result = probe_host(self.hosts[index], transport, self.settings, self.run_id, began=self.began[index],
+                                    until_start=lambda ended: self.until_start(index, ended))
+                if result is None:
+                    return                      # stop() or give_up_on() closes it and says why
+                return self.finish_session(index, transport, result)
             self.go.wait()
             with self.cond:
                 if self.stopping.is_set() or index in self.results or self.start is None:
@@ -222,11 +219,15 @@ class _WindowGroup:
                 self.probing.add(index)
             result = probe_host(self.hosts[index], transport, self.settings, self.run_id, start,
                                 self.began[index], deadline)
-            with self.cond:
-                self.measured[index] = result     # kept even if close() below hangs
-            self.end_session(index, transport)
+            self.finish_session(index, transport, result)
         except BaseException as exc:  # noqa: B902 - no session dies silently
-            result = internal_error(self.hosts[index], exc, time.monotonic() - self.began.get(index, 0.0))
+            self.record(index, internal_error(self.hosts[index], exc,
+                                              time.monotonic() - self.began.get(index, 0.0)))
+
+    def finish_session(self, index: int, transport: Transport, result: HostResult) -> None:
+        with self.cond:
+            self.measured[index] = result     # kept even if close() below hangs
+        self.end_session(index, transport)
         self.record(index, result)
 
     def end_session(self, index: int, transport: Transport) -> None:

@@ -3,13 +3,17 @@
 The Python probe (probe/host, shipped on stdin) does everything; the shell probe (probe/shell.py)
 reads counters only but needs no python3. "python-or-shell" runs the Python probe and, on a host
 without python3, the shell probe on the same connection, so such a host is still measured.
+
+Either is run one of two ways: once the fleet's start is known, with it on the command line
+(run_probe), or started right after the host's handshake and told the start later by a go line
+on stdin (run_started; window.py, "The go").
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Optional, Tuple
 
 from ..inventory import Host
 from ..probe import needs_python, probe_argv, probe_script_for
@@ -17,11 +21,15 @@ from ..probe.schema import ShapeError, check_document
 from ..probe.shell import ShellOutputError, parse_shell_output, shell_argv
 from ..results import HostResult, ProbeOutputError, Status, parse_probe_output
 from ..textsafe import last_line, printable
-from ..transport import RunResult, Transport, TransportError
+from ..transport import Running, RunResult, Transport, TransportError
 
 if TYPE_CHECKING:
     from .settings import SweepSettings
     from .window import StartInstant
+
+# until_start(ended) -> (the fleet's start or None if not chosen yet, the probe's deadline), or
+# None when the run stops; it returns early once ended() (the probe exited before the go)
+UntilStart = Callable[[Callable[[], bool]], Optional[Tuple[Optional["StartInstant"], float]]]
 
 log = logging.getLogger("rstfleet.orchestrator")
 
@@ -85,15 +93,58 @@ def run_probe(host: Host, transport: Transport, settings: "SweepSettings", deadl
     argv = probe_argv(settings.window_s, options, host.python)
     run = transport.run(argv, probe_script_for(settings.probe_options), deadline, settings.max_output)
     status, reason, probe = classify(run, settings, python=host.python)
-    if status != Status.NO_PYTHON or settings.host_probe != "python-or-shell" \
-            or needs_python(settings.probe_options) \
-            or host.python:            # an interpreter the inventory names is not second-guessed
+    if not _falls_back(status, host, settings):
         return status, reason, probe
-    fallback, why, probe = classify(shell(), settings, "shell")
+    return _after_fallback(status, reason, classify(shell(), settings, "shell"))
+
+
+def _falls_back(status: str, host: Host, settings: "SweepSettings") -> bool:
+    """Whether a Python probe's ``status`` sends this host to the shell probe ("python-or-shell");
+    an interpreter the inventory names is not second-guessed."""
+    return status == Status.NO_PYTHON and settings.host_probe == "python-or-shell" \
+        and not needs_python(settings.probe_options) and not host.python
+
+
+def _after_fallback(status: str, reason: str, shell: tuple[str, str, dict | None]) -> tuple[str, str, dict | None]:
+    """The host's outcome once the shell probe ran for a host without python3."""
+    fallback, why, probe = shell
     if fallback != Status.OK:
         return status, f"{reason}; the shell probe failed too: {why}", None
     probe.setdefault("notes", []).append(SHELL_FALLBACK_NOTE)    # the schema check drops host notes
     return Status.OK, "", probe
+
+
+def run_started(host: Host, transport: Transport, settings: "SweepSettings", run_id: str | None,
+                until_start: UntilStart) -> tuple[str, str, dict | None] | None:
+    """Start the probe now, right after the handshake, with --start-on-stdin (the shell probe with
+    its go argument): it sets up while other hosts are reached. Once ``until_start`` gives the
+    fleet's start, send the go line and collect. A probe that ended before (no python3: exit 127)
+    is collected at once, and on "python-or-shell" the shell probe takes its place, started the
+    same way. None: the run stopped before the go (the caller's closing the session ends the
+    probe: EOF). TransportError propagates (the pool maps it)."""
+    def launch(engine: str) -> Running:
+        begin_by = time.monotonic() + settings.handshake_budget_s    # a channel, the payload
+        if engine == "shell":
+            return transport.start(shell_argv(settings.window_s, go=True), b"", begin_by, settings.max_output)
+        options = list(settings.probe_options) + (["--run-id", run_id] if run_id else []) + ["--start-on-stdin"]
+        script = probe_script_for(options)
+        return transport.start(probe_argv(settings.window_s, options, host.python, len(script)), script,
+                               begin_by, settings.max_output)
+
+    engine = "shell" if settings.host_probe == "shell" else "python"
+    running, first = launch(engine), None
+    while True:
+        timing = until_start(running.ended)
+        if timing is None:
+            return None
+        start, deadline = timing
+        if start is not None and not running.ended():
+            running.send(start.go_line())
+        status, reason, probe = classify(running.wait(deadline), settings, engine, host.python)
+        if engine == "shell" or not _falls_back(status, host, settings):
+            return (status, reason, probe) if first is None else _after_fallback(*first, (status, reason, probe))
+        engine, first = "shell", (status, reason)
+        running = launch(engine)
 
 
 def prepare_payloads(settings: "SweepSettings") -> None:
@@ -139,13 +190,21 @@ def probe_deadline(settings: "SweepSettings", start: "StartInstant | None") -> f
 
 def probe_host(host: Host, transport: Transport, settings: "SweepSettings", run_id: str | None = None,
                start: StartInstant | None = None, began: float | None = None,
-               deadline: float | None = None) -> HostResult:
+               deadline: float | None = None, until_start: UntilStart | None = None) -> HostResult | None:
     """Run the probe on one reached host and say what happened; never raises. ``start``: the
-    common start the probe waits for; ``began``: when its handshake began (for elapsed_s)."""
+    common start the probe waits for; ``began``: when its handshake began (for elapsed_s);
+    ``until_start``: start the probe now and send the go later (run_started; None if the run
+    stopped before it)."""
     began = time.monotonic() if began is None else began
-    deadline = probe_deadline(settings, start) if deadline is None else deadline
     try:
-        status, reason, probe = run_probe(host, transport, settings, deadline, run_id, start)
+        if until_start is not None:
+            outcome = run_started(host, transport, settings, run_id, until_start)
+            if outcome is None:
+                return None
+            status, reason, probe = outcome
+        else:
+            deadline = probe_deadline(settings, start) if deadline is None else deadline
+            status, reason, probe = run_probe(host, transport, settings, deadline, run_id, start)
     except TransportError as exc:
         status, reason, probe = exc.status, printable(exc.reason, 400), None
     except BaseException as exc:  # noqa: B902 - nothing in one host's path may sink the sweep

@@ -11,6 +11,16 @@ sending the probe to every held session — which costs about half the CPU of th
 handshakes' CPU, at most START_LEAD_MAX_S and half the window. A host whose probe is not running by
 then (a slow host, or on the lab, hosts that share the controller's 2 cores) starts late, at once.
 
+**The go.** That exec burst still made the windows start apart: measured on main, 500 lab hosts'
+probes began 10.8 s apart, because opening 500 channels, sending 500 payloads and starting 500
+Pythons on 2 shared cores takes longer than any lead. So over SSH (a transport with start()) each
+probe is started right after its host's handshake with `--start-on-stdin` and does its set-up
+while the other hosts are reached; when no handshake is left the pool picks the start and each
+session sends one line, `go EPOCH START_IN` (probe/host/go.py). The lead then covers only writing
+those lines: GO_LEAD_S + GO_SEND_S per held session (go_lead_s; 500 lab hosts: starts 0.33 s
+apart with 1 ms a session, 0.85 s with 0.5 ms). A probe with no go (Ctrl-C, the
+orchestrator killed) sees its stdin end and exits, leaving nothing behind.
+
 **Stragglers.** A dead host that drops packets holds its handshake for the whole connect timeout.
 Once no host waits for a handshake slot, handshakes that have run STRAGGLER_MIN_S and twice the
 slowest successful one are not waited for: the others start, the straggler starts when reached.
@@ -27,7 +37,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-from ..probe.host.limits import START_EXEC_SHARE, START_LEAD_MAX_S, START_LEAD_S, STRAGGLER_MIN_S
+from ..probe.host.limits import (GO_LEAD_S, GO_SEND_S, START_EXEC_SHARE, START_LEAD_MAX_S, START_LEAD_S,
+                                 STRAGGLER_MIN_S)
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,10 @@ class StartInstant:
         on a host whose clock is behind."""
         return ["--start-at", f"{self.wall:.3f}", "--start-in", f"{max(0.0, self.wall - time.time()):.3f}"]
 
+    def go_line(self) -> bytes:
+        """The go for a probe started before the start was known (module docstring)."""
+        return f"go {self.wall:.3f} {max(0.0, self.wall - time.time()):.3f}\n".encode("ascii")
+
     def shell_delay_s(self) -> float:
         """The shell probe has no sub-second wall clock in POSIX sh: it sleeps this long first."""
         return max(0.0, self.wall - time.time())
@@ -62,6 +77,15 @@ def start_lead_s(handshake_cpu_s: float, window_s: float) -> float:
     """
     lead = START_LEAD_S + START_EXEC_SHARE * max(0.0, handshake_cpu_s)
     return round(min(lead, START_LEAD_MAX_S, window_s / 2), 3)
+
+
+def go_lead_s(sessions: int, window_s: float) -> float:
+    """The lead when every held probe already runs and waits for its go line (module docstring).
+
+    >>> go_lead_s(500, 10.0)
+    0.8
+    """
+    return round(min(GO_LEAD_S + GO_SEND_S * max(0, sessions), START_LEAD_MAX_S, window_s / 2), 3)
 
 
 def only_stragglers_left(running_since: list[float], slowest_done_s: float, now: float) -> bool:

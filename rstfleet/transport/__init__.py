@@ -1,6 +1,8 @@
 """How a host is reached, kept apart from what is asked of it.
 
-Every transport offers one call: run(argv, stdin, deadline) -> RunResult. Failures to reach or
+Every transport offers one call: run(argv, stdin, deadline) -> RunResult; an SSH transport also
+start(), which runs the command now and lets the caller send the rest of stdin later (the
+fleet's go, probe/host/go.py): run() is start() + send(b"") + wait(). Failures to reach or
 authenticate raise TransportError carrying a result status and a reason a person can act on.
 """
 
@@ -75,6 +77,19 @@ class TransportError(Exception):
         self.reason = reason
 
 
+class Running(Protocol):
+    """A command started with its first stdin sent (Transport.start)."""
+
+    def ended(self) -> bool:
+        """True once the command has exited or its channel closed (nothing more to send)."""
+
+    def send(self, data: bytes) -> None:
+        """Write data, then EOF; a command that already ended is not an error (wait() says why)."""
+
+    def wait(self, deadline: float) -> RunResult:
+        """Its output until EOF, the output cap, or time.monotonic() passes deadline."""
+
+
 class Transport(Protocol):
     def connect(self, deadline: float) -> None:
         """Connect and authenticate now, before time.monotonic() passes deadline, so the pool can
@@ -88,6 +103,11 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release the connection; safe to call twice."""
+
+
+def can_start(transport) -> bool:
+    """Whether ``transport`` offers start() (SSH does; the local host has run() only)."""
+    return callable(getattr(transport, "start", None))
 
 
 class Transports:

@@ -265,32 +265,30 @@ class AsyncSSHTransport:
 
     # --- run ----------------------------------------------------------------------------------
 
-    async def _run(self, command: str, payload: bytes, deadline: float, max_output: int) -> RunResult:
+    async def _start(self, command: str, payload: bytes, deadline: float, max_output: int):
         await self._connect(deadline)
         try:
             chan, session = await asyncio.wait_for(self.conn.create_session(
                 lambda: _Collector(max_output), command, encoding=None),
                 max(0.1, deadline - time.monotonic()))
             chan.write(payload)
-            chan.write_eof()
         except (asyncio.TimeoutError, TimeoutError):
             raise TransportError(Status.TIMEOUT, "the host did not accept the command before the deadline") from None
         except (asyncssh.Error, OSError) as exc:
             raise TransportError(Status.UNREACHABLE, f"SSH session failed: {exc}") from None
-        timed_out = False
-        try:
-            await asyncio.wait_for(asyncio.shield(session.done), max(0.0, deadline - time.monotonic()))
-        except (asyncio.TimeoutError, TimeoutError):
-            timed_out = True
-        chan.close()
-        # No exit status and no timeout: the connection died first (None, as with paramiko).
-        return RunResult(session.exit_code, bytes(session.stdout[:max_output]), bytes(session.stderr[:max_output]),
-                         session.truncated, timed_out)
+        return chan, session
 
     def run(self, argv, stdin, deadline, max_output=DEFAULT_MAX_OUTPUT) -> RunResult:
+        running = self.start(argv, stdin, deadline, max_output)
+        running.send(b"")
+        return running.wait(deadline)
+
+    def start(self, argv, stdin, deadline, max_output=DEFAULT_MAX_OUTPUT) -> "_Started":
+        """Open a channel, exec argv and send stdin, without EOF (transport.Running)."""
         command, payload = SSHTransport._command(self, argv, stdin)   # the same quoting and sudo
         log.debug("%s: exec %s (%d bytes on stdin, asyncssh)", self.host.name, command, len(payload))
-        return self._on_loop(self._run(command, payload, deadline, max_output), deadline)
+        chan, session = self._on_loop(self._start(command, payload, deadline, max_output), deadline)
+        return _Started(self, chan, session, max_output)
 
     def connect(self, deadline: float) -> None:
         """The handshake now, if not made yet (Transport.connect); the calling thread waits for it."""
@@ -317,3 +315,37 @@ class AsyncSSHTransport:
             self.loop.call_soon_threadsafe(stop)
         elif self.proxy is not None:
             self.proxy.close()
+
+
+class _Started:
+    """A command running on its channel (transport.Running); sends and waits go through the loop."""
+
+    def __init__(self, transport: AsyncSSHTransport, chan, session: _Collector, max_output: int):
+        self.transport, self.chan, self.session, self.max_output = transport, chan, session, max_output
+
+    def ended(self) -> bool:
+        return self.session.done.done() or self.session.exit_code is not None
+
+    def send(self, data: bytes) -> None:
+        def write() -> None:
+            try:
+                self.chan.write(data)
+                self.chan.write_eof()
+            except (asyncssh.Error, OSError, BrokenPipeError):
+                log.debug("sending to a command that ended failed", exc_info=True)
+        if not self.transport.loop.is_closed():
+            self.transport.loop.call_soon_threadsafe(write)
+
+    async def _wait(self, deadline: float) -> RunResult:
+        session, timed_out = self.session, False
+        try:
+            await asyncio.wait_for(asyncio.shield(session.done), max(0.0, deadline - time.monotonic()))
+        except (asyncio.TimeoutError, TimeoutError):
+            timed_out = True
+        self.chan.close()
+        # No exit status and no timeout: the connection died first (None, as with paramiko).
+        return RunResult(session.exit_code, bytes(session.stdout[:self.max_output]),
+                         bytes(session.stderr[:self.max_output]), session.truncated, timed_out)
+
+    def wait(self, deadline: float) -> RunResult:
+        return self.transport._on_loop(self._wait(deadline), deadline)

@@ -239,6 +239,12 @@ class SSHTransport:
             self.client = self._connect(deadline)
 
     def run(self, argv, stdin, deadline, max_output=DEFAULT_MAX_OUTPUT) -> RunResult:
+        running = self.start(argv, stdin, deadline, max_output)
+        running.send(b"")
+        return running.wait(deadline)
+
+    def start(self, argv, stdin, deadline, max_output=DEFAULT_MAX_OUTPUT) -> "_Started":
+        """Open a channel, exec argv and send stdin, without EOF (Running); ``deadline`` bounds this."""
         self.connect(deadline)
         command, payload = self._command(argv, stdin)
         log.debug("%s: exec %s (%d bytes on stdin)", self.host.name, command, len(payload))
@@ -253,7 +259,6 @@ class SSHTransport:
             raise TransportError(Status.UNREACHABLE, f"SSH session failed: {exc}") from None
         try:
             channel.sendall(payload)
-            channel.shutdown_write()
         except (socket.timeout, TimeoutError):
             raise TransportError(Status.TIMEOUT, "the host did not read the probe before the deadline") from None
         except (paramiko.SSHException, OSError) as exc:
@@ -261,7 +266,7 @@ class SSHTransport:
             # the channel under sendall; its exit status and stderr, already received, say why.
             if not channel.closed:
                 raise TransportError(Status.UNREACHABLE, f"SSH session failed: {exc}") from None
-        return _collect(channel, deadline, max_output)
+        return _Started(channel, max_output)
 
     def close(self) -> None:
         if self.client is not None:
@@ -269,6 +274,29 @@ class SSHTransport:
             self.client = None
         if self._own_jumps:
             self.jumps.close()
+
+
+class _Started:
+    """A command running on its channel (transport.Running)."""
+
+    SEND_S = 5.0        # a go line fits the channel's window: this only bounds a wedged peer
+
+    def __init__(self, channel: paramiko.Channel, max_output: int):
+        self.channel, self.max_output = channel, max_output
+
+    def ended(self) -> bool:
+        return self.channel.exit_status_ready() or self.channel.closed or self.channel.eof_received
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.channel.settimeout(self.SEND_S)
+            self.channel.sendall(data)
+            self.channel.shutdown_write()
+        except (socket.timeout, TimeoutError, paramiko.SSHException, OSError):
+            log.debug("sending to a command that ended or stalled failed", exc_info=True)
+
+    def wait(self, deadline: float) -> RunResult:
+        return _collect(self.channel, deadline, self.max_output)
 
 
 def _connection_lost(channel: paramiko.Channel, grace_s: float = 0.5) -> bool:

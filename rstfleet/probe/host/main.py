@@ -1,7 +1,7 @@
 """Probe entry point: sample the counters over the window and print one JSON document.
 
-Runs as `python3 -I -B - --window 10` with this package on stdin. It bounds itself (SIGALRM at the
-window plus a margin) so that a lost orchestrator can never leave it running.
+Runs as `python3 -I -B - --window 10` with this package on stdin (or, started before the fleet's
+start is known, as go.py says). It bounds itself (SIGALRM) so a lost orchestrator never leaves it running.
 
 Finishing early: the orchestrator's user may press Ctrl-C in the middle of a 60 s capture and still
 want the packets so far. The SSH session cannot carry that request (the probe's stdin ends with
@@ -15,7 +15,7 @@ fleet's common start, `--start-at EPOCH` (this host's clock; NTP keeps a fleet w
 milliseconds) and `--start-in SECONDS` (the same instant as the orchestrator counted it when it
 sent the command). The probe waits until its clock reads EPOCH, but never longer than SECONDS, so
 a host whose clock is behind does not wait for a time that never comes; one whose clock is ahead
-starts early by its skew. The first snapshot is taken at the start; the trace is set up before
+starts early by its skew. With `--start-on-stdin` both come later, on stdin (go.py). The first snapshot is taken at the start; the trace is set up before
 (with --baseline exact the minute comes first, then the trace, so it covers the window only).
 """
 
@@ -62,6 +62,7 @@ OPTIONS = {
     "check": (bool, False),      # `rstfleet check`: facts and tracefs only, no window (check.py)
     "start-at": (float, 0.0),    # the fleet's common start, epoch seconds (0: start at once)
     "start-in": (float, 0.0),    # ... as the orchestrator counted it: the longest wait
+    "start-on-stdin": (bool, False),  # both come later, as a go line on stdin (go.py)
 }
 RUN_ID_CHARS = frozenset("0123456789abcdef")
 _stop_requested = []           # set by SIGUSR1: finish the window or capture early
@@ -267,6 +268,9 @@ def run(args):
     trace = _start_trace(extra) if traced and args["baseline"] != "exact" else None
     sampler = minute_t0 = minute_at = None
     try:
+        if args["start-on-stdin"]:
+            from .go import go_or_exit
+            args["start-at"], args["start-in"] = go_or_exit()
         wait_window(start_wait_s(args["start-at"], args["start-in"], time.time()))
         sampler, minute_t0, minute_at = _minute_before(args)
         if traced and trace is None:
@@ -371,7 +375,8 @@ def main(argv=None):
         sys.stderr.write("rstprobe: --start-in must be between 0 and %g seconds\n" % MAX_START_WAIT_S)
         return 2
     bound = args["max-runtime"] or (window + probe_lead_s(args["baseline"], args["netdata"]) + SELF_BOUND_MARGIN_S
-                                    + (args["start-in"] if args["start-at"] else 0))
+                                    + (2 * MAX_START_WAIT_S if args["start-on-stdin"]    # the go, then the start
+                                       else args["start-in"] if args["start-at"] else 0))
     for signum in (signal.SIGALRM, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, _stop)
     signal.signal(signal.SIGUSR1, _finish_early)
