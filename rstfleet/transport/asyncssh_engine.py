@@ -281,9 +281,16 @@ class AsyncSSHTransport:
         return chan, session
 
     def run(self, argv, stdin, deadline, max_output=DEFAULT_MAX_OUTPUT) -> RunResult:
-        running = self.start(argv, stdin, deadline, max_output)
-        running.send(b"")
-        return running.wait(deadline)
+        """start + EOF + wait in one trip to the loop: at 10,000 hosts three trips a host (each a
+        thread handoff among 10,000) spread the exec burst at the common start from 6 to 10.5 s."""
+        command, payload = SSHTransport._command(self, argv, stdin)   # the same quoting and sudo
+        log.debug("%s: exec %s (%d bytes on stdin, asyncssh)", self.host.name, command, len(payload))
+
+        async def whole() -> RunResult:
+            chan, session = await self._start(command, payload, deadline, max_output)
+            chan.write_eof()
+            return await _Started(self, chan, session, max_output)._wait(deadline)
+        return self._on_loop(whole(), deadline)
 
     def start(self, argv, stdin, deadline, max_output=DEFAULT_MAX_OUTPUT) -> "_Started":
         """Open a channel, exec argv and send stdin, without EOF (transport.Running)."""
