@@ -34,7 +34,7 @@ from collections import deque
 from typing import Callable
 
 from ..inventory import Host
-from ..probe.host.limits import START_LEAD_MAX_S, STOP_EARLY_WAIT_S
+from ..probe.host.limits import GO_AT_CONNECT_MAX, START_LEAD_MAX_S, STOP_EARLY_WAIT_S
 from ..results import HostResult, Status
 from ..textsafe import printable
 from ..transport import Transport, TransportError, can_start
@@ -183,8 +183,10 @@ class _WindowGroup:
     # --- collect: one session thread per reached host --------------------------------------------
 
     def starts_early(self, transport: Transport) -> bool:
-        """Whether this session starts its probe now and sends the go later (window.py)."""
-        return self.settings.aligned and can_start(transport)
+        """Whether this session starts its probe now and sends the go later (window.py): up to
+        GO_AT_CONNECT_MAX sessions in the group; past that 10,000 session threads waking beside
+        the SSH work cost more than the aligned exec (measured: docs/benchmarks.md)."""
+        return self.settings.aligned and len(self.hosts) <= GO_AT_CONNECT_MAX and can_start(transport)
 
     def until_start(self, index: int, ended: Callable[[], bool]) -> tuple[StartInstant | None, float] | None:
         """probe_run.UntilStart for one session: wait for the go (or the probe's end), then bound

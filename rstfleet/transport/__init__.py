@@ -106,12 +106,8 @@ class Transport(Protocol):
 
 
 def can_start(transport) -> bool:
-    """Whether the pool starts ``transport``'s probe at connect and sends the go later: paramiko
-    sessions (start(); the local host has run() only). Not the asyncssh engine's: at 10,000
-    simulated hosts, probes started during the handshakes cost 13.8 ms a host against 5.7-6.0
-    and 278 handshakes missed their timeout (10,000 threads waking beside the one loop), while
-    the exec at the common start kept every host ok and one window (docs/benchmarks.md)."""
-    return callable(getattr(transport, "start", None)) and getattr(transport, "go_at_connect", True)
+    """Whether ``transport`` offers start() (SSH does; the local host has run() only)."""
+    return callable(getattr(transport, "start", None))
 
 
 class Transports:

@@ -152,8 +152,6 @@ class _Collector(asyncssh.SSHClientSession):
 class AsyncSSHTransport:
     """One host over SSH on the shared event loop. Construct, run() once or more, close()."""
 
-    go_at_connect = False       # the pool execs at the common start instead (transport.can_start)
-
     def __init__(self, host: Host, settings: SSHSettings, config: ClientConfig | None = None,
                  credentials: Credentials | None = None):
         self.host, self.settings = host, settings

@@ -233,15 +233,3 @@ def test_auto_says_why_a_large_fleet_stays_on_paramiko(monkeypatch):
     assert not [w for w in _auto_plan(fleet[:-1]).warnings if "paramiko engine" in w]  # small: as intended
     monkeypatch.setitem(sys.modules, "asyncssh", None)
     assert any("asyncssh is not installed (pip install 'rstfleet[fleet]')" in w for w in _auto_plan(fleet).warnings)
-
-
-def test_only_paramiko_sessions_start_their_probe_at_connect():
-    """The go at connect (sweep/pool.py) for paramiko; the asyncssh engine execs at the common
-    start (measured at 10,000 simulated hosts: docs/benchmarks.md); the local host has no start()."""
-    from rstfleet.transport import can_start, transport_factory
-    host = Host("web1", "192.0.2.1")
-    with transport_factory(SSHSettings(ssh_config_path="none")) as paramiko_engine:
-        assert can_start(paramiko_engine(host))
-    with transport_factory(SSHSettings(ssh_config_path="none", engine="asyncssh")) as loop_engine:
-        assert not can_start(loop_engine(host))
-        assert not can_start(loop_engine(Host("me", "localhost", connection="local")))
