@@ -16,6 +16,7 @@ from ..results import HostResult, Status
 from ..transport import Transport
 from .coverage import left_out_notes
 from .interrupt import Interrupt
+from .gc_policy import fewer_collections
 from .pool import SweepSettings, sweep_fleet
 from .progress import Progress
 from .triage import Phase2, triage
@@ -47,8 +48,9 @@ def run_plan(plan, transport_for: Callable[[Host], Transport], interrupt: Interr
         if progress:
             progress.start()
         try:
-            sweeps.append(sweep_fleet(hosts, transport_for, settings,
-                                      on_result=progress.on_result if progress else None, interrupt=interrupt))
+            with fewer_collections():
+                sweeps.append(sweep_fleet(hosts, transport_for, settings,
+                                          on_result=progress.on_result if progress else None, interrupt=interrupt))
             return sweeps[-1].results
         finally:
             if progress:

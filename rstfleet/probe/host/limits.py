@@ -36,6 +36,7 @@ START_LEAD_MAX_S = 10.0    # ... and never more than this, nor more than half th
 GO_LEAD_S = 0.3            # probes started at connect (the go, window.py): this lead at least ...
 GO_SEND_S = 0.001          # ... plus this per held session, to write each its go line
 GO_AT_CONNECT_MAX = 2000   # ... for window groups up to this size; larger ones exec at the start (10,000: 278 timeouts)
+FANOUT_GC_YOUNG = 20000    # a young garbage collection every this many new objects in a fan-out
 STRAGGLER_MIN_S = 2.0      # handshakes still running this long (and 2x the slowest one done) start late
 MAX_START_WAIT_S = 120.0   # the probe waits at most this long for the common start (and for the go)
 NO_GO_EXIT = 5             # a probe started before the go (--start-on-stdin) that got none exits so

@@ -69,7 +69,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 PROBE_SCHEMA = 1
-PROBE_SHA256 = '6efe4a6a1ea19964e8179fbe3f16f0f76eaf3cd0b6100385f5491b4da05d32c9'
+PROBE_SHA256 = '904317e0678bcc2396846d87ae666768f21f71009066ab71d6d78d687f129ad9'
 # rstfleet.probe.probe_script(), verbatim: the bytes `rstfleet sweep` pipes to `python3 -I -B -`.
 PROBE_SCRIPT = (
     'import sys\n'
@@ -747,6 +747,7 @@ PROBE_SCRIPT = (
     'GO_LEAD_S = 0.3            # probes started at connect (the go, window.py): this lead at least ...\\n'
     'GO_SEND_S = 0.001          # ... plus this per held session, to write each its go line\\n'
     'GO_AT_CONNECT_MAX = 2000   # ... for window groups up to this size; larger ones exec at the start (10,000: 278 timeouts)\\n'
+    'FANOUT_GC_YOUNG = 20000    # a young garbage collection every this many new objects in a fan-out\\n'
     'STRAGGLER_MIN_S = 2.0      # handshakes still running this long (and 2x the slowest one done) start late\\n'
     'MAX_START_WAIT_S = 120.0   # the probe waits at most this long for the common start (and for the go)\\n'
     'NO_GO_EXIT = 5             # a probe started before the go (--start-on-stdin) that got none exits so\\n'
