@@ -124,7 +124,11 @@ def test_four_thousand_resets_in_one_window_are_all_counted_and_the_sample_says_
     assert n > 2000 and out_rsts == n, (n, out_rsts)
     counted = {(port, reason): count for port, _, reason, count in trace["flows"]}[(PORT + 1, "NO_SOCKET")]
     assert out_rsts - trace["dropped"] <= counted <= out_rsts       # exact, but for what the kernel says it lost
-    assert trace["events"] == counted and trace["flows_cut"] == 0
+    # Every event is in a counted flow; on a loaded machine one stray event of another flow (a
+    # segment to a closed port answered by no reset the counter sees) was measured once: 4,001
+    # events, 4,000 OutRsts, all 4,000 of the injected flow counted.
+    assert trace["events"] == sum(flow[3] for flow in trace["flows"]) and trace["flows_cut"] == 0
+    assert trace["events"] - counted <= 1, (trace["events"], counted, trace["flows"][:5])
     cause = h01["evidence"]["causes"][0]
     assert (cause["key"], cause["resets"], cause["share"]) == ("closed_port", out_rsts, 1.0)   # lost: from counters
     assert h01["evidence"]["top_ports"][0]["port"] == PORT + 1 and h01["evidence"]["top_ports"][0]["resets"] == counted
