@@ -150,14 +150,14 @@ def checked_settings(settings: SSHSettings, hosts: Iterable[Host]) -> tuple[SSHS
                     resolve(jump)
     if jumped and settings.engine == "asyncssh":
         raise ConfigError(jump_refusal(jumped))
-    warnings = tuple(w for w in (unhonoured_warning(resolved), engine_warning(settings.engine, ssh_hosts, jumped)) if w)
     engine = chosen_engine(settings.engine, ssh_hosts, bool(jumped))
-    return replace(settings, targets=targets, engine=engine), warnings
+    warnings = (unhonoured_warning(resolved), engine_warning(settings.engine, engine, ssh_hosts, jumped))
+    return replace(settings, targets=targets, engine=engine), tuple(w for w in warnings if w)
 
 
-def engine_warning(requested: str, ssh_hosts: int, jumped: list[str]) -> str:
-    """Why --ssh-engine auto stays with paramiko for a fleet the event loop should serve."""
-    if requested != "auto" or ssh_hosts < ASYNCSSH_FROM_HOSTS or chosen_engine(requested, ssh_hosts, bool(jumped)) != "paramiko":
+def engine_warning(requested: str, engine: str, ssh_hosts: int, jumped: list[str]) -> str:
+    """Why --ssh-engine auto stayed with paramiko (``engine``) for a fleet the event loop should serve."""
+    if requested != "auto" or ssh_hosts < ASYNCSSH_FROM_HOSTS or engine != "paramiko":
         return ""
     why = (f"{printable(jumped[0], 80)} and others are behind a jump host (paramiko's only)" if jumped
            else "asyncssh is not installed (pip install 'rstfleet[fleet]')")
@@ -172,4 +172,4 @@ def jump_refusal(jumped: list[str]) -> str:
     more = f" and {len(jumped) - 5} more" if len(jumped) > 5 else ""
     return (f"--ssh-engine: asyncssh does not go through jump hosts (ProxyJump), and {named}{more} "
             f"{'is' if len(jumped) == 1 else 'are'} reached through one; sweep "
-            f"{'it' if len(jumped) == 1 else 'them'} with --ssh-engine paramiko (the default)")
+            f"{'it' if len(jumped) == 1 else 'them'} with --ssh-engine paramiko or auto (the default)")

@@ -93,9 +93,8 @@ def local_fleet(n: int) -> list[Host]:
     return [Host(f"here{i}", "localhost", connection="local") for i in range(n)]
 
 
-def test_probes_start_at_their_handshake_and_their_windows_at_the_go():
-    """Three hosts reached 0.15 s apart by one fork: each probe runs from its handshake, yet
-    every window starts at the one instant the go names, after the last handshake."""
+def three_hosts_one_fork():
+    """Three local hosts through StartedHere transports, one handshake at a time; all must be ok."""
     made = []
 
     def transport_for(host):
@@ -104,6 +103,13 @@ def test_probes_start_at_their_handshake_and_their_windows_at_the_go():
     settings = SweepSettings(window_s=1.0, forks=1, margin_s=10, host_probe="python", probe_options=())
     outcome = sweep_fleet(local_fleet(3), transport_for, settings)
     assert [r.status for r in outcome.results] == [Status.OK] * 3, [r.reason for r in outcome.results]
+    return made, outcome
+
+
+def test_probes_start_at_their_handshake_and_their_windows_at_the_go():
+    """Three hosts reached 0.15 s apart by one fork: each probe runs from its handshake, yet
+    every window starts at the one instant the go names, after the last handshake."""
+    made, outcome = three_hosts_one_fork()
     [start] = outcome.starts
     assert all("--start-on-stdin" in t.started[0][1] for t in made)
     assert made[0].started[0][0] < made[-1].connected_at         # started before the last handshake
@@ -161,14 +167,7 @@ def test_a_window_group_past_the_go_bound_execs_every_probe_at_the_start(monkeyp
     (LocalTransport.run) with --start-at at the common start. Bound lowered to 2 for 3 hosts."""
     from rstfleet.sweep import pool
     monkeypatch.setattr(pool, "GO_AT_CONNECT_MAX", 2)
-    made = []
-
-    def transport_for(host):
-        made.append(StartedHere())
-        return made[-1]
-    settings = SweepSettings(window_s=1.0, forks=1, margin_s=10, host_probe="python", probe_options=())
-    outcome = sweep_fleet(local_fleet(3), transport_for, settings)
-    assert [r.status for r in outcome.results] == [Status.OK] * 3, [r.reason for r in outcome.results]
+    made, outcome = three_hosts_one_fork()
     assert not any(t.started for t in made)                       # start() never used
     [start] = outcome.starts
     assert all(r.probe["window"]["start_at"] == pytest.approx(start, abs=0.001) for r in outcome.results)
